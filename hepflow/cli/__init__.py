@@ -1,0 +1,1 @@
+"""hepflow.cli (see docs/architecture.md)."""

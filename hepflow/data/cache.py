@@ -1,0 +1,210 @@
+"""The cache after the first epoch: transformed rows, per sample, in canonical order.
+
+Expensive preprocessing runs once: the first time a row is read its transformed
+value is written to the cache; once every row of a sample is in, later chunks of
+that sample are served from the cache instead of HDF5 + transform.
+
+* ``memory``: numpy arrays in RAM.
+* disk: one ``.npy`` file per feature, memory-mapped, under
+  ``<cache_dir>/<fingerprint>/<sample>/``. It is written into a temporary folder
+  and renamed into place only when every row of the sample has been written, so
+  an interrupted first epoch never leaves a cache that a later run would use.
+  The fingerprint covers the specs, every file's path, size and mtime, the keys
+  and the transform's configuration: a changed input or transform gets a new
+  folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from hepflow.data.readers import SampleLayout
+
+__all__ = ["CACHE_FORMAT", "default_cache_dir", "transform_config", "fingerprint", "RowCache"]
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> str:
+    """``$HEPFLOW_CACHE_DIR``, else ``~/.cache/hepflow/pipeline``."""
+    return os.environ.get("HEPFLOW_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "hepflow", "pipeline")
+
+
+def transform_config(transform: Callable | None) -> Any:
+    """A JSON-able description of a transform, used in cache fingerprints.
+
+    Objects with ``get_config()`` (Keras style) are described by class and
+    config; plain functions by qualified name and source code.
+    """
+    if transform is None:
+        return None
+    if hasattr(transform, "get_config"):
+        return {"class": f"{type(transform).__module__}.{type(transform).__qualname__}",
+                "config": transform.get_config()}
+    fn = getattr(transform, "python_function", transform)  # unwrap tf.function
+    try:
+        src = inspect.getsource(fn)
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        src = code.co_code.hex() if code is not None else repr(fn)
+    return {"function": f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}",
+            "source_sha256": hashlib.sha256(src.encode()).hexdigest()}
+
+
+def fingerprint(layouts: Sequence[SampleLayout], transform: Callable | None,
+                extra: Mapping[str, Any] | None = None) -> str:
+    """A hex digest that changes whenever the cached rows could change."""
+    doc = {
+        "format": CACHE_FORMAT,
+        "samples": [
+            {"spec": lay.spec.to_dict(),
+             "files": [[f.path, f.size, f.mtime_ns, f.n_rows] for f in lay.files],
+             "n_rows": lay.n_rows}
+            for lay in layouts
+        ],
+        "transform": transform_config(transform),
+        "extra": dict(extra or {}),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class _SampleCache:
+    def __init__(self, name: str, n_rows: int, spec: Mapping[str, tuple[tuple[int, ...], np.dtype]],
+                 final_dir: str | None, fp: str) -> None:
+        self.name, self.n_rows, self.spec = name, n_rows, dict(spec)
+        self.final_dir, self.fp = final_dir, fp
+        self.lock = threading.Lock()
+        self.complete = False
+        self.arrays: dict[str, np.ndarray] = {}
+        self.written: np.ndarray | None = None
+        self.n_written = 0
+        self.tmp_dir: str | None = None
+        if final_dir is not None and self._load_existing():
+            self.complete = True
+
+    def _meta(self) -> dict:
+        return {"format": CACHE_FORMAT, "fingerprint": self.fp, "sample": self.name,
+                "n_rows": self.n_rows,
+                "features": {k: [list(s), np.dtype(d).str] for k, (s, d) in self.spec.items()}}
+
+    def _load_existing(self) -> bool:
+        meta_path = os.path.join(self.final_dir, "meta.json")
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+            if meta != self._meta():
+                return False
+            self.arrays = {k: np.load(os.path.join(self.final_dir, f"{k}.npy"), mmap_mode="r")
+                           for k in self.spec}
+            return all(a.shape[0] == self.n_rows for a in self.arrays.values())
+        except (OSError, ValueError):
+            return False
+
+    def _allocate(self) -> None:
+        self.written = np.zeros(self.n_rows, bool)
+        if self.final_dir is None:
+            self.arrays = {k: np.empty((self.n_rows,) + tuple(s), d) for k, (s, d) in self.spec.items()}
+            return
+        parent = os.path.dirname(self.final_dir)
+        os.makedirs(parent, exist_ok=True)
+        self.tmp_dir = os.path.join(parent, f".{self.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.makedirs(self.tmp_dir)
+        self.arrays = {
+            k: np.lib.format.open_memmap(os.path.join(self.tmp_dir, f"{k}.npy"), mode="w+",
+                                         dtype=d, shape=(self.n_rows,) + tuple(s))
+            for k, (s, d) in self.spec.items()
+        }
+
+    def write(self, rows: np.ndarray, values: Mapping[str, np.ndarray]) -> None:
+        with self.lock:
+            if self.complete:
+                return
+            if self.written is None:
+                self._allocate()
+            new = ~self.written[rows]
+            if not new.any():
+                return
+            r = rows[new]
+            for k, arr in self.arrays.items():
+                arr[r] = values[k][new]
+            self.written[r] = True
+            self.n_written += int(new.sum())
+            if self.n_written == self.n_rows:
+                self._publish()
+
+    def _publish(self) -> None:
+        if self.final_dir is not None:
+            for arr in self.arrays.values():
+                arr.flush()
+            with open(os.path.join(self.tmp_dir, "meta.json"), "w") as f:
+                json.dump(self._meta(), f)
+            self.arrays = {}
+            try:
+                os.rename(self.tmp_dir, self.final_dir)
+            except OSError:  # another process published the same cache first
+                shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            if not self._load_existing():
+                raise OSError(f"hepflow cache for sample '{self.name}' at {self.final_dir} is unreadable")
+            log.info("Cached sample '%s' (%d rows) at %s", self.name, self.n_rows, self.final_dir)
+        self.written = None
+        self.complete = True
+
+    def discard(self) -> None:
+        if self.tmp_dir and os.path.isdir(self.tmp_dir):
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+
+class RowCache:
+    """Per-sample caches of transformed rows.
+
+    Args:
+        layouts: The samples.
+        spec: Feature name → (row shape, dtype) of the cached (transformed) rows.
+        fingerprint: See :func:`fingerprint`.
+        directory: Root folder for a disk cache, or ``None`` for memory.
+    """
+
+    def __init__(self, layouts: Sequence[SampleLayout],
+                 spec: Mapping[str, tuple[tuple[int, ...], np.dtype]], *, fingerprint: str,
+                 directory: str | None) -> None:
+        self.location = None if directory is None else os.path.join(directory, fingerprint[:24])
+        self._samples = [
+            _SampleCache(lay.spec.name, lay.n_rows, spec,
+                         None if self.location is None else os.path.join(self.location, lay.spec.name),
+                         fingerprint)
+            for lay in layouts
+        ]
+
+    def complete(self, sample: int) -> bool:
+        """Whether every row of ``sample`` is cached (for a disk cache: published)."""
+        return self._samples[sample].complete
+
+    def write(self, samples: np.ndarray, canon: np.ndarray, values: Mapping[str, np.ndarray]) -> None:
+        """Stores rows; ``samples`` and ``canon`` give each row's sample and canonical index."""
+        for s in np.unique(samples):
+            m = samples == s
+            self._samples[s].write(canon[m], {k: v[m] for k, v in values.items()})
+
+    def read(self, sample: int, start: int, stop: int, out: Mapping[str, np.ndarray], dest: int) -> None:
+        """Copies canonical rows ``[start, stop)`` of a complete sample into ``out[..][dest:]``."""
+        arrays = self._samples[sample].arrays
+        for k, target in out.items():
+            target[dest:dest + stop - start] = arrays[k][start:stop]
+
+    def close(self) -> None:
+        """Removes unpublished temporary folders (an interrupted first epoch)."""
+        for c in self._samples:
+            c.discard()

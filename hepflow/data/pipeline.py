@@ -1,0 +1,388 @@
+"""``make_dataset``: a ``tf.data`` pipeline from sample specifications.
+
+Data flow (see ``docs/architecture.md``)::
+
+    epoch key ─► chunk index ─► plan (numpy) ─► read blocks (h5py, per-thread handles)
+      ─► transform (TF, first epoch only when cached) ─► cache ─► one gather that
+      shuffles the chunk and lays out batches by class ─► rebatch ─► prefetch
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import psutil
+import tensorflow as tf
+
+from hepflow.data.cache import RowCache, default_cache_dir, fingerprint
+from hepflow.data.errors import DataError
+from hepflow.data.plan import EPOCH_MODES, MIX_MODES, ChunkPlan, EpochPlanner
+from hepflow.data.readers import WEIGHT, BlockReader, SampleLayout, inspect_sample
+from hepflow.data.samples import SampleSpec, load_specs
+
+__all__ = ["make_dataset", "Pipeline", "RECORD_ID"]
+
+log = logging.getLogger(__name__)
+
+RECORD_ID = "record_id"
+_BLOCK_BYTES = 4 << 20  # contiguous bytes per HDF5 read: large enough to amortize h5py's per-call cost
+_CHUNK_BYTES = 16 << 20  # minimum bytes read per chunk (the per-chunk Python/TF overhead is ~0.1 ms)
+_MAX_CHUNK_BYTES = 128 << 20  # bounds memory whatever `shuffle` asks for
+
+Transform = Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]
+
+
+def make_dataset(
+    specs: Sequence[SampleSpec] | str | os.PathLike,
+    *,
+    batch_size: int = 256,
+    transform: Transform | None = None,
+    mix: str = "exact",
+    epoch: str | int = "shortest",
+    shuffle: int = 10_000,
+    cache: str | bool | None = None,
+    memory_budget: int | None = None,
+    num_readers: int | None = None,
+    block_rows: int | None = None,
+    seed: int | None = None,
+    deterministic: bool = True,
+    with_record_id: bool = False,
+    on_nonfinite: str = "error",
+    drop_remainder: bool = True,
+    prefetch: int = 2,
+    service: str | None = None,
+) -> tf.data.Dataset:
+    """Builds a batched ``tf.data.Dataset`` of ``(features, label[, weight])``.
+
+    Args:
+        specs: Sample specs, or a YAML file / string that :func:`load_specs` reads.
+        batch_size: Rows per batch (global batch size).
+        transform: A TF function mapping a dict of batched feature tensors to a
+            dict of batched tensors (rows in, rows out), e.g.
+            ``hepflow.data.transforms.Normalize``. Runs in the graph.
+        mix: ``"exact"`` (every batch holds rows of each sample in proportion to
+            the rates, e.g. 64 + 192 for rates 1:3 at 256) or ``"sampled"``
+            (each row's sample drawn with probability proportional to its rate).
+        epoch: ``"shortest"`` (default: ends when the first sample runs out),
+            ``"longest"`` (ends when the largest runs out; smaller ones repeat),
+            an int number of batches, or ``"all"`` (every row once; rates ignored).
+        shuffle: Shuffle window in rows; 0 disables shuffling. Block order is
+            reshuffled over the whole sample every pass; rows are permuted within
+            windows of ``max(shuffle, ~16 MB)`` rows (at most ~128 MB).
+        cache: ``None``/``False`` (no cache), ``"memory"``, a directory path, or
+            ``"auto"`` (memory if the transformed data fits ``memory_budget``,
+            otherwise ``$HEPFLOW_CACHE_DIR`` or ``~/.cache/hepflow/pipeline``).
+        memory_budget: Bytes ``cache="auto"`` may use in memory; default half
+            of the currently available RAM.
+        num_readers: Chunks read and transformed in parallel; default
+            ``min(4, os.cpu_count())``.
+        block_rows: Contiguous rows per HDF5 read and per shuffled block;
+            default ~4 MB worth of rows.
+        seed: Seed for shuffling and sampled mixing. With a seed and
+            ``deterministic=True`` two pipelines yield identical batches, and
+            each epoch is reshuffled differently.
+        deterministic: Keep output order independent of thread timing.
+        with_record_id: Add ``features["record_id"]``: ``(batch, 3)`` int64 of
+            (sample index, file index, row in file).
+        on_nonfinite: ``"error"`` (raise naming file, key and row) or ``"drop"``
+            (scan the files once at build time, skip and log such rows).
+        drop_remainder: With ``epoch="all"``, drop the last short batch.
+        prefetch: Batches to prefetch.
+        service: ``"grpc://host:port"`` of a tf.data service dispatcher; the
+            pipeline then runs on the service's workers.
+
+    Returns:
+        A ``tf.data.Dataset``; ``len(ds)`` is the number of batches per epoch.
+
+    Raises:
+        DataError: Bad specs, files, keys, shapes, dtypes, rates or options.
+    """
+    return Pipeline(
+        specs, batch_size=batch_size, transform=transform, mix=mix, epoch=epoch, shuffle=shuffle,
+        cache=cache, memory_budget=memory_budget, num_readers=num_readers, block_rows=block_rows,
+        seed=seed, deterministic=deterministic, with_record_id=with_record_id,
+        on_nonfinite=on_nonfinite, drop_remainder=drop_remainder, prefetch=prefetch, service=service,
+    ).dataset
+
+
+def _check_options(batch_size, mix, epoch, shuffle, cache, on_nonfinite, drop_remainder) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise DataError(f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
+    if mix not in MIX_MODES:
+        raise DataError(f"mix must be one of {MIX_MODES}. Received: mix={mix!r}")
+    if not (epoch in EPOCH_MODES or (isinstance(epoch, int) and not isinstance(epoch, bool) and epoch > 0)):
+        raise DataError(f"epoch must be one of {EPOCH_MODES} or a positive int. Received: epoch={epoch!r}")
+    if isinstance(shuffle, bool) or not isinstance(shuffle, int) or shuffle < 0:
+        raise DataError(f"shuffle must be an int ≥ 0 (rows). Received: shuffle={shuffle!r}")
+    if on_nonfinite not in ("error", "drop"):
+        raise DataError(f"on_nonfinite must be 'error' or 'drop'. Received: on_nonfinite={on_nonfinite!r}")
+    if not drop_remainder and epoch != "all":
+        raise DataError(
+            "Mixed epochs always yield full batches; drop_remainder=False needs epoch='all'. "
+            f"Received: epoch={epoch!r}, drop_remainder=False"
+        )
+    if cache is not None and cache is not False and not isinstance(cache, (str, os.PathLike)):
+        raise DataError(f"cache must be None, 'memory', 'auto' or a directory. Received: cache={cache!r}")
+
+
+class Pipeline:
+    """The objects behind :func:`make_dataset`: layouts, planner, reader, cache.
+
+    Most users call :func:`make_dataset`; tests and tools use the attributes
+    (``layouts``, ``planner``, ``cache``) to check what a pipeline does.
+    """
+
+    def __init__(self, specs, *, batch_size, transform, mix, epoch, shuffle, cache, memory_budget,
+                 num_readers, block_rows, seed, deterministic, with_record_id, on_nonfinite,
+                 drop_remainder, prefetch, service) -> None:
+        _check_options(batch_size, mix, epoch, shuffle, cache, on_nonfinite, drop_remainder)
+        if isinstance(specs, (str, os.PathLike)):
+            specs = load_specs(specs)
+        specs = list(specs)
+        if not specs:
+            raise DataError("make_dataset needs at least one SampleSpec. Received: specs=[]")
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise DataError(f"Sample names must be unique. Received: names={names!r}")
+        self.layouts = [inspect_sample(s, i, on_nonfinite=on_nonfinite) for i, s in enumerate(specs)]
+        self.raw_spec = _common_features(self.layouts)
+        self.has_weight = any(s.weight_key for s in specs)
+        self.label_table = _label_table(specs)
+        self.transform = transform
+        self.reader = BlockReader(self.layouts, check_finite=on_nonfinite == "error")
+        row_bytes = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in self.raw_spec.values())
+        row_bytes = max(row_bytes, 1)
+        self.block_rows = block_rows or int(np.clip(_BLOCK_BYTES // row_bytes, 64, 1 << 16))
+        self.out_spec = self._trace_transform()
+        chunk_rows = min(max(shuffle, _CHUNK_BYTES // row_bytes), max(_MAX_CHUNK_BYTES // row_bytes, batch_size))
+        self.planner = EpochPlanner(
+            self.layouts, batch_size=batch_size, mix=mix, epoch=epoch,
+            batches_per_chunk=max(1, round(chunk_rows / batch_size)), block_rows=self.block_rows,
+            shuffle=shuffle > 0, drop_remainder=drop_remainder)
+        self.cache = self._make_cache(cache, memory_budget)
+        self.batch_size = batch_size
+        self._plans: OrderedDict[tuple[int, int], ChunkPlan] = OrderedDict()
+        self._plans_lock = threading.Lock()
+        self._gather = not (epoch == "all" and shuffle == 0)
+        self.dataset = self._build(
+            seed=seed, deterministic=deterministic, with_record_id=with_record_id,
+            num_readers=num_readers or min(4, os.cpu_count() or 1), prefetch=prefetch,
+            drop_remainder=drop_remainder, service=service)
+
+    # -- build-time helpers ---------------------------------------------------
+    def _trace_transform(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Runs the transform once on two real rows to learn its output rows."""
+        feats = {k: v for k, v in self.raw_spec.items() if k != WEIGHT}
+        if self.transform is None:
+            return dict(self.raw_spec)
+        lay = self.layouts[0]
+        n = min(2, lay.n_rows)
+        f = int(np.argmax(lay.counts > 0))
+        bufs = {k: np.empty((n,) + s, d) for k, (s, d) in self.raw_spec.items()}
+        self.reader.read(0, f, 0, n, bufs, 0)
+        try:
+            out = self.transform({k: tf.constant(bufs[k]) for k in feats})
+        except Exception as e:
+            raise DataError(
+                f"The transform failed on two rows of sample '{lay.spec.name}' with features "
+                f"{ {k: (s, str(d)) for k, (s, d) in feats.items()} }. Received: {type(e).__name__}: {e}"
+            ) from e
+        if not isinstance(out, Mapping) or not out:
+            raise DataError(f"A transform must return a non-empty dict of tensors. Received: {type(out).__name__}")
+        spec = {}
+        for k, v in out.items():
+            v = tf.convert_to_tensor(v)
+            if v.shape.rank == 0 or v.shape[0] != n:
+                raise DataError(
+                    f"A transform must map rows to rows: output '{k}' should have {n} rows for {n} "
+                    f"input rows. Received: shape={v.shape}"
+                )
+            spec[k] = (tuple(v.shape[1:]), np.dtype(v.dtype.as_numpy_dtype))
+        if WEIGHT in self.raw_spec:
+            spec[WEIGHT] = self.raw_spec[WEIGHT]
+        return spec
+
+    def _make_cache(self, cache, memory_budget) -> RowCache | None:
+        if cache is None or cache is False:
+            return None
+        directory: str | None
+        if cache == "memory":
+            directory = None
+        elif cache == "auto":
+            row_bytes = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in self.out_spec.values())
+            need = row_bytes * sum(lay.n_rows for lay in self.layouts)
+            budget = memory_budget if memory_budget is not None else psutil.virtual_memory().available // 2
+            directory = None if need <= budget else default_cache_dir()
+            log.info("cache='auto': %.1f MB of transformed rows, budget %.1f MB → %s", need / 1e6,
+                     budget / 1e6, "memory" if directory is None else directory)
+        else:
+            directory = os.fspath(cache)
+        fp = fingerprint(self.layouts, self.transform,
+                         {"out_spec": {k: [list(s), str(d)] for k, (s, d) in self.out_spec.items()}})
+        return RowCache(self.layouts, self.out_spec, fingerprint=fp, directory=directory)
+
+    # -- numpy side (runs in tf.data threads) --------------------------------
+    def _plan(self, key: int, i: int) -> ChunkPlan:
+        k = (int(key) & 0x7FFFFFFFFFFFFFFF, int(i))
+        with self._plans_lock:
+            plan = self._plans.get(k)
+        if plan is None:
+            plan = self.planner.chunk(*k)
+            with self._plans_lock:
+                self._plans[k] = plan
+                while len(self._plans) > 64:
+                    self._plans.popitem(last=False)
+        return plan
+
+    def _np_plan(self, key, i):
+        plan = self._plan(key, i)
+        cached = self.cache is not None and all(self.cache.complete(s) for s in {seg[0] for seg in plan.segments})
+        return np.bool_(cached), plan.perm, plan.record_ids
+
+    def _np_read_raw(self, key, i):
+        plan = self._plan(key, i)
+        bufs = {k: np.empty((plan.n_rows,) + s, d) for k, (s, d) in self.raw_spec.items()}
+        dest = 0
+        for sample, file, a, b, _ in plan.segments:
+            lay = self.layouts[sample]
+            if WEIGHT in bufs and WEIGHT not in lay.features:
+                bufs[WEIGHT][dest:dest + b - a] = 1.0
+            self.reader.read(sample, file, a, b, bufs, dest)
+            dest += b - a
+        return tuple(bufs[k] for k in self.raw_spec)
+
+    def _np_read_cached(self, key, i):
+        plan = self._plan(key, i)
+        bufs = {k: np.empty((plan.n_rows,) + s, d) for k, (s, d) in self.out_spec.items()}
+        dest = 0
+        for sample, _, a, b, canon in plan.segments:
+            self.cache.read(sample, canon, canon + b - a, bufs, dest)
+            dest += b - a
+        return tuple(bufs[k] for k in self.out_spec)
+
+    def _np_write(self, key, i, *values):
+        plan = self._plan(key, i)
+        samples = np.concatenate([np.full(b - a, s, np.int64) for s, _, a, b, _ in plan.segments])
+        canon = np.concatenate([np.arange(c, c + b - a) for _, _, a, b, c in plan.segments])
+        self.cache.write(samples, canon, dict(zip(self.out_spec, values)))
+        return np.int64(0)
+
+    # -- graph ----------------------------------------------------------------
+    def _build(self, *, seed, deterministic, with_record_id, num_readers, prefetch, drop_remainder,
+               service) -> tf.data.Dataset:
+        raw_names, out_names = list(self.raw_spec), list(self.out_spec)
+        raw_types = [tf.as_dtype(d) for _, d in self.raw_spec.values()]
+        out_types = [tf.as_dtype(d) for _, d in self.out_spec.values()]
+
+        def shaped(values, spec):
+            return {k: tf.ensure_shape(v, (None,) + s) for (k, (s, _)), v in zip(spec.items(), values)}
+
+        def raw_branch(key, i):
+            feats = shaped(tf.numpy_function(self._np_read_raw, [key, i], raw_types, stateful=False),
+                           self.raw_spec)
+            weight = feats.pop(WEIGHT, None)
+            if self.transform is not None:
+                feats = dict(self.transform(feats))
+            if weight is not None:
+                feats[WEIGHT] = weight
+            feats = {k: tf.cast(feats[k], tf.as_dtype(self.out_spec[k][1])) for k in out_names}
+            if self.cache is not None:
+                done = tf.numpy_function(self._np_write, [key, i] + [feats[k] for k in out_names],
+                                         tf.int64, stateful=True)
+                with tf.control_dependencies([done]):
+                    feats = {k: tf.identity(v) for k, v in feats.items()}
+            return feats
+
+        def cached_branch(key, i):
+            return shaped(tf.numpy_function(self._np_read_cached, [key, i], out_types, stateful=False),
+                          self.out_spec)
+
+        label_table = tf.constant(self.label_table)
+
+        def load_chunk(key, i):
+            cached, perm, ids = tf.numpy_function(self._np_plan, [key, i], [tf.bool, tf.int64, tf.int64],
+                                                  stateful=False)
+            if self.cache is None:
+                feats = raw_branch(key, i)
+            else:
+                feats = tf.cond(tf.ensure_shape(cached, ()), lambda: cached_branch(key, i),
+                                lambda: raw_branch(key, i))
+            ids = tf.ensure_shape(ids, (None, 3))
+            if self._gather:
+                perm = tf.ensure_shape(perm, (None,))
+                feats = {k: tf.gather(v, perm) for k, v in feats.items()}
+                ids = tf.gather(ids, perm)
+            label = tf.gather(label_table, ids[:, 0])
+            weight = feats.pop(WEIGHT, None)
+            if with_record_id:
+                feats[RECORD_ID] = ids
+            if weight is not None:
+                return feats, label, tf.reshape(tf.cast(weight, tf.float32), (-1,))
+            return feats, label
+
+        n_chunks = self.planner.n_chunks
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        chunks = keys.flat_map(lambda key: tf.data.Dataset.range(n_chunks).map(lambda i: (key, i)))
+        ds = chunks.map(load_chunk, num_parallel_calls=num_readers, deterministic=deterministic)
+        ds = ds.rebatch(self.batch_size, drop_remainder=drop_remainder)
+        n_batches = self.planner.n_batches
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
+        options = tf.data.Options()
+        options.deterministic = deterministic
+        options.experimental_optimization.map_parallelization = False  # keep plan/read order under our control
+        ds = ds.with_options(options)
+        if service is not None:
+            ds = ds.apply(tf.data.experimental.service.distribute(
+                processing_mode="parallel_epochs", service=service))
+        return ds.prefetch(prefetch)
+
+
+def _common_features(layouts: Sequence[SampleLayout]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    first = layouts[0]
+    names = [k for k in first.features if k != WEIGHT]
+    spec = {k: (first.features[k].row_shape, first.features[k].dtype) for k in names}
+    for lay in layouts[1:]:
+        other = [k for k in lay.features if k != WEIGHT]
+        if sorted(other) != sorted(names):
+            raise DataError(
+                f"All samples must provide the same features: '{first.spec.name}' has {sorted(names)}, "
+                f"'{lay.spec.name}' has {sorted(other)}. Received: keys={dict(lay.spec.keys)!r}"
+            )
+        for k in names:
+            f = lay.features[k]
+            if (f.row_shape, f.dtype) != spec[k]:
+                raise DataError(
+                    f"Feature '{k}' differs between samples: '{first.spec.name}' has rows of shape "
+                    f"{spec[k][0]} and dtype {spec[k][1]}, '{lay.spec.name}' ({lay.files[0].path}, "
+                    f"key '{f.path}') has {f.row_shape} {f.dtype}. Received: shape={f.row_shape}, dtype={f.dtype}"
+                )
+    if any(s.spec.weight_key for s in layouts):
+        spec[WEIGHT] = ((), np.dtype(np.float32))
+        for lay in layouts:
+            if WEIGHT in lay.features and lay.features[WEIGHT].dtype.kind not in "fiu":
+                raise DataError(f"Sample '{lay.spec.name}': weights must be numeric.")
+    return spec
+
+
+def _label_table(specs: Sequence[SampleSpec]) -> np.ndarray:
+    vector = [isinstance(s.label, tuple) for s in specs]
+    if all(vector):
+        lengths = {len(s.label) for s in specs}
+        if len(lengths) != 1:
+            raise DataError(
+                "Vector labels must have the same length in every sample. "
+                f"Received: labels={ {s.name: s.label for s in specs} }"
+            )
+        return np.array([s.label for s in specs], np.float32)
+    if any(vector):
+        raise DataError(
+            "Labels must be all ints or all vectors. "
+            f"Received: labels={ {s.name: s.label for s in specs} }"
+        )
+    return np.array([s.label for s in specs], np.int32)

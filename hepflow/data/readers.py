@@ -1,0 +1,295 @@
+"""HDF5 readers: inspect the files of a sample once, then read contiguous blocks.
+
+Inspection (at pipeline build time) validates keys, shapes and dtypes and
+computes row selections. Reading happens in ``tf.data`` worker threads; every
+thread opens its own ``h5py.File`` handles (never shared between threads or
+processes) and reads contiguous row ranges straight into preallocated buffers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from hepflow.data.errors import DataError
+from hepflow.data.samples import SampleSpec
+from hepflow.data.selection import evaluate_selection, selection_names
+
+__all__ = ["FeatureInfo", "FileInfo", "SampleLayout", "inspect_sample", "BlockReader", "WEIGHT"]
+
+log = logging.getLogger(__name__)
+
+WEIGHT = "__weight__"  # internal feature name for a sample's per-row weight
+_SCAN_ROWS = 65_536  # rows per read while scanning for selections / non-finite values
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureInfo:
+    """One feature of a sample: HDF5 path, per-row shape and dtype."""
+
+    path: str
+    row_shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+@dataclasses.dataclass(frozen=True)
+class FileInfo:
+    """A file as it was when the pipeline was built (to detect changes mid-epoch)."""
+
+    path: str
+    n_rows: int
+    size: int
+    mtime_ns: int
+
+
+@dataclasses.dataclass
+class SampleLayout:
+    """A validated sample: its files, features and the rows that pass its selection.
+
+    Attributes:
+        rows: Per file, the selected row indices, or ``None`` when every row is used.
+        counts: Per file, the number of selected rows.
+        offsets: Per file, the index of its first selected row in the sample.
+    """
+
+    spec: SampleSpec
+    index: int
+    files: list[FileInfo]
+    features: dict[str, FeatureInfo]
+    rows: list[np.ndarray | None]
+    counts: np.ndarray
+    offsets: np.ndarray
+    n_dropped_nonfinite: int = 0
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.counts.sum())
+
+
+def _open(path: str, sample: str) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise DataError(f"Sample '{sample}': file not found: {path}. Received: a missing path") from None
+    except OSError as e:
+        raise DataError(
+            f"Sample '{sample}': cannot open {path} as HDF5; expected a complete, readable HDF5 "
+            f"file (is it truncated or corrupt?). Received: {e}"
+        ) from None
+
+
+def _dataset(f: h5py.File, key: str, path: str, sample: str) -> h5py.Dataset:
+    obj = f.get(key)
+    if not isinstance(obj, h5py.Dataset):
+        available: list[str] = []
+        f.visititems(lambda n, o: available.append(n) if isinstance(o, h5py.Dataset) else None)
+        what = "is a group, not a dataset" if obj is not None else "does not exist"
+        raise DataError(
+            f"Sample '{sample}': key '{key}' {what} in {path}; expected an HDF5 dataset. "
+            f"Available datasets: {available[:20]}. Received: keys contains {key!r}"
+        )
+    if obj.dtype.kind not in "biuf" or obj.ndim == 0:
+        raise DataError(
+            f"Sample '{sample}': dataset '{key}' in {path} must be a numeric array with rows on "
+            f"axis 0. Received: dtype={obj.dtype}, shape={obj.shape}"
+        )
+    return obj
+
+
+def inspect_sample(spec: SampleSpec, index: int, *, on_nonfinite: str = "error") -> SampleLayout:
+    """Opens every file of a sample once, validates it and applies its selection.
+
+    Raises:
+        DataError: missing/corrupt files, missing keys, inconsistent shapes or
+            dtypes, an empty sample, or a selection that cannot be evaluated.
+    """
+    paths = spec.resolve_files()
+    keys = dict(spec.keys)
+    if spec.weight_key is not None:
+        keys[WEIGHT] = spec.weight_key
+    features: dict[str, FeatureInfo] = {}
+    files, rows, counts, dropped = [], [], [], 0
+    sel_names = selection_names(spec.selection) if spec.selection else set()
+    for path in paths:
+        st = os.stat(path)
+        with _open(path, spec.name) as f:
+            n_rows = None
+            for name, key in keys.items():
+                d = _dataset(f, key, path, spec.name)
+                info = FeatureInfo(key, tuple(d.shape[1:]), np.dtype(d.dtype))
+                if n_rows is None:
+                    n_rows, first = d.shape[0], key
+                elif d.shape[0] != n_rows:
+                    raise DataError(
+                        f"Sample '{spec.name}': in {path}, dataset '{key}' has {d.shape[0]} rows but "
+                        f"'{first}' has {n_rows}; all keys of a file must have the same number of "
+                        f"rows. Received: shape={d.shape}"
+                    )
+                if name == WEIGHT and info.row_shape not in ((), (1,)):
+                    raise DataError(
+                        f"Sample '{spec.name}': weight_key '{key}' in {path} must hold one "
+                        f"number per row. Received: shape={d.shape}"
+                    )
+                prev = features.setdefault(name, info)
+                if prev.row_shape != info.row_shape or prev.dtype != info.dtype:
+                    raise DataError(
+                        f"Sample '{spec.name}': dataset '{key}' in {path} has rows of shape "
+                        f"{info.row_shape} and dtype {info.dtype}; expected {prev.row_shape} "
+                        f"{prev.dtype} as in the sample's first file. Received: shape={d.shape}, dtype={d.dtype}"
+                    )
+            mask = None
+            if spec.selection:
+                mask = _selection_mask(f, spec, path, sel_names, n_rows)
+            if on_nonfinite == "drop":
+                finite = _finite_mask(f, keys, n_rows)
+                kept = finite if mask is None else (mask & finite)
+                dropped += int((~finite if mask is None else (mask & ~finite)).sum())
+                mask = kept
+            sel = None if mask is None or mask.all() else np.flatnonzero(mask).astype(np.int64)
+            files.append(FileInfo(path, int(n_rows), st.st_size, st.st_mtime_ns))
+            rows.append(sel)
+            counts.append(n_rows if sel is None else len(sel))
+    counts_a = np.asarray(counts, np.int64)
+    layout = SampleLayout(
+        spec=spec, index=index, files=files, features=features, rows=rows, counts=counts_a,
+        offsets=np.concatenate([[0], np.cumsum(counts_a)[:-1]]).astype(np.int64),
+        n_dropped_nonfinite=dropped,
+    )
+    if dropped:
+        log.warning("Sample '%s': dropped %d rows with NaN/Inf values (on_nonfinite='drop').",
+                    spec.name, dropped)
+    if layout.n_rows == 0:
+        why = " after its selection" if spec.selection else ""
+        raise DataError(
+            f"Sample '{spec.name}' is empty{why}: expected at least one row. "
+            f"Received: files={paths!r}, rows per file={counts}"
+        )
+    return layout
+
+
+def _selection_mask(f, spec: SampleSpec, path: str, names: set[str], n_rows: int) -> np.ndarray:
+    cols = {}
+    for name in names:
+        if name not in spec.keys:
+            raise DataError(
+                f"Sample '{spec.name}': selection refers to '{name}', which is not a key of the "
+                f"sample; expected one of {sorted(spec.keys)}. Received: selection={spec.selection!r}"
+            )
+        d = f[spec.keys[name]]
+        if d.shape[1:] not in ((), (1,)):
+            raise DataError(
+                f"Sample '{spec.name}': selection uses '{name}' (dataset '{spec.keys[name]}' in "
+                f"{path}), which must hold one number per row. Received: shape={d.shape}"
+            )
+        cols[name] = d[...].reshape(n_rows)
+    return evaluate_selection(spec.selection, cols) if cols else np.ones(n_rows, bool)
+
+
+def _finite_mask(f, keys: Mapping[str, str], n_rows: int) -> np.ndarray:
+    ok = np.ones(n_rows, bool)
+    for key in keys.values():
+        d = f[key]
+        if d.dtype.kind != "f":
+            continue
+        for start in range(0, n_rows, _SCAN_ROWS):
+            block = d[start:start + _SCAN_ROWS]
+            ok[start:start + len(block)] &= np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+    return ok
+
+
+class BlockReader:
+    """Reads row ranges of samples into preallocated buffers, one handle set per thread.
+
+    Args:
+        layouts: The validated samples.
+        check_finite: Raise :class:`DataError` naming file, key and row when a
+            float feature holds NaN or Inf.
+    """
+
+    def __init__(self, layouts: Sequence[SampleLayout], *, check_finite: bool = True) -> None:
+        self._layouts = list(layouts)
+        self._check_finite = check_finite
+        self._local = threading.local()
+
+    def _handle(self, info: FileInfo, sample: str) -> h5py.File:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():  # never reuse handles across a fork
+            local.pid, local.files = os.getpid(), {}
+        try:
+            st = os.stat(info.path)
+        except FileNotFoundError:
+            raise DataError(
+                f"Sample '{sample}': {info.path} disappeared while the pipeline was reading it. "
+                "Received: a missing file"
+            ) from None
+        if (st.st_size, st.st_mtime_ns) != (info.size, info.mtime_ns):
+            local.files.pop(info.path, None)
+            raise DataError(
+                f"Sample '{sample}': {info.path} changed while the pipeline was using it "
+                f"(expected size {info.size} and mtime_ns {info.mtime_ns}); rebuild the dataset. "
+                f"Received: size {st.st_size}, mtime_ns {st.st_mtime_ns}"
+            )
+        f = local.files.get(info.path)
+        if f is None:
+            f = local.files[info.path] = _open(info.path, sample)
+        return f
+
+    def read(self, sample: int, file: int, start: int, stop: int,
+             out: Mapping[str, np.ndarray], dest: int) -> None:
+        """Reads selected rows ``[start, stop)`` of one file into ``out[name][dest:...]``."""
+        lay = self._layouts[sample]
+        info = lay.files[file]
+        f = self._handle(info, lay.spec.name)
+        n = stop - start
+        sel = lay.rows[file]
+        try:
+            for name, feat in lay.features.items():
+                d = f[feat.path]
+                target = out[name]
+                if sel is None:
+                    lo, hi, idx = start, stop, None
+                else:
+                    idx = sel[start:stop]
+                    lo, hi = int(idx[0]), int(idx[-1]) + 1
+                    if hi - lo == n:
+                        idx = None
+                if idx is None and target.shape[1:] == feat.row_shape and target.dtype == feat.dtype:
+                    d.read_direct(target, np.s_[lo:hi], np.s_[dest:dest + n])
+                elif idx is None:
+                    target[dest:dest + n] = d[lo:hi].reshape((n,) + target.shape[1:])
+                elif hi - lo <= 8 * n:
+                    target[dest:dest + n] = d[lo:hi][idx - lo].reshape((n,) + target.shape[1:])
+                else:
+                    target[dest:dest + n] = d[idx].reshape((n,) + target.shape[1:])
+                if self._check_finite and target.dtype.kind == "f":
+                    self._assert_finite(target[dest:dest + n], lay, info, feat, sel, start)
+        except DataError:
+            raise
+        except (OSError, ValueError, TypeError) as e:
+            raise DataError(
+                f"Sample '{lay.spec.name}': reading rows {start}:{stop} of {info.path} failed; "
+                f"expected an intact HDF5 file. Received: {type(e).__name__}: {e}"
+            ) from None
+
+    @staticmethod
+    def _assert_finite(block: np.ndarray, lay: SampleLayout, info: FileInfo, feat: FeatureInfo,
+                       sel: np.ndarray | None, start: int) -> None:
+        # A sum is a cheap, vectorized test; only when it is not finite do we look row by row.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(block.sum(dtype=np.float64)):
+                return
+        bad = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+        if not bad.any():
+            return
+        i = int(np.argmax(bad))
+        row = int(sel[start + i]) if sel is not None else start + i
+        raise DataError(
+            f"Sample '{lay.spec.name}': dataset '{feat.path}' in {info.path} holds NaN or Inf at row "
+            f"{row} ({int(bad.sum())} such rows in this block); expected finite values. Use "
+            f"on_nonfinite='drop' to skip such rows. Received: {block[i].ravel()[:8]}"
+        )

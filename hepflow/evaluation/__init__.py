@@ -1,0 +1,1 @@
+"""hepflow.evaluation (see docs/architecture.md)."""

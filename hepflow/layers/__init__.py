@@ -1,0 +1,1 @@
+"""hepflow.layers (see docs/architecture.md)."""

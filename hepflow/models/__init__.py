@@ -1,0 +1,1 @@
+"""hepflow.models (see docs/architecture.md)."""

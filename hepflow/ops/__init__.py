@@ -1,0 +1,1 @@
+"""hepflow.ops (see docs/architecture.md)."""

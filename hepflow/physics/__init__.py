@@ -1,0 +1,1 @@
+"""hepflow.physics (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""hepflow.reco (see docs/architecture.md)."""

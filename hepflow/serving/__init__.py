@@ -1,0 +1,1 @@
+"""hepflow.serving (see docs/architecture.md)."""

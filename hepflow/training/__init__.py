@@ -1,0 +1,1 @@
+"""hepflow.training (see docs/architecture.md)."""
