@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import psutil
 
 from hepflow.data.readers import SampleLayout
 
@@ -167,6 +168,23 @@ class _SampleCache:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
+def _remove_stale_tmp(location: str) -> None:
+    """Deletes temporary folders left by processes that died mid-epoch."""
+    try:
+        names = os.listdir(location)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if ".tmp-" not in name:
+            continue
+        try:
+            pid = int(name.split(".tmp-")[1].split("-")[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not psutil.pid_exists(pid):
+            shutil.rmtree(os.path.join(location, name), ignore_errors=True)
+
+
 class RowCache:
     """Per-sample caches of transformed rows.
 
@@ -181,6 +199,8 @@ class RowCache:
                  spec: Mapping[str, tuple[tuple[int, ...], np.dtype]], *, fingerprint: str,
                  directory: str | None) -> None:
         self.location = None if directory is None else os.path.join(directory, fingerprint[:24])
+        if self.location is not None:
+            _remove_stale_tmp(self.location)
         self._samples = [
             _SampleCache(lay.spec.name, lay.n_rows, spec,
                          None if self.location is None else os.path.join(self.location, lay.spec.name),

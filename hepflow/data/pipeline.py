@@ -46,6 +46,7 @@ def make_dataset(
     mix: str = "exact",
     epoch: str | int = "shortest",
     shuffle: int = 10_000,
+    chunk_rows: int | None = None,
     cache: str | bool | None = None,
     memory_budget: int | None = None,
     num_readers: int | None = None,
@@ -74,7 +75,11 @@ def make_dataset(
             an int number of batches, or ``"all"`` (every row once; rates ignored).
         shuffle: Shuffle window in rows; 0 disables shuffling. Block order is
             reshuffled over the whole sample every pass; rows are permuted within
-            windows of ``max(shuffle, ~16 MB)`` rows (at most ~128 MB).
+            windows of ``chunk_rows`` rows.
+        chunk_rows: Rows read, transformed and shuffled together (rounded to
+            whole batches); default ``max(shuffle, ~16 MB of rows)``, at most
+            ~128 MB. Peak memory is about ``3 × (num_readers + 1)`` chunks plus
+            ``prefetch`` batches.
         cache: ``None``/``False`` (no cache), ``"memory"``, a directory path, or
             ``"auto"`` (memory if the transformed data fits ``memory_budget``,
             otherwise ``$HEPFLOW_CACHE_DIR`` or ``~/.cache/hepflow/pipeline``).
@@ -94,8 +99,13 @@ def make_dataset(
             (scan the files once at build time, skip and log such rows).
         drop_remainder: With ``epoch="all"``, drop the last short batch.
         prefetch: Batches to prefetch.
-        service: ``"grpc://host:port"`` of a tf.data service dispatcher; the
-            pipeline then runs on the service's workers.
+        service: ``"grpc://host:port"`` of a tf.data service dispatcher. The
+            service's workers then read and transform the chunks, each chunk
+            once per epoch (``distributed_epoch``). Under the service the epoch
+            key is fixed by ``seed``, so every epoch has the same order, and
+            batches arrive in the order workers finish them. The workers must
+            run in the process that built the pipeline (its readers are Python
+            functions); see ``docs/data.md``.
 
     Returns:
         A ``tf.data.Dataset``; ``len(ds)`` is the number of batches per epoch.
@@ -105,7 +115,7 @@ def make_dataset(
     """
     return Pipeline(
         specs, batch_size=batch_size, transform=transform, mix=mix, epoch=epoch, shuffle=shuffle,
-        cache=cache, memory_budget=memory_budget, num_readers=num_readers, block_rows=block_rows,
+        chunk_rows=chunk_rows, cache=cache, memory_budget=memory_budget, num_readers=num_readers, block_rows=block_rows,
         seed=seed, deterministic=deterministic, with_record_id=with_record_id,
         on_nonfinite=on_nonfinite, drop_remainder=drop_remainder, prefetch=prefetch, service=service,
     ).dataset
@@ -134,13 +144,15 @@ def _check_options(batch_size, mix, epoch, shuffle, cache, on_nonfinite, drop_re
 class Pipeline:
     """The objects behind :func:`make_dataset`: layouts, planner, reader, cache.
 
-    Most users call :func:`make_dataset`; tests and tools use the attributes
-    (``layouts``, ``planner``, ``cache``) to check what a pipeline does.
+    Takes the same arguments as :func:`make_dataset`. Most users call
+    :func:`make_dataset`; tests and tools use the attributes (``dataset``,
+    ``layouts``, ``planner``, ``reader``, ``cache``) to check what a pipeline does.
     """
 
-    def __init__(self, specs, *, batch_size, transform, mix, epoch, shuffle, cache, memory_budget,
-                 num_readers, block_rows, seed, deterministic, with_record_id, on_nonfinite,
-                 drop_remainder, prefetch, service) -> None:
+    def __init__(self, specs, *, batch_size=256, transform=None, mix="exact", epoch="shortest",
+                 shuffle=10_000, chunk_rows=None, cache=None, memory_budget=None, num_readers=None,
+                 block_rows=None, seed=None, deterministic=True, with_record_id=False,
+                 on_nonfinite="error", drop_remainder=True, prefetch=2, service=None) -> None:
         _check_options(batch_size, mix, epoch, shuffle, cache, on_nonfinite, drop_remainder)
         if isinstance(specs, (str, os.PathLike)):
             specs = load_specs(specs)
@@ -160,7 +172,10 @@ class Pipeline:
         row_bytes = max(row_bytes, 1)
         self.block_rows = block_rows or int(np.clip(_BLOCK_BYTES // row_bytes, 64, 1 << 16))
         self.out_spec = self._trace_transform()
-        chunk_rows = min(max(shuffle, _CHUNK_BYTES // row_bytes), max(_MAX_CHUNK_BYTES // row_bytes, batch_size))
+        if chunk_rows is None:
+            chunk_rows = min(max(shuffle, _CHUNK_BYTES // row_bytes), max(_MAX_CHUNK_BYTES // row_bytes, batch_size))
+        elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows <= 0:
+            raise DataError(f"chunk_rows must be a positive int. Received: chunk_rows={chunk_rows!r}")
         self.planner = EpochPlanner(
             self.layouts, batch_size=batch_size, mix=mix, epoch=epoch,
             batches_per_chunk=max(1, round(chunk_rows / batch_size)), block_rows=self.block_rows,
@@ -327,19 +342,28 @@ class Pipeline:
             return feats, label
 
         n_chunks = self.planner.n_chunks
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-        chunks = keys.flat_map(lambda key: tf.data.Dataset.range(n_chunks).map(lambda i: (key, i)))
+        if service is None:
+            # A new epoch key for every iteration (epoch): reshuffled, yet reproducible for a seed.
+            keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+            chunks = keys.flat_map(lambda key: tf.data.Dataset.range(n_chunks).map(lambda i: (key, i)))
+        else:
+            # The service splits a plain range of chunks between its workers (each chunk read
+            # once per epoch); every worker must plan with the same key, so it is fixed by the seed.
+            key = tf.constant(np.random.default_rng(seed).integers(0, 2**62), tf.int64)
+            chunks = tf.data.Dataset.range(n_chunks).map(lambda i: (key, i))
         ds = chunks.map(load_chunk, num_parallel_calls=num_readers, deterministic=deterministic)
+        # Chunks hold whole batches (only the last chunk of epoch="all" may be short), so
+        # rebatching never mixes rows of two chunks into one batch of a mixed epoch.
         ds = ds.rebatch(self.batch_size, drop_remainder=drop_remainder)
-        n_batches = self.planner.n_batches
-        ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
+        if service is None:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(self.planner.n_batches))
         options = tf.data.Options()
         options.deterministic = deterministic
         options.experimental_optimization.map_parallelization = False  # keep plan/read order under our control
         ds = ds.with_options(options)
         if service is not None:
             ds = ds.apply(tf.data.experimental.service.distribute(
-                processing_mode="parallel_epochs", service=service))
+                processing_mode="distributed_epoch", service=service))
         return ds.prefetch(prefetch)
 
 
