@@ -1,0 +1,211 @@
+"""Every bad input gets a DataError naming the file and key, what was expected and what was received."""
+from __future__ import annotations
+
+import logging
+import os
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hepflow.data import RECORD_ID, DataError, SampleSpec, load_specs, make_dataset
+from tests.conftest import jet_arrays, write_h5
+
+
+def spec(path, keys=("x",), **kw):
+    return SampleSpec(name=kw.pop("name", "a"), files=str(path), keys=list(keys), **kw)
+
+
+def drain(ds):
+    return sum(int(y.shape[0]) for _, y in ds)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match=r"file not found: .*missing\.h5"):
+        make_dataset([spec(tmp_path / "missing.h5")])
+
+
+def test_glob_matching_nothing(tmp_path):
+    with pytest.raises(DataError, match=r"matches no file.*Received: files="):
+        make_dataset([spec(tmp_path / "*.h5")])
+
+
+def test_truncated_file(tmp_path):
+    path = write_h5(tmp_path / "t.h5", **jet_arrays(2000, seed=1))
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(size // 2)
+    with pytest.raises(DataError, match=r"cannot open .*t\.h5 as HDF5.*truncated or corrupt"):
+        make_dataset([spec(path)])
+
+
+def test_corrupt_file(tmp_path):
+    path = tmp_path / "c.h5"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(DataError, match=r"cannot open .*c\.h5 as HDF5"):
+        make_dataset([spec(path)])
+
+
+def test_missing_key_lists_available_datasets(tmp_path):
+    path = write_h5(tmp_path / "k.h5", **jet_arrays(10, seed=1))
+    with pytest.raises(DataError, match=r"key 'nope' does not exist in .*k\.h5.*Available datasets: \['mass', 'pt', 'x'\]"):
+        make_dataset([spec(path, keys=("x", "nope"))])
+
+
+def test_key_naming_a_group(tmp_path):
+    path = tmp_path / "g.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("jets").create_dataset("x", data=np.zeros((4, 2)))
+    with pytest.raises(DataError, match="'jets' is a group, not a dataset"):
+        make_dataset([spec(path, keys=("jets",))])
+
+
+def test_non_numeric_dataset(tmp_path):
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as f:
+        f["names"] = np.array([b"a", b"b"])
+    with pytest.raises(DataError, match=r"numeric array.*Received: dtype="):
+        make_dataset([spec(path, keys=("names",))])
+
+
+def test_first_dimension_differs_within_a_file(tmp_path):
+    path = write_h5(tmp_path / "d.h5", x=np.zeros((10, 3), "f4"), mass=np.zeros(9, "f4"))
+    with pytest.raises(DataError, match=r"'mass' has 9 rows but 'x' has 10.*Received: shape=\(9,\)"):
+        make_dataset([spec(path, keys=("x", "mass"))])
+
+
+def test_shape_differs_between_samples(tmp_path):
+    a = write_h5(tmp_path / "a.h5", x=np.zeros((10, 3), "f4"))
+    b = write_h5(tmp_path / "b.h5", x=np.zeros((10, 4), "f4"))
+    with pytest.raises(DataError, match=r"Feature 'x' differs between samples.*b\.h5.*Received: shape=\(4,\)"):
+        make_dataset([spec(a), spec(b, name="b")])
+
+
+def test_dtype_differs_between_samples(tmp_path):
+    a = write_h5(tmp_path / "a.h5", x=np.zeros((10, 3), "f4"))
+    b = write_h5(tmp_path / "b.h5", x=np.zeros((10, 3), "f8"))
+    with pytest.raises(DataError, match=r"Feature 'x' differs.*dtype=float64"):
+        make_dataset([spec(a), spec(b, name="b")])
+
+
+def test_shape_differs_between_files_of_a_sample(tmp_path):
+    write_h5(tmp_path / "s0.h5", x=np.zeros((10, 3), "f4"))
+    write_h5(tmp_path / "s1.h5", x=np.zeros((10, 5), "f4"))
+    with pytest.raises(DataError, match=r"s1\.h5 has rows of shape \(5,\).*expected \(3,\)"):
+        make_dataset([spec(tmp_path / "s*.h5")])
+
+
+def test_features_differ_between_samples(tmp_path):
+    a = write_h5(tmp_path / "a.h5", x=np.zeros((10, 3), "f4"), m=np.zeros(10, "f4"))
+    with pytest.raises(DataError, match="same features"):
+        make_dataset([spec(a), spec(a, keys=("x", "m"), name="b")])
+
+
+def test_empty_sample(tmp_path):
+    path = write_h5(tmp_path / "e.h5", x=np.zeros((0, 3), "f4"))
+    with pytest.raises(DataError, match=r"Sample 'a' is empty: expected at least one row"):
+        make_dataset([spec(path)])
+
+
+def test_empty_after_selection(tmp_path):
+    path = write_h5(tmp_path / "e.h5", x=np.zeros((10, 3), "f4"), m=np.zeros(10, "f4"))
+    with pytest.raises(DataError, match="empty after its selection"):
+        make_dataset([spec(path, keys=("x", "m"), selection="m > 1")])
+
+
+def test_selection_on_a_non_scalar_feature(tmp_path):
+    path = write_h5(tmp_path / "e.h5", x=np.zeros((10, 3), "f4"))
+    with pytest.raises(DataError, match=r"one number per row.*shape=\(10, 3\)"):
+        make_dataset([spec(path, selection="x > 1")])
+
+
+@pytest.mark.parametrize("rate", ["0", "-2", ".nan", ".inf"])
+def test_bad_rate_from_yaml(tmp_path, rate):
+    with pytest.raises(DataError, match="rate"):
+        load_specs(f"- {{name: a, files: a.h5, keys: [x], rate: {rate}}}")
+
+
+def test_too_small_samples_for_one_batch(tmp_path):
+    path = write_h5(tmp_path / "small.h5", x=np.zeros((5, 3), "f4"))
+    with pytest.raises(DataError, match="too small for one batch"):
+        make_dataset([spec(path)], batch_size=10)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nonfinite_values_raise_naming_file_key_and_row(tmp_path, value):
+    x = np.ones((300, 3), "f4")
+    x[123, 2] = value
+    path = write_h5(tmp_path / "n.h5", x=x)
+    ds = make_dataset([spec(path)], batch_size=50, shuffle=0)
+    with pytest.raises(tf.errors.OpError, match=r"dataset 'x' in .*n\.h5 holds NaN or Inf at row 123"):
+        drain(ds)
+
+
+def test_nonfinite_rows_dropped_and_logged(tmp_path, caplog):
+    x = np.ones((300, 3), "f4")
+    x[[5, 123, 124], 1] = [np.nan, np.inf, np.nan]
+    m = np.arange(300, dtype="f4")
+    m[200] = np.nan
+    path = write_h5(tmp_path / "n.h5", x=x, m=m)
+    with caplog.at_level(logging.WARNING, logger="hepflow.data.readers"):
+        ds = make_dataset([spec(path, keys=("x", "m"))], batch_size=8, epoch="all",
+                          drop_remainder=False, on_nonfinite="drop", with_record_id=True)
+    assert "dropped 4 rows with NaN/Inf" in caplog.text
+    rows = np.concatenate([f[RECORD_ID].numpy()[:, 2] for f, _ in ds])
+    assert sorted(rows) == sorted(set(range(300)) - {5, 123, 124, 200})
+
+
+def _two_file_sample(tmp_path):
+    write_h5(tmp_path / "s0.h5", x=np.ones((200, 3), "f4"))
+    write_h5(tmp_path / "s1.h5", x=np.ones((200, 3), "f4"))
+    return make_dataset([spec(tmp_path / "s*.h5")], batch_size=10, shuffle=0, epoch="all",
+                        num_readers=1, chunk_rows=10, prefetch=1)
+
+
+def test_file_disappearing_mid_epoch(tmp_path):
+    ds = _two_file_sample(tmp_path)
+    it = iter(ds)
+    next(it)
+    os.remove(tmp_path / "s1.h5")
+    with pytest.raises(tf.errors.OpError, match=r"s1\.h5 disappeared while the pipeline was reading it"):
+        for _ in it:
+            pass
+
+
+def test_file_changing_mid_epoch(tmp_path):
+    ds = _two_file_sample(tmp_path)
+    it = iter(ds)
+    next(it)
+    write_h5(tmp_path / "s1.h5", x=np.zeros((300, 3), "f4"))
+    with pytest.raises(tf.errors.OpError, match=r"s1\.h5 changed while the pipeline was using it"):
+        for _ in it:
+            pass
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(batch_size=0), "batch_size"), (dict(batch_size=2.5), "batch_size"),
+    (dict(mix="random"), "mix"), (dict(epoch="forever"), "epoch"), (dict(epoch=0), "epoch"),
+    (dict(shuffle=-1), "shuffle"), (dict(on_nonfinite="ignore"), "on_nonfinite"),
+    (dict(drop_remainder=False), "drop_remainder=False needs epoch='all'"),
+    (dict(cache=3), "cache"), (dict(chunk_rows=0), "chunk_rows"),
+])
+def test_bad_options(jet_dir, kwargs, match):
+    s = SampleSpec(name="qcd", files=str(jet_dir / "qcd_*.h5"), keys=["x"])
+    with pytest.raises(DataError, match=match):
+        make_dataset([s], **kwargs)
+
+
+def test_bad_label_combinations_and_rates(jet_dir):
+    f = str(jet_dir / "qcd_0.h5")
+    with pytest.raises(DataError, match="all ints or all vectors"):
+        make_dataset([SampleSpec(name="a", files=f, keys=["x"], label=0),
+                      SampleSpec(name="b", files=f, keys=["x"], label=[0, 1])])
+    with pytest.raises(DataError, match="same length"):
+        make_dataset([SampleSpec(name="a", files=f, keys=["x"], label=[1, 0, 0]),
+                      SampleSpec(name="b", files=f, keys=["x"], label=[0, 1])])
+    with pytest.raises(DataError, match=r"get 0 rows per batch.*mix='sampled'"):
+        make_dataset([SampleSpec(name="a", files=f, keys=["x"], rate=1),
+                      SampleSpec(name="b", files=f, keys=["x"], rate=1000)], batch_size=16)
+    with pytest.raises(DataError, match="unique"):
+        make_dataset([SampleSpec(name="a", files=f, keys=["x"])] * 2)

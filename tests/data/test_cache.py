@@ -1,0 +1,123 @@
+"""The cache after the first epoch: memory, disk, auto; atomic publication; invalidation."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from hepflow.data import RECORD_ID, Normalize, SampleSpec
+from hepflow.data.pipeline import Pipeline
+
+
+def count_raw_reads(pipe: Pipeline) -> list[int]:
+    calls = [0]
+    original = pipe.reader.read
+
+    def read(*args, **kwargs):
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    pipe.reader.read = read
+    return calls
+
+
+def by_id(ds):
+    out = {}
+    for f, _ in ds:
+        for rid, m in zip(f[RECORD_ID].numpy(), f["mass"].numpy()):
+            out[tuple(rid)] = m
+    return out
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_second_epoch_is_served_from_the_cache(specs, tmp_path, cache):
+    norm = Normalize(offsets={"mass": 100.0}, scales={"mass": 50.0})
+    target = "memory" if cache == "memory" else str(tmp_path / "cache")
+    pipe = Pipeline(specs, batch_size=64, transform=norm, cache=target, epoch="all", seed=1,
+                    with_record_id=True, chunk_rows=256, block_rows=64)
+    reads = count_raw_reads(pipe)
+    first = by_id(pipe.dataset)
+    n_first = reads[0]
+    assert n_first > 0 and pipe.cache.complete(0) and pipe.cache.complete(1)
+    second = by_id(pipe.dataset)
+    assert reads[0] == n_first  # no HDF5 read in the cached epoch
+    assert first.keys() == second.keys() and len(first) == 3200
+    for k, v in first.items():
+        assert second[k] == v
+    if cache == "disk":
+        published = os.listdir(pipe.cache.location)
+        assert sorted(published) == ["qcd", "top"]  # no temporary folder left behind
+        assert sorted(os.listdir(os.path.join(pipe.cache.location, "top"))) == ["mass.npy", "meta.json", "x.npy"]
+
+
+def test_disk_cache_is_reused_by_a_new_pipeline_and_invalidated_by_changes(specs, tmp_path, jet_dir):
+    cache = str(tmp_path / "cache")
+    norm = Normalize(offsets={"mass": 100.0}, scales={"mass": 50.0})
+    kw = dict(batch_size=64, cache=cache, epoch="all", seed=1, with_record_id=True)
+    p1 = Pipeline(specs, transform=norm, **kw)
+    ref = by_id(p1.dataset)
+    p2 = Pipeline(specs, transform=norm, **kw)
+    assert p2.cache.complete(0) and p2.cache.complete(1) and p2.cache.location == p1.cache.location
+    reads = count_raw_reads(p2)
+    assert by_id(p2.dataset) == ref and reads[0] == 0
+    # a different transform configuration → a different cache
+    p3 = Pipeline(specs, transform=Normalize(offsets={"mass": 0.0}, scales={"mass": 50.0}), **kw)
+    assert p3.cache.location != p1.cache.location and not p3.cache.complete(0)
+    # a changed input file (new mtime) → a different cache
+    path = str(jet_dir / "qcd_0.h5")
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    try:
+        p4 = Pipeline(specs, transform=norm, **kw)
+        assert p4.cache.location != p1.cache.location and not p4.cache.complete(0)
+    finally:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_interrupted_first_epoch_leaves_no_usable_cache(specs, tmp_path):
+    cache = str(tmp_path / "cache")
+    kw = dict(batch_size=64, cache=cache, epoch="all", seed=1, chunk_rows=128, block_rows=64,
+              num_readers=1, prefetch=1)
+    p1 = Pipeline(specs, **kw)
+    it = iter(p1.dataset)
+    for _ in range(3):
+        next(it)
+    del it
+    assert not p1.cache.complete(0) and not p1.cache.complete(1)
+    assert all(".tmp-" in n for n in os.listdir(p1.cache.location))  # only unpublished data
+    p2 = Pipeline(specs, **kw)
+    assert not p2.cache.complete(0) and not p2.cache.complete(1)
+    reads = count_raw_reads(p2)
+    n = sum(int(y.shape[0]) for _, y in p2.dataset)
+    assert n == 3200 and reads[0] > 0 and p2.cache.complete(0) and p2.cache.complete(1)
+
+
+def test_stale_temporary_folders_of_dead_processes_are_removed(specs, tmp_path):
+    p = Pipeline(specs, batch_size=64, cache=str(tmp_path / "c"), epoch="all")
+    stale = os.path.join(p.cache.location, ".qcd.tmp-999999999-deadbeef")
+    os.makedirs(stale)
+    Pipeline(specs, batch_size=64, cache=str(tmp_path / "c"), epoch="all")
+    assert not os.path.exists(stale)
+
+
+def test_shortest_epoch_completes_the_larger_sample_cache_over_epochs(specs):
+    pipe = Pipeline(specs, batch_size=64, cache="memory", seed=3, chunk_rows=128, block_rows=64)
+    for epoch in range(12):
+        for _ in pipe.dataset:
+            pass
+        if pipe.cache.complete(0):
+            break
+    # Each shortest epoch reads 41 × 48 of top's 2000 rows and 41 × 16 of qcd's 1200;
+    # reshuffled epochs draw the remaining blocks until both caches are complete.
+    assert epoch > 0 and pipe.cache.complete(0) and pipe.cache.complete(1)
+
+
+def test_auto_cache_picks_memory_or_disk_by_budget(specs, tmp_path, monkeypatch):
+    monkeypatch.setenv("HEPFLOW_CACHE_DIR", str(tmp_path / "auto"))
+    small = Pipeline(specs, batch_size=64, cache="auto", memory_budget=10**9)
+    assert small.cache.location is None  # fits: memory
+    big = Pipeline(specs, batch_size=64, cache="auto", memory_budget=1000, epoch="all")
+    assert big.cache.location.startswith(str(tmp_path / "auto"))
+    assert sum(int(y.shape[0]) for _, y in big.dataset) == 3200
+    np.testing.assert_equal(sorted(os.listdir(big.cache.location)), ["qcd", "top"])
