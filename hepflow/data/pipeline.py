@@ -23,7 +23,7 @@ import tensorflow as tf
 from hepflow.data.cache import RowCache, default_cache_dir, fingerprint
 from hepflow.data.errors import DataError
 from hepflow.data.plan import EPOCH_MODES, MIX_MODES, ChunkPlan, EpochPlanner
-from hepflow.data.readers import WEIGHT, BlockReader, SampleLayout, inspect_sample
+from hepflow.data.readers import WEIGHT, BlockReader, SampleLayout, aligned_empty, inspect_sample
 from hepflow.data.samples import SampleSpec, load_specs
 
 __all__ = ["make_dataset", "Pipeline", "RECORD_ID"]
@@ -85,8 +85,12 @@ def make_dataset(
             otherwise ``$HEPFLOW_CACHE_DIR`` or ``~/.cache/hepflow/pipeline``).
         memory_budget: Bytes ``cache="auto"`` may use in memory; default half
             of the currently available RAM.
-        num_readers: Chunks read and transformed in parallel; default
-            ``min(4, os.cpu_count())``.
+        num_readers: Chunks read in parallel (threads); default
+            ``min(2, os.cpu_count())``. Contiguous uncompressed datasets are read
+            with ``os.preadv``, which releases the GIL, so readers run in
+            parallel; chunked or compressed datasets go through h5py, which
+            serializes all calls in a process. Transforms and shuffling run
+            in a separate stage on every core.
         block_rows: Contiguous rows per HDF5 read and per shuffled block;
             default ~4 MB worth of rows.
         seed: Seed for shuffling and sampled mixing. With a seed and
@@ -171,7 +175,9 @@ class Pipeline:
         row_bytes = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in self.raw_spec.values())
         row_bytes = max(row_bytes, 1)
         self.block_rows = block_rows or int(np.clip(_BLOCK_BYTES // row_bytes, 64, 1 << 16))
-        self.out_spec = self._trace_transform()
+        sample = self._sample_rows()
+        self.out_spec = self._trace_transform(sample)
+
         if chunk_rows is None:
             chunk_rows = min(max(shuffle, _CHUNK_BYTES // row_bytes), max(_MAX_CHUNK_BYTES // row_bytes, batch_size))
         elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows <= 0:
@@ -187,22 +193,30 @@ class Pipeline:
         self._gather = not (epoch == "all" and shuffle == 0)
         self.dataset = self._build(
             seed=seed, deterministic=deterministic, with_record_id=with_record_id,
-            num_readers=num_readers or min(4, os.cpu_count() or 1), prefetch=prefetch,
+            num_readers=num_readers or min(2, os.cpu_count() or 1), prefetch=prefetch,
             drop_remainder=drop_remainder, service=service)
 
     # -- build-time helpers ---------------------------------------------------
-    def _trace_transform(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    def _sample_rows(self) -> dict[str, np.ndarray]:
+        """Two real rows of the first sample (weights included), read now."""
+        lay = self.layouts[0]
+        n = min(2, lay.n_rows)
+        f = int(np.argmax(lay.counts > 0))
+        bufs = {k: np.empty((n,) + s, d) for k, (s, d) in self.raw_spec.items()}
+        if WEIGHT in bufs and WEIGHT not in lay.features:
+            bufs[WEIGHT][:] = 1.0
+        self.reader.read(0, f, 0, n, bufs, 0)
+        return bufs
+
+    def _trace_transform(self, sample: Mapping[str, np.ndarray]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Runs the transform once on two real rows to learn its output rows."""
         feats = {k: v for k, v in self.raw_spec.items() if k != WEIGHT}
         if self.transform is None:
             return dict(self.raw_spec)
         lay = self.layouts[0]
-        n = min(2, lay.n_rows)
-        f = int(np.argmax(lay.counts > 0))
-        bufs = {k: np.empty((n,) + s, d) for k, (s, d) in self.raw_spec.items()}
-        self.reader.read(0, f, 0, n, bufs, 0)
+        n = len(next(iter(sample.values())))
         try:
-            out = self.transform({k: tf.constant(bufs[k]) for k in feats})
+            out = self.transform({k: tf.constant(sample[k]) for k in feats})
         except Exception as e:
             raise DataError(
                 f"The transform failed on two rows of sample '{lay.spec.name}' with features "
@@ -255,31 +269,24 @@ class Pipeline:
                     self._plans.popitem(last=False)
         return plan
 
-    def _np_plan(self, key, i):
+    def _np_load(self, key, i):
+        """Stage A (Python, h5py): the chunk's plan and its rows, raw or from the cache."""
         plan = self._plan(key, i)
-        cached = self.cache is not None and all(self.cache.complete(s) for s in {seg[0] for seg in plan.segments})
-        return np.bool_(cached), plan.perm, plan.record_ids
-
-    def _np_read_raw(self, key, i):
-        plan = self._plan(key, i)
-        bufs = {k: np.empty((plan.n_rows,) + s, d) for k, (s, d) in self.raw_spec.items()}
+        cached = self.cache is not None and all(
+            self.cache.complete(s) for s in {seg[0] for seg in plan.segments})
+        n_raw, n_out = (0, plan.n_rows) if cached else (plan.n_rows, 0)
+        raw = {k: aligned_empty((n_raw,) + s, d) for k, (s, d) in self.raw_spec.items()}
+        out = {k: aligned_empty((n_out,) + s, d) for k, (s, d) in self.out_spec.items()}
         dest = 0
-        for sample, file, a, b, _ in plan.segments:
-            lay = self.layouts[sample]
-            if WEIGHT in bufs and WEIGHT not in lay.features:
-                bufs[WEIGHT][dest:dest + b - a] = 1.0
-            self.reader.read(sample, file, a, b, bufs, dest)
+        for sample, file, a, b, canon in plan.segments:
+            if cached:
+                self.cache.read(sample, canon, canon + b - a, out, dest)
+            else:
+                if WEIGHT in raw and WEIGHT not in self.layouts[sample].features:
+                    raw[WEIGHT][dest:dest + b - a] = 1.0
+                self.reader.read(sample, file, a, b, raw, dest)
             dest += b - a
-        return tuple(bufs[k] for k in self.raw_spec)
-
-    def _np_read_cached(self, key, i):
-        plan = self._plan(key, i)
-        bufs = {k: np.empty((plan.n_rows,) + s, d) for k, (s, d) in self.out_spec.items()}
-        dest = 0
-        for sample, _, a, b, canon in plan.segments:
-            self.cache.read(sample, canon, canon + b - a, bufs, dest)
-            dest += b - a
-        return tuple(bufs[k] for k in self.out_spec)
+        return (np.bool_(cached), plan.perm, plan.record_ids, *raw.values(), *out.values())
 
     def _np_write(self, key, i, *values):
         plan = self._plan(key, i)
@@ -291,45 +298,46 @@ class Pipeline:
     # -- graph ----------------------------------------------------------------
     def _build(self, *, seed, deterministic, with_record_id, num_readers, prefetch, drop_remainder,
                service) -> tf.data.Dataset:
-        raw_names, out_names = list(self.raw_spec), list(self.out_spec)
-        raw_types = [tf.as_dtype(d) for _, d in self.raw_spec.values()]
-        out_types = [tf.as_dtype(d) for _, d in self.out_spec.values()]
+        raw_spec, out_spec = self.raw_spec, self.out_spec
+        load_types = ([tf.bool, tf.int64, tf.int64] + [tf.as_dtype(d) for _, d in raw_spec.values()]
+                      + [tf.as_dtype(d) for _, d in out_spec.values()])
+        label_table = tf.constant(self.label_table)
+
+        def load(key, i):
+            cached, perm, ids, *arrays = tf.numpy_function(self._np_load, [key, i], load_types, stateful=False)
+            return key, i, cached, perm, ids, tuple(arrays)
 
         def shaped(values, spec):
             return {k: tf.ensure_shape(v, (None,) + s) for (k, (s, _)), v in zip(spec.items(), values)}
 
-        def raw_branch(key, i):
-            feats = shaped(tf.numpy_function(self._np_read_raw, [key, i], raw_types, stateful=False),
-                           self.raw_spec)
+        def transform_rows(raw):
+            feats = dict(raw)
             weight = feats.pop(WEIGHT, None)
             if self.transform is not None:
                 feats = dict(self.transform(feats))
             if weight is not None:
                 feats[WEIGHT] = weight
-            feats = {k: tf.cast(feats[k], tf.as_dtype(self.out_spec[k][1])) for k in out_names}
-            if self.cache is not None:
-                done = tf.numpy_function(self._np_write, [key, i] + [feats[k] for k in out_names],
-                                         tf.int64, stateful=True)
-                with tf.control_dependencies([done]):
-                    feats = {k: tf.identity(v) for k, v in feats.items()}
-            return feats
+            return {k: tf.cast(feats[k], tf.as_dtype(out_spec[k][1])) for k in out_spec}
 
-        def cached_branch(key, i):
-            return shaped(tf.numpy_function(self._np_read_cached, [key, i], out_types, stateful=False),
-                          self.out_spec)
-
-        label_table = tf.constant(self.label_table)
-
-        def load_chunk(key, i):
-            cached, perm, ids = tf.numpy_function(self._np_plan, [key, i], [tf.bool, tf.int64, tf.int64],
-                                                  stateful=False)
+        def from_files(key, i, raw):
+            feats = transform_rows(raw)
             if self.cache is None:
-                feats = raw_branch(key, i)
+                return feats
+            done = tf.numpy_function(self._np_write, [key, i] + [feats[k] for k in out_spec],
+                                     tf.int64, stateful=True)
+            with tf.control_dependencies([done]):
+                return {k: tf.identity(v) for k, v in feats.items()}
+
+        def finish(key, i, cached, perm, ids, arrays):
+            """Stage B (TF ops, parallel): transform, cache write, shuffle + batch layout."""
+            raw = shaped(arrays[:len(raw_spec)], raw_spec)
+            pre = shaped(arrays[len(raw_spec):], out_spec)
+            if self.cache is None:
+                feats = from_files(key, i, raw)
             else:
-                feats = tf.cond(tf.ensure_shape(cached, ()), lambda: cached_branch(key, i),
-                                lambda: raw_branch(key, i))
+                feats = tf.cond(tf.ensure_shape(cached, ()), lambda: pre, lambda: from_files(key, i, raw))
             ids = tf.ensure_shape(ids, (None, 3))
-            if self._gather:
+            if self._gather:  # one gather both shuffles the chunk and lays out its batches
                 perm = tf.ensure_shape(perm, (None,))
                 feats = {k: tf.gather(v, perm) for k, v in feats.items()}
                 ids = tf.gather(ids, perm)
@@ -351,10 +359,14 @@ class Pipeline:
             # once per epoch); every worker must plan with the same key, so it is fixed by the seed.
             key = tf.constant(np.random.default_rng(seed).integers(0, 2**62), tf.int64)
             chunks = tf.data.Dataset.range(n_chunks).map(lambda i: (key, i))
-        ds = chunks.map(load_chunk, num_parallel_calls=num_readers, deterministic=deterministic)
+        # h5py serializes all calls in a process behind one lock, so reader threads beyond one
+        # mostly contend; the TF stage (GIL-free) runs on every core.
+        loaded = chunks.map(load, num_parallel_calls=num_readers, deterministic=deterministic)
+        finished = loaded.map(finish, num_parallel_calls=os.cpu_count() or 1, deterministic=deterministic)
         # Chunks hold whole batches (only the last chunk of epoch="all" may be short), so
         # rebatching never mixes rows of two chunks into one batch of a mixed epoch.
-        ds = ds.rebatch(self.batch_size, drop_remainder=drop_remainder)
+        ds = finished.rebatch(self.batch_size, drop_remainder=drop_remainder)
+        self.stages = {"loaded": loaded, "finished": finished, "batches": ds}  # for diagnostics
         if service is None:
             ds = ds.apply(tf.data.experimental.assert_cardinality(self.planner.n_batches))
         options = tf.data.Options()
