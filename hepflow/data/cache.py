@@ -129,20 +129,21 @@ class _SampleCache:
             for k, (s, d) in self.spec.items()
         }
 
-    def write(self, rows: np.ndarray, values: Mapping[str, np.ndarray]) -> None:
+    def write(self, start: int, values: Mapping[str, np.ndarray]) -> None:
+        """Stores canonical rows ``[start, start + len(values))`` (slice copies, no fancy indexing)."""
+        n = len(next(iter(values.values())))
         with self.lock:
             if self.complete:
                 return
             if self.written is None:
                 self._allocate()
-            new = ~self.written[rows]
-            if not new.any():
+            seen = self.written[start:start + n]
+            if seen.all():
                 return
-            r = rows[new]
             for k, arr in self.arrays.items():
-                arr[r] = values[k][new]
-            self.written[r] = True
-            self.n_written += int(new.sum())
+                arr[start:start + n] = values[k]
+            self.n_written += n - int(seen.sum())
+            seen[:] = True
             if self.n_written == self.n_rows:
                 self._publish()
 
@@ -212,11 +213,9 @@ class RowCache:
         """Whether every row of ``sample`` is cached (for a disk cache: published)."""
         return self._samples[sample].complete
 
-    def write(self, samples: np.ndarray, canon: np.ndarray, values: Mapping[str, np.ndarray]) -> None:
-        """Stores rows; ``samples`` and ``canon`` give each row's sample and canonical index."""
-        for s in np.unique(samples):
-            m = samples == s
-            self._samples[s].write(canon[m], {k: v[m] for k, v in values.items()})
+    def write(self, sample: int, start: int, values: Mapping[str, np.ndarray]) -> None:
+        """Stores rows ``[start, start + n)`` of ``sample`` (canonical order)."""
+        self._samples[sample].write(start, values)
 
     def read(self, sample: int, start: int, stop: int, out: Mapping[str, np.ndarray], dest: int) -> None:
         """Copies canonical rows ``[start, stop)`` of a complete sample into ``out[..][dest:]``."""

@@ -290,9 +290,10 @@ class Pipeline:
 
     def _np_write(self, key, i, *values):
         plan = self._plan(key, i)
-        samples = np.concatenate([np.full(b - a, s, np.int64) for s, _, a, b, _ in plan.segments])
-        canon = np.concatenate([np.arange(c, c + b - a) for _, _, a, b, c in plan.segments])
-        self.cache.write(samples, canon, dict(zip(self.out_spec, values)))
+        dest = 0
+        for sample, _, a, b, canon in plan.segments:
+            self.cache.write(sample, canon, {k: v[dest:dest + b - a] for k, v in zip(self.out_spec, values)})
+            dest += b - a
         return np.int64(0)
 
     # -- graph ----------------------------------------------------------------
