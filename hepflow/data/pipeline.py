@@ -325,7 +325,7 @@ class Pipeline:
             if self.cache is None:
                 return feats
             done = tf.numpy_function(self._np_write, [key, i] + [feats[k] for k in out_spec],
-                                     tf.int64, stateful=True)
+                                     tf.int64, stateful=True)  # stateful: keeps its control edge
             with tf.control_dependencies([done]):
                 return {k: tf.identity(v) for k, v in feats.items()}
 
