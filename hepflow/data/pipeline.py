@@ -25,6 +25,7 @@ from hepflow.data.errors import DataError
 from hepflow.data.plan import EPOCH_MODES, MIX_MODES, ChunkPlan, EpochPlanner
 from hepflow.data.readers import WEIGHT, BlockReader, SampleLayout, aligned_empty, inspect_sample
 from hepflow.data.samples import SampleSpec, load_specs
+from hepflow.data.service import assert_finite_rows, check_portable, portable_chunks
 
 __all__ = ["make_dataset", "Pipeline", "RECORD_ID"]
 
@@ -104,12 +105,12 @@ def make_dataset(
         drop_remainder: With ``epoch="all"``, drop the last short batch.
         prefetch: Batches to prefetch.
         service: ``"grpc://host:port"`` of a tf.data service dispatcher. The
-            service's workers then read and transform the chunks, each chunk
-            once per epoch (``distributed_epoch``). Under the service the epoch
-            key is fixed by ``seed``, so every epoch has the same order, and
-            batches arrive in the order workers finish them. The workers must
-            run in the process that built the pipeline (its readers are Python
-            functions); see ``docs/data.md``.
+            service's workers (other processes or machines) then read and
+            transform the chunks, each chunk once per epoch
+            (``distributed_epoch``), with TensorFlow ops only: the files must be
+            contiguous, uncompressed HDF5 at paths the workers can open, and
+            ``cache`` must be off. The epoch key is fixed by ``seed``, so every
+            epoch has the same order; batches arrive as workers finish them.
 
     Returns:
         A ``tf.data.Dataset``; ``len(ds)`` is the number of batches per epoch.
@@ -171,7 +172,8 @@ class Pipeline:
         self.has_weight = any(s.weight_key for s in specs)
         self.label_table = _label_table(specs)
         self.transform = transform
-        self.reader = BlockReader(self.layouts, check_finite=on_nonfinite == "error")
+        self.check_finite = on_nonfinite == "error"
+        self.reader = BlockReader(self.layouts, check_finite=self.check_finite)
         row_bytes = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in self.raw_spec.values())
         row_bytes = max(row_bytes, 1)
         self.block_rows = block_rows or int(np.clip(_BLOCK_BYTES // row_bytes, 64, 1 << 16))
@@ -186,6 +188,8 @@ class Pipeline:
             self.layouts, batch_size=batch_size, mix=mix, epoch=epoch,
             batches_per_chunk=max(1, round(chunk_rows / batch_size)), block_rows=self.block_rows,
             shuffle=shuffle > 0, drop_remainder=drop_remainder)
+        if service is not None:
+            check_portable(self.layouts, self.raw_spec, cache=cache)
         self.cache = self._make_cache(cache, memory_budget)
         self.batch_size = batch_size
         self._plans: OrderedDict[tuple[int, int], ChunkPlan] = OrderedDict()
@@ -337,6 +341,16 @@ class Pipeline:
                 feats = from_files(key, i, raw)
             else:
                 feats = tf.cond(tf.ensure_shape(cached, ()), lambda: pre, lambda: from_files(key, i, raw))
+            return lay_out(feats, perm, ids)
+
+        def finish_portable(raw, perm, ids):
+            """Service workers: the same as `finish`, from rows read by TF ops."""
+            raw = {k: tf.ensure_shape(v, (None,) + s) for k, v in raw.items() for s in [raw_spec[k][0]]}
+            if self.check_finite:
+                raw = assert_finite_rows(raw, ids, self.layouts)
+            return lay_out(transform_rows(raw), perm, ids)
+
+        def lay_out(feats, perm, ids):
             ids = tf.ensure_shape(ids, (None, 3))
             if self._gather:  # one gather both shuffles the chunk and lays out its batches
                 perm = tf.ensure_shape(perm, (None,))
@@ -355,15 +369,16 @@ class Pipeline:
             # A new epoch key for every iteration (epoch): reshuffled, yet reproducible for a seed.
             keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
             chunks = keys.flat_map(lambda key: tf.data.Dataset.range(n_chunks).map(lambda i: (key, i)))
+            loaded = chunks.map(load, num_parallel_calls=num_readers, deterministic=deterministic)
+            finished = loaded.map(finish, num_parallel_calls=os.cpu_count() or 1, deterministic=deterministic)
         else:
-            # The service splits a plain range of chunks between its workers (each chunk read
-            # once per epoch); every worker must plan with the same key, so it is fixed by the seed.
-            key = tf.constant(np.random.default_rng(seed).integers(0, 2**62), tf.int64)
-            chunks = tf.data.Dataset.range(n_chunks).map(lambda i: (key, i))
-        # h5py serializes all calls in a process behind one lock, so reader threads beyond one
-        # mostly contend; the TF stage (GIL-free) runs on every core.
-        loaded = chunks.map(load, num_parallel_calls=num_readers, deterministic=deterministic)
-        finished = loaded.map(finish, num_parallel_calls=os.cpu_count() or 1, deterministic=deterministic)
+            # The service splits a plain range of chunks between its workers (each chunk read once
+            # per epoch). Workers must agree on the plan, so its key is fixed by the seed, and they
+            # cannot call back into this process, so chunks are read with TF ops only.
+            key = int(np.random.default_rng(seed).integers(0, 2**62))
+            loaded = portable_chunks(self.layouts, self.planner, raw_spec, key)
+            finished = loaded.map(finish_portable, num_parallel_calls=os.cpu_count() or 1,
+                                  deterministic=deterministic)
         # Chunks hold whole batches (only the last chunk of epoch="all" may be short), so
         # rebatching never mixes rows of two chunks into one batch of a mixed epoch.
         ds = finished.rebatch(self.batch_size, drop_remainder=drop_remainder)

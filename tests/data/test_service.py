@@ -48,3 +48,84 @@ def test_mixed_batches_keep_their_composition(service, specs):
     assert len(labels) == 41  # the 41 batches of the shortest epoch, split between workers
     for y in labels:
         assert (y == 0).sum() == 16 and (y == 1).sum() == 48
+
+
+WORKER = """
+import sys, tensorflow as tf
+svc = tf.data.experimental.service
+w = svc.WorkerServer(svc.WorkerConfig(dispatcher_address=sys.argv[1]))
+print("worker up", flush=True)
+w.join()
+"""
+
+
+def test_worker_processes_without_hepflow(jet_dir, tmp_path):
+    """Workers are separate Python processes that import TensorFlow only, never hepflow."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    svc = tf.data.experimental.service
+    dispatcher = svc.DispatchServer(svc.DispatcherConfig(port=0))
+    address = dispatcher.target.split("://")[1]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, address], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == b"worker up"
+        specs = [SampleSpec(name="qcd", files=str(jet_dir / "qcd_*.h5"), keys=["x", "mass"], label=0, rate=1),
+                 SampleSpec(name="top", files=str(jet_dir / "top_*.h5"), keys=["x", "mass"], label=1, rate=3,
+                            selection="mass > 20")]
+        kw = dict(batch_size=64, seed=4, chunk_rows=128, block_rows=64, with_record_id=True, epoch="all", drop_remainder=False,
+                  transform=Normalize(offsets={"mass": 100.0}, scales={"mass": 50.0}))
+        ds = make_dataset(specs, service=dispatcher.target, **kw)
+        local = make_dataset(specs, **kw)
+        t = time.time()
+        got = {tuple(r): m for f, y in ds for r, m in zip(f[RECORD_ID].numpy(), f["mass"].numpy())}
+        assert time.time() - t < 120
+        ref = {tuple(r): m for f, y in local for r, m in zip(f[RECORD_ID].numpy(), f["mass"].numpy())}
+        assert len(got) == len(ref) == 1200 + n_selected(jet_dir)  # every row once, none twice
+        assert got.keys() == ref.keys()
+        np.testing.assert_allclose([got[k] for k in ref], list(ref.values()), rtol=1e-6)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+            p.stdout.close()
+        dispatcher.stop()
+
+
+def n_selected(jet_dir):
+    from tests.conftest import read_key
+
+    return sum(int((read_key(jet_dir / f"top_{i}.h5", "mass") > 20).sum()) for i in range(2))
+
+
+def test_service_reports_nonfinite_values_with_file_and_row(service, tmp_path):
+    from tests.conftest import write_h5
+
+    x = np.ones((300, 3), "f4")
+    x[211, 0] = np.nan
+    path = write_h5(tmp_path / "n.h5", x=x)
+    ds = make_dataset([SampleSpec(name="a", files=path, keys=["x"])], batch_size=50, shuffle=0,
+                      service=service)
+    with pytest.raises(tf.errors.OpError, match=r"feature .{1,4}x.{1,4} in .*n\.h5.* holds NaN or Inf at row 211"):
+        for _ in ds:
+            pass
+
+
+def test_service_rejects_what_workers_cannot_read(service, tmp_path, jet_dir):
+    import h5py
+
+    from hepflow.data import DataError
+
+    path = tmp_path / "lzf.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.ones((100, 3), "f4"), compression="lzf", chunks=(10, 3))
+    with pytest.raises(DataError, match=r"'x' in .*lzf\.h5 is chunked, compressed"):
+        make_dataset([SampleSpec(name="a", files=str(path), keys=["x"])], batch_size=10, service=service)
+    with pytest.raises(DataError, match="cache= cannot be combined with service="):
+        make_dataset([SampleSpec(name="a", files=str(jet_dir / "qcd_0.h5"), keys=["x"])], batch_size=10,
+                     cache="memory", service=service)

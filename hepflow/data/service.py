@@ -1,0 +1,130 @@
+"""Pipelines for the tf.data service: chunks read with TensorFlow ops only.
+
+The tf.data service ships a pipeline's graph to worker processes, possibly on other
+machines, which cannot run Python functions of the process that built it. With
+``service=``, hepflow therefore builds the chunk reader from TensorFlow ops: the
+epoch plan (fixed by the seed, since all workers must agree) becomes constant
+tensors, and each contiguous run of rows is read with ``FixedLengthRecordDataset``
+at the byte offset HDF5 reports for the dataset. That needs contiguous,
+uncompressed, native-endian datasets (h5py's default layout) at paths that the
+workers can open.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from hepflow.data.errors import DataError
+from hepflow.data.plan import EpochPlanner
+from hepflow.data.readers import WEIGHT, SampleLayout
+
+__all__ = ["check_portable", "portable_chunks"]
+
+
+def check_portable(layouts: Sequence[SampleLayout], raw_spec: dict, *, cache) -> None:
+    """Raises :class:`DataError` if these samples cannot be read by service workers."""
+    if cache not in (None, False):
+        raise DataError(
+            "cache= cannot be combined with service=: each service worker would need its own "
+            f"cache. Cache on the workers' side with a plain pipeline instead. Received: cache={cache!r}"
+        )
+    weighted = [lay.spec.weight_key is not None for lay in layouts]
+    if any(weighted) and not all(weighted):
+        raise DataError(
+            "With service=, either every sample has a weight_key or none has. "
+            f"Received: { {lay.spec.name: lay.spec.weight_key for lay in layouts} }"
+        )
+    for lay in layouts:
+        for info in lay.files:
+            for name in raw_spec:
+                if info.byte_offsets.get(name) is None:
+                    raise DataError(
+                        f"Sample '{lay.spec.name}': dataset '{lay.features[name].path}' in {info.path} is "
+                        "chunked, compressed or not native-endian; service workers read contiguous, "
+                        "uncompressed datasets only (h5py's default layout). Rewrite the file or drop "
+                        "service=. Received: a filtered or chunked dataset"
+                    )
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """Splits sorted row indices into (start, length) runs of consecutive rows."""
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    return [(int(r[0]), len(r)) for r in np.split(rows, breaks)]
+
+
+def portable_chunks(layouts: Sequence[SampleLayout], planner: EpochPlanner, raw_spec: dict,
+                    key: int) -> tf.data.Dataset:
+    """``range(n_chunks)`` → ``(raw features, perm, record ids)`` built from TF ops only."""
+    files = [(lay.index, f) for lay in layouts for f in range(len(lay.files))]
+    gid = {sf: g for g, sf in enumerate(files)}
+    paths = [layouts[s].files[f].path for s, f in files]
+    sizes = [layouts[s].files[f].size for s, f in files]
+    row_bytes = {k: int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for k, (s, d) in raw_spec.items()}
+    per_chunk = {k: ([], [], []) for k in raw_spec}  # header, record, footer per run
+    run_files, perms, ids = [], [], []
+    for i in range(planner.n_chunks):
+        plan = planner.chunk(key, i)
+        hdr = {k: [] for k in raw_spec}
+        rec = {k: [] for k in raw_spec}
+        ftr = {k: [] for k in raw_spec}
+        chunk_files = []
+        for sample, file, a, b, _ in plan.segments:
+            info = layouts[sample].files[file]
+            sel = layouts[sample].rows[file]
+            rows = np.arange(a, b) if sel is None else sel[a:b]
+            for start, n in _runs(rows):
+                chunk_files.append(paths[gid[(sample, file)]])
+                for k in raw_spec:
+                    h = info.byte_offsets[k] + start * row_bytes[k]
+                    hdr[k].append(h)
+                    rec[k].append(n * row_bytes[k])
+                    ftr[k].append(sizes[gid[(sample, file)]] - h - n * row_bytes[k])
+        for k in raw_spec:
+            for col, vals in zip(per_chunk[k], (hdr[k], rec[k], ftr[k])):
+                col.append(vals)
+        run_files.append(chunk_files)
+        perms.append(plan.perm)
+        ids.append(plan.record_ids)
+    r_files = tf.ragged.constant(run_files, dtype=tf.string)
+    r_cols = {k: [tf.ragged.constant(c, dtype=tf.int64) for c in cols] for k, cols in per_chunk.items()}
+    r_perm = tf.RaggedTensor.from_row_lengths(np.concatenate(perms), [len(p) for p in perms])
+    r_ids = tf.RaggedTensor.from_row_lengths(np.concatenate(ids), [len(x) for x in ids])
+
+    def read_feature(i, k):
+        hdr, rec, ftr = (c[i] for c in r_cols[k])
+        runs = tf.data.Dataset.from_tensor_slices((r_files[i], hdr, rec, ftr))
+        data = runs.flat_map(lambda f, h, r, t: tf.data.FixedLengthRecordDataset(
+            f, record_bytes=r, header_bytes=h, footer_bytes=t))
+        blob = tf.strings.reduce_join(data.batch(1 << 30).get_single_element())
+        shape, dtype = raw_spec[k]
+        return tf.reshape(tf.io.decode_raw(blob, tf.as_dtype(dtype)), (-1,) + tuple(shape))
+
+    def chunk(i):
+        raw = {k: read_feature(i, k) for k in raw_spec}
+        if WEIGHT in raw:
+            raw[WEIGHT] = tf.cast(tf.reshape(raw[WEIGHT], (-1,)), tf.float32)
+        return raw, r_perm[i], r_ids[i]
+
+    return tf.data.Dataset.range(planner.n_chunks).map(chunk)
+
+
+def assert_finite_rows(raw: dict, ids: tf.Tensor, layouts: Sequence[SampleLayout]) -> dict:
+    """In-graph NaN/Inf check naming the file, dataset and row of the first bad row."""
+    paths = tf.constant([[info.path for info in lay.files] + [""] * (max(len(x.files) for x in layouts) - len(lay.files))
+                         for lay in layouts])
+    checks = []
+    for k, v in raw.items():
+        if not v.dtype.is_floating or k == WEIGHT:
+            continue
+        bad = tf.reduce_any(~tf.math.is_finite(tf.reshape(v, (tf.shape(v)[0], -1))), axis=1)
+        row = tf.argmax(tf.cast(bad, tf.int32))
+        where = ids[row]
+        msg = tf.strings.format(
+            f"feature '{k}' in {{}} holds NaN or Inf at row {{}}; expected "
+            "finite values (on_nonfinite='drop' skips such rows)",
+            (tf.gather_nd(paths, where[:2]), where[2]))
+        checks.append(tf.debugging.Assert(~tf.reduce_any(bad), [msg], summarize=1))
+    with tf.control_dependencies(checks):
+        return {k: tf.identity(v) for k, v in raw.items()}
