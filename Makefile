@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
-EXTRAS ?= test
+EXTRAS ?= test,pythia
 
 .PHONY: install demo test test-slow bench clean
 
