@@ -1,0 +1,6 @@
+"""Public community file formats, read (and written) byte for byte as published."""
+from __future__ import annotations
+
+from hepflow.data.formats.top_tagging import read_reference, reference_columns, write_reference
+
+__all__ = ["read_reference", "reference_columns", "write_reference"]
