@@ -26,6 +26,10 @@ def _generate(args: argparse.Namespace) -> int:
     rate = f", {run['jets_per_s']:.1f} jets/s" if run["jets_per_s"] else " (everything was already there)"
     print(f"{args.out}: {m['counts']['top']} top + {m['counts']['qcd']} QCD jets; this run generated "
           f"{run['jets']} jets in {run['seconds']:.1f} s{rate}; manifest: {args.out}/manifest.json")
+    if args.report:
+        from hepflow.physics.report import top_tagging_report
+
+        top_tagging_report(args.out)
     return 0
 
 
@@ -63,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--detector", choices=["simple", "none"], default="simple", help="detector response")
     p.add_argument("--no-mpi", action="store_true", help="switch off multi-parton interactions (faster)")
     p.add_argument("--no-hadronization", action="store_true", help="partons as constituents (fast, unphysical)")
+    p.add_argument("--report", action="store_true", help="print and plot (PNG) mass, τ32 and pT per class")
     p.set_defaults(func=_generate)
     p = sub.add_parser("inspect", help="validate sample specs (YAML) and list their rows and features")
     p.add_argument("specs", help="YAML file of sample specs")

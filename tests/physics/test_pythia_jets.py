@@ -100,3 +100,23 @@ def test_killed_run_resumes_without_duplicates_or_losses(tmp_path):
     for f in files:
         with h5py.File(f, "r") as a, h5py.File(ref / f.name, "r") as b:
             np.testing.assert_array_equal(a["constituents"][...], b["constituents"][...])
+
+
+def test_cli_generates_and_reports(tmp_path, capsys):
+    from hepflow.cli.main import main
+
+    out = tmp_path / "tt"
+    assert main(["generate", "top-tagging", "--out", str(out), "--jets", "40", "--workers", "1",
+                 "--chunk-jets", "20", "--seed", "9", "--report"]) == 0
+    text = capsys.readouterr().out
+    assert "20 top + 20 QCD jets" in text and "plots:" in text
+    assert (out / "report.png").stat().st_size > 10_000 and (out / "manifest.json").exists()
+    from hepflow.physics.report import top_tagging_report
+
+    s = top_tagging_report(str(out))
+    assert s["top"]["mass_median_gev"] > s["qcd"]["mass_median_gev"] + 40
+    assert s["top"]["tau32_mean"] < s["qcd"]["tau32_mean"]
+    # re-running the same command generates nothing new
+    assert main(["generate", "top-tagging", "--out", str(out), "--jets", "40", "--workers", "1",
+                 "--chunk-jets", "20", "--seed", "9"]) == 0
+    assert "this run generated 0 jets" in capsys.readouterr().out
