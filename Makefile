@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
-EXTRAS ?= test,pythia,formats
+EXTRAS ?= test,pythia,formats,tfds
 
 .PHONY: install demo test test-slow bench clean
 

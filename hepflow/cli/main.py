@@ -33,6 +33,17 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _datasets_build(args: argparse.Namespace) -> int:
+    import hepflow.datasets  # noqa: F401  (registers the builders)
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(f"{args.name}/{args.config}", data_dir=args.data_dir)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir))
+    print(f"built {builder.info.full_name} in {builder.data_dir}: "
+          + ", ".join(f"{k} {v.num_examples}" for k, v in builder.info.splits.items()))
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from hepflow.data import load_specs
     from hepflow.data.readers import inspect_sample
@@ -69,6 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-hadronization", action="store_true", help="partons as constituents (fast, unphysical)")
     p.add_argument("--report", action="store_true", help="print and plot (PNG) mass, τ32 and pT per class")
     p.set_defaults(func=_generate)
+    p = sub.add_parser("datasets", help="tfds datasets of hepflow")
+    ds_sub = p.add_subparsers(dest="action", required=True)
+    p = ds_sub.add_parser("build", help="build a tfds dataset offline (no apache-beam needed)")
+    p.add_argument("name", choices=["top_tagging"], help="dataset")
+    p.add_argument("--config", default="generated", help="builder config (generated, reference)")
+    p.add_argument("--data-dir", default=None, help="tfds data dir (default ~/tensorflow_datasets)")
+    p.add_argument("--manual-dir", default=None, help="folder with the published files (reference config)")
+    p.set_defaults(func=_datasets_build)
     p = sub.add_parser("inspect", help="validate sample specs (YAML) and list their rows and features")
     p.add_argument("specs", help="YAML file of sample specs")
     p.set_defaults(func=_inspect)
