@@ -21,7 +21,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     settings = JetSettings(detector=args.detector, mpi=not args.no_mpi, hadronization=not args.no_hadronization)
     m = generate_top_tagging(args.out, n_jets=args.jets, workers=args.workers, chunk_jets=args.chunk_jets,
-                             seed=args.seed, settings=settings)
+                             seed=args.seed, settings=settings, file_format=args.format)
     run = m["generated_this_run"]
     rate = f", {run['jets_per_s']:.1f} jets/s" if run["jets_per_s"] else " (everything was already there)"
     print(f"{args.out}: {m['counts']['top']} top + {m['counts']['qcd']} QCD jets; this run generated "
@@ -78,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--detector", choices=["simple", "none"], default="simple", help="detector response")
     p.add_argument("--no-mpi", action="store_true", help="switch off multi-parton interactions (faster)")
     p.add_argument("--no-hadronization", action="store_true", help="partons as constituents (fast, unphysical)")
+    p.add_argument("--format", choices=["native", "reference"], default="native",
+                   help="native: every feature, fastest to read; reference: the published pandas layout")
     p.add_argument("--report", action="store_true", help="print and plot (PNG) mass, τ32 and pT per class")
     p.set_defaults(func=_generate)
     p = sub.add_parser("datasets", help="tfds datasets of hepflow")

@@ -235,43 +235,64 @@ def _chunk_seed(seed: int, process: str, index: int) -> int:
     return int(state % 900_000_000) + 1
 
 
+def _sidecar(path: str) -> str:
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.json")
+
+
 def _chunk_complete(path: str, n_jets: int) -> bool:
+    """A chunk is complete when its file and its sidecar (written after the file) both exist."""
     try:
-        with h5py.File(path, "r") as f:
-            return bool(f.attrs.get("complete", False)) and f["pt"].shape[0] == n_jets
-    except (OSError, KeyError):
+        with open(_sidecar(path)) as f:
+            return json.load(f)["n_jets"] == n_jets and os.path.exists(path)
+    except (OSError, ValueError, KeyError):
         return False
 
 
-def _write_chunk(path: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
-    """Writes one chunk atomically: a temporary file in the same folder, then a rename."""
+def _write_native(path: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
+    """One chunk in hepflow's native layout, atomically (temporary file, then rename).
+
+    One contiguous, uncompressed dataset per feature: read with ``os.preadv`` by the pipeline
+    and by tf.data service workers. (Measured alternative: Blosc-LZ4 with byte shuffle stores
+    padded jets 3.7x smaller and still reads ~1M jets/s per core; see docs/top_tagging.md.)
+    """
     tmp = f"{path}.tmp-{os.getpid()}"
     with h5py.File(tmp, "w") as f:
         for k, v in arrays.items():
-            f.create_dataset(k, data=v)  # contiguous, uncompressed: the layout hepflow reads fastest
+            f.create_dataset(k, data=v)
         for k, v in attrs.items():
             f.attrs[k] = v
-        f.attrs["complete"] = True
     os.replace(tmp, path)
 
 
 def _run_chunk(job: tuple) -> dict[str, Any]:
-    out_dir, process, index, n_jets, seed, settings = job
+    out_dir, process, index, n_jets, seed, settings, file_format = job
     path = os.path.join(out_dir, f"{process}_{index:05d}.h5")
     t = time.perf_counter()
     arrays, info = generate_chunk(process, n_jets, seed, settings)
-    _write_chunk(path, arrays, {"process": process, "seed": seed, "n_jets": n_jets,
-                                "settings": json.dumps(dataclasses.asdict(settings)),
-                                "sigma_gen_mb": info["sigma_gen_mb"], "events": info["events"]})
-    return {"file": os.path.basename(path), "process": process, "seed": seed, "n_jets": n_jets,
-            "seconds": time.perf_counter() - t, **info}
+    record = {"file": os.path.basename(path), "process": process, "seed": seed, "n_jets": n_jets,
+              "format": file_format, "events": info["events"], "sigma_gen_mb": info["sigma_gen_mb"],
+              "sigma_err_mb": info["sigma_err_mb"]}
+    if file_format == "reference":
+        from hepflow.data.formats import write_reference
+
+        write_reference(path, {"constituents": arrays["constituents"], "truth_top": arrays["truth_top"],
+                               "label": arrays["label"]})
+    else:
+        _write_native(path, arrays, {**record, "settings": json.dumps(dataclasses.asdict(settings))})
+    tmp = f"{_sidecar(path)}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(record, f)
+    os.replace(tmp, _sidecar(path))
+    return {**record, "seconds": time.perf_counter() - t}
 
 
 def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_jets: int = 1000,
-                         seed: int = 1, settings: JetSettings = JetSettings(), progress: bool = True
-                         ) -> dict[str, Any]:
+                         seed: int = 1, settings: JetSettings = JetSettings(), file_format: str = "native",
+                         progress: bool = True) -> dict[str, Any]:
     """Generates ``n_jets`` jets (half top, half QCD) as chunk files ``top_NNNNN.h5`` / ``qcd_NNNNN.h5``.
 
+    ``file_format`` is ``"native"`` (every feature, read fastest by hepflow) or
+    ``"reference"`` (the published pandas layout: constituents, truth top, label).
     Each chunk has its own seed derived from ``seed``; chunks already complete are skipped,
     so re-running the same command after an interruption finishes the job without
     duplicating or losing jets. Writes ``manifest.json`` (settings, seeds, versions, counts,
@@ -280,6 +301,8 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
     from tqdm import tqdm
 
     require_pythia()
+    if file_format not in ("native", "reference"):
+        raise ValueError(f"file_format must be 'native' or 'reference'. Received: {file_format!r}")
     if n_jets <= 0 or chunk_jets <= 0 or workers <= 0:
         raise ValueError(f"n_jets, chunk_jets and workers must be > 0. Received: {n_jets}, {chunk_jets}, {workers}")
     os.makedirs(out_dir, exist_ok=True)
@@ -288,7 +311,7 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
         want = n_jets // 2 if process == "top" else n_jets - n_jets // 2
         for index in range(math.ceil(want / chunk_jets)):
             n = min(chunk_jets, want - index * chunk_jets)
-            job = (out_dir, process, index, n, _chunk_seed(seed, process, index), settings)
+            job = (out_dir, process, index, n, _chunk_seed(seed, process, index), settings, file_format)
             path = os.path.join(out_dir, f"{process}_{index:05d}.h5")
             (done if _chunk_complete(path, n) else jobs).append(job)
     results = []
@@ -308,13 +331,11 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
                     bar.update(r["n_jets"])
     elapsed = time.perf_counter() - t0
     chunks = []
-    for _, process, index, n, s, _ in sorted(jobs + done, key=lambda j: (j[1], j[2])):
-        path = os.path.join(out_dir, f"{process}_{index:05d}.h5")
-        with h5py.File(path, "r") as f:
-            chunks.append({"file": os.path.basename(path), "process": process, "seed": s, "n_jets": n,
-                           "events": int(f.attrs["events"]), "sigma_gen_mb": float(f.attrs["sigma_gen_mb"])})
+    for job in sorted(jobs + done, key=lambda j: (j[1], j[2])):
+        with open(_sidecar(os.path.join(out_dir, f"{job[1]}_{job[2]:05d}.h5"))) as f:
+            chunks.append(json.load(f))
     manifest = {
-        "dataset": "top_tagging", "seed": seed, "n_jets": n_jets, "chunk_jets": chunk_jets,
+        "dataset": "top_tagging", "format": file_format, "seed": seed, "n_jets": n_jets, "chunk_jets": chunk_jets,
         "settings": dataclasses.asdict(settings),
         "detector_settings": DETECTOR_SETTINGS if settings.detector == "simple" else None,
         "versions": {pkg: importlib.metadata.version(pkg) for pkg in ("pythia8mc", "fastjet", "h5py", "numpy")},

@@ -120,3 +120,17 @@ def test_cli_generates_and_reports(tmp_path, capsys):
     assert main(["generate", "top-tagging", "--out", str(out), "--jets", "40", "--workers", "1",
                  "--chunk-jets", "20", "--seed", "9"]) == 0
     assert "this run generated 0 jets" in capsys.readouterr().out
+
+
+def test_reference_format_output(tmp_path):
+    pytest.importorskip("tables")
+    from hepflow.data.formats import read_reference
+
+    m = generate_top_tagging(str(tmp_path), n_jets=6, workers=1, chunk_jets=3, seed=4,
+                             settings=JetSettings(mpi=False), file_format="reference", progress=False)
+    assert m["format"] == "reference" and m["counts"] == {"top": 3, "qcd": 3}
+    top = read_reference(tmp_path / "top_00000.h5")
+    assert top["constituents"].shape == (3, 200, 4) and np.all(top["label"] == 1)
+    assert np.all(top["truth_top"][:, 0] > 0)
+    native, _ = generate_chunk("top", 3, seed=m["chunks"][1]["seed"], settings=JetSettings(mpi=False))
+    np.testing.assert_array_equal(top["constituents"], native["constituents"])
