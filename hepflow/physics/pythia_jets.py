@@ -286,6 +286,21 @@ def _run_chunk(job: tuple) -> dict[str, Any]:
     return {**record, "seconds": time.perf_counter() - t}
 
 
+def _remove_stale_tmp(out_dir: str) -> None:
+    """Deletes half-written files (``*.tmp-<pid>``) of generator processes that died."""
+    import psutil
+
+    for name in os.listdir(out_dir):
+        if ".tmp-" not in name:
+            continue
+        try:
+            pid = int(name.rsplit(".tmp-", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not psutil.pid_exists(pid):
+            os.remove(os.path.join(out_dir, name))
+
+
 def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_jets: int = 1000,
                          seed: int = 1, settings: JetSettings = JetSettings(), file_format: str = "native",
                          progress: bool = True) -> dict[str, Any]:
@@ -306,6 +321,7 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
     if n_jets <= 0 or chunk_jets <= 0 or workers <= 0:
         raise ValueError(f"n_jets, chunk_jets and workers must be > 0. Received: {n_jets}, {chunk_jets}, {workers}")
     os.makedirs(out_dir, exist_ok=True)
+    _remove_stale_tmp(out_dir)
     jobs, done = [], []
     for process in ("top", "qcd"):
         want = n_jets // 2 if process == "top" else n_jets - n_jets // 2
