@@ -1,0 +1,195 @@
+"""Jet operations as TensorFlow ops: usable inside ``tf.data`` pipelines and exported models.
+
+Inputs are zero-padded constituents ``(batch, n, 4)`` as (E, px, py, pz) in GeV; a
+constituent with E = 0 is padding. Angles are in radians; Δφ is wrapped into (-π, π].
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import tensorflow as tf
+
+__all__ = ["padding_mask", "jet_four_vector", "jet_kinematics", "constituent_features", "preprocess_coordinates",
+           "nsubjettiness_ratios", "jet_images", "JetImages", "ConstituentFeatures"]
+
+_EPS = 1e-8
+
+
+def _wrap(dphi: tf.Tensor) -> tf.Tensor:
+    return tf.math.floormod(dphi + math.pi, 2 * math.pi) - math.pi
+
+
+def padding_mask(constituents: tf.Tensor) -> tf.Tensor:
+    """``(batch, n)`` bool: True for real constituents (E > 0)."""
+    return constituents[..., 0] > 0
+
+
+def jet_four_vector(constituents: tf.Tensor) -> tf.Tensor:
+    """``(batch, 4)``: the sum of the constituents' (E, px, py, pz)."""
+    return tf.reduce_sum(tf.cast(constituents, tf.float32), axis=-2)
+
+
+def jet_kinematics(constituents: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Jet ``pt``, ``eta``, ``phi`` and ``mass`` (GeV, radians), each ``(batch,)``."""
+    p = jet_four_vector(constituents)
+    e, px, py, pz = tf.unstack(p, axis=-1)
+    pt = tf.sqrt(px**2 + py**2)
+    return {"pt": pt, "eta": tf.asinh(pz / tf.maximum(pt, _EPS)), "phi": tf.atan2(py, px),
+            "mass": tf.sqrt(tf.maximum(e**2 - px**2 - py**2 - pz**2, 0.0))}
+
+
+def constituent_features(constituents: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Per-constituent kinematics relative to the jet axis, each ``(batch, n)``.
+
+    Returns ``pt``, ``eta``, ``phi``, ``delta_eta``, ``delta_phi`` (wrapped), ``delta_r``,
+    ``log_pt``, ``log_e``, ``log_pt_rel`` (log pT / pT_jet), ``log_e_rel`` and ``mask``.
+    Padding entries are 0.
+    """
+    c = tf.cast(constituents, tf.float32)
+    e, px, py, pz = tf.unstack(c, axis=-1)
+    mask = e > 0
+    m = tf.cast(mask, tf.float32)
+    pt = tf.sqrt(px**2 + py**2)
+    eta = tf.asinh(pz / tf.maximum(pt, _EPS))
+    phi = tf.atan2(py, px)
+    jet = jet_kinematics(c)
+    jet_e = tf.reduce_sum(e, axis=-1)
+    deta = (eta - jet["eta"][:, None]) * m
+    dphi = _wrap(phi - jet["phi"][:, None]) * m
+    safe_pt, safe_e = tf.maximum(pt, _EPS), tf.maximum(e, _EPS)
+    return {
+        "pt": pt * m, "eta": eta * m, "phi": phi * m, "delta_eta": deta, "delta_phi": dphi,
+        "delta_r": tf.sqrt(deta**2 + dphi**2),
+        "log_pt": tf.math.log(safe_pt) * m, "log_e": tf.math.log(safe_e) * m,
+        "log_pt_rel": tf.math.log(safe_pt / jet["pt"][:, None]) * m,
+        "log_e_rel": tf.math.log(safe_e / jet_e[:, None]) * m,
+        "mask": mask,
+    }
+
+
+def nsubjettiness_ratios(tau: tf.Tensor) -> dict[str, tf.Tensor]:
+    """``tau21`` and ``tau32`` from ``(batch, 3)`` (τ1, τ2, τ3); 0 where the denominator is 0."""
+    t1, t2, t3 = tf.unstack(tf.cast(tau, tf.float32), axis=-1)
+    return {"tau21": tf.math.divide_no_nan(t2, t1), "tau32": tf.math.divide_no_nan(t3, t2)}
+
+
+def preprocess_coordinates(deta: tf.Tensor, dphi: tf.Tensor, pt: tf.Tensor, mask: tf.Tensor, *,
+                           center: bool = True, rotate: bool = True, flip: bool = True
+                           ) -> tuple[tf.Tensor, tf.Tensor]:
+    """DeepTop-style (Δη, Δφ) preprocessing of ``(batch, n)`` coordinates; see :func:`jet_images`."""
+    m = tf.cast(mask, tf.float32)
+    w = pt * m / tf.maximum(tf.reduce_sum(pt * m, axis=-1, keepdims=True), _EPS)
+    x, y = deta * m, dphi * m
+    if center:
+        x = (x - tf.reduce_sum(w * x, axis=-1, keepdims=True)) * m
+        y = (y - tf.reduce_sum(w * y, axis=-1, keepdims=True)) * m
+    if rotate:
+        sxx = tf.reduce_sum(w * x * x, axis=-1, keepdims=True)
+        syy = tf.reduce_sum(w * y * y, axis=-1, keepdims=True)
+        sxy = tf.reduce_sum(w * x * y, axis=-1, keepdims=True)
+        theta = 0.5 * tf.atan2(2 * sxy, sxx - syy)  # angle of the principal axis from the Δη axis
+        alpha = math.pi / 2 - theta  # rotate that axis onto Δφ
+        ca, sa = tf.cos(alpha), tf.sin(alpha)
+        x, y = ca * x - sa * y, sa * x + ca * y
+    if flip:  # the heavier half in pT goes to +Δη, then to +Δφ (centred means are 0: compare halves)
+        x = x * tf.where(tf.reduce_sum(w * tf.sign(x), axis=-1, keepdims=True) < 0, -1.0, 1.0)
+        y = y * tf.where(tf.reduce_sum(w * tf.sign(y), axis=-1, keepdims=True) < 0, -1.0, 1.0)
+    return x, y
+
+
+def jet_images(constituents: tf.Tensor, *, charge: tf.Tensor | None = None, ptype: tf.Tensor | None = None,
+               npix: int = 37, half_width: float = 1.0, center: bool = True, rotate: bool = True,
+               flip: bool = True, normalize: bool = True) -> tf.Tensor:
+    """Pixelated jet images ``(batch, npix, npix, channels)`` with DeepTop-style preprocessing.
+
+    Args:
+        constituents: ``(batch, n, 4)`` (E, px, py, pz), zero-padded.
+        charge: Optional ``(batch, n)`` constituent charges. With ``ptype`` it gives four
+            colours: neutral pT, track pT, track multiplicity, muon multiplicity.
+        ptype: Optional ``(batch, n)`` type codes (``hepflow.physics.detector``; 5 = muon).
+        npix: Pixels per side.
+        half_width: The image covers Δη, Δφ ∈ [-half_width, half_width] (radians).
+        center: Shift the pT-weighted centroid of (η, φ) to the image centre
+            (otherwise the jet axis from the constituent sum).
+        rotate: Rotate the principal axis of the pT-weighted (Δη, Δφ) distribution to
+            the vertical (Δφ) direction.
+        flip: Reflect so that the half with more pT lies at Δη > 0, and likewise for Δφ
+            (the heaviest quadrant is fixed at Δη > 0, Δφ > 0).
+        normalize: Divide every image by its total intensity (each channel separately).
+
+    Pixel ``(i, j)`` (row, column) covers Δφ ∈ [-w + i·2w/npix, -w + (i+1)·2w/npix) and
+    Δη likewise with ``j``: rows follow Δφ, columns follow Δη.
+    """
+    f = constituent_features(constituents)
+    m = tf.cast(f["mask"], tf.float32)
+    pt = f["pt"]
+    x, y = preprocess_coordinates(f["delta_eta"], f["delta_phi"], pt, m, center=center, rotate=rotate, flip=flip)
+    if charge is not None and ptype is not None:
+        track = tf.cast(tf.not_equal(charge, 0), tf.float32) * m
+        muon = tf.cast(tf.equal(ptype, 5), tf.float32) * m
+        channels = tf.stack([pt * (1 - track), pt * track, track, muon], axis=-1)
+    else:
+        channels = pt[..., None]
+    ix = tf.cast(tf.floor((x + half_width) / (2 * half_width) * npix), tf.int32)
+    iy = tf.cast(tf.floor((y + half_width) / (2 * half_width) * npix), tf.int32)
+    inside = f["mask"] & (ix >= 0) & (ix < npix) & (iy >= 0) & (iy < npix)
+    batch = tf.shape(constituents)[0]
+    b = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(ix))
+    flat = (b * npix + tf.clip_by_value(iy, 0, npix - 1)) * npix + tf.clip_by_value(ix, 0, npix - 1)
+    vals = channels * tf.cast(inside, tf.float32)[..., None]
+    n_ch = channels.shape[-1]
+    img = tf.math.unsorted_segment_sum(tf.reshape(vals, (-1, n_ch)), tf.reshape(flat, (-1,)),
+                                       batch * npix * npix)
+    img = tf.reshape(img, (batch, npix, npix, n_ch))
+    if normalize:
+        img = tf.math.divide_no_nan(img, tf.reduce_sum(img, axis=[1, 2], keepdims=True))
+    return img
+
+
+class JetImages:
+    """Pipeline transform: ``{"constituents", ["charge", "type"]}`` → ``{"image": ...}`` (+ other features).
+
+    Keyword arguments are those of :func:`jet_images`; the constituents (and charge/type)
+    are replaced by the image, other features pass through.
+    """
+
+    def __init__(self, *, npix: int = 37, half_width: float = 1.0, center: bool = True, rotate: bool = True,
+                 flip: bool = True, normalize: bool = True, colours: bool = False) -> None:
+        self.kwargs = dict(npix=npix, half_width=half_width, center=center, rotate=rotate, flip=flip,
+                           normalize=normalize)
+        self.colours = colours
+
+    def __call__(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        out = dict(features)
+        c = out.pop("constituents")
+        charge, ptype = out.pop("charge", None), out.pop("type", None)
+        if self.colours and (charge is None or ptype is None):
+            raise KeyError("JetImages(colours=True) needs 'charge' and 'type' features. "
+                           f"Received: {sorted(features)}")
+        out["image"] = jet_images(c, charge=charge if self.colours else None,
+                                  ptype=ptype if self.colours else None, **self.kwargs)
+        return out
+
+    def get_config(self) -> dict[str, Any]:
+        return {**self.kwargs, "colours": self.colours}
+
+
+class ConstituentFeatures:
+    """Pipeline transform: constituents → ``(batch, n, 7)`` particle features for PFN/ParticleNet.
+
+    Features per constituent: Δη, Δφ, log pT, log E, log pT/pT_jet, log E/E_jet, ΔR; plus
+    ``points`` (Δη, Δφ) and ``mask`` (float, 1 for real constituents).
+    """
+
+    def __call__(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        out = dict(features)
+        f = constituent_features(out.pop("constituents"))
+        out["particles"] = tf.stack([f[k] for k in ("delta_eta", "delta_phi", "log_pt", "log_e", "log_pt_rel",
+                                                    "log_e_rel", "delta_r")], axis=-1)
+        out["points"] = tf.stack([f["delta_eta"], f["delta_phi"]], axis=-1)
+        out["mask"] = tf.cast(f["mask"], tf.float32)[..., None]
+        return out
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
