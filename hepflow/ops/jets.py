@@ -179,7 +179,8 @@ class ConstituentFeatures:
     """Pipeline transform: constituents → ``(batch, n, 7)`` particle features for PFN/ParticleNet.
 
     Features per constituent: Δη, Δφ, log pT, log E, log pT/pT_jet, log E/E_jet, ΔR; plus
-    ``points`` (Δη, Δφ) and ``mask`` (float, 1 for real constituents).
+    ``points`` (Δη, Δφ), ``z`` (pT / pT_jet, for Energy Flow Networks) and ``mask`` (float,
+    ``(batch, n, 1)``, 1 for real constituents).
     """
 
     def __call__(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -188,6 +189,7 @@ class ConstituentFeatures:
         out["particles"] = tf.stack([f[k] for k in ("delta_eta", "delta_phi", "log_pt", "log_e", "log_pt_rel",
                                                     "log_e_rel", "delta_r")], axis=-1)
         out["points"] = tf.stack([f["delta_eta"], f["delta_phi"]], axis=-1)
+        out["z"] = tf.exp(f["log_pt_rel"]) * tf.cast(f["mask"], tf.float32)
         out["mask"] = tf.cast(f["mask"], tf.float32)[..., None]
         return out
 
