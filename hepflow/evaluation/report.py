@@ -1,0 +1,120 @@
+"""``tagger_report``: AUC and rejections of several taggers, ROC and sculpting plots, TensorBoard."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+from hepflow.evaluation.metrics import auc, rejection_at, roc_curve, threshold_at
+
+__all__ = ["tagger_report", "format_report"]
+
+
+def tagger_report(labels, scores: Mapping[str, np.ndarray], *, out_dir: str,
+                  cut_based: Mapping[float, tuple[float, float]] | None = None, mass: np.ndarray | None = None,
+                  efficiencies: tuple[float, ...] = (0.3, 0.5), sculpt_efficiency: float = 0.5,
+                  log_dir: str | None = None) -> dict[str, dict[str, float]]:
+    """Evaluates taggers on one test set.
+
+    Args:
+        labels: ``(n,)`` 1 for signal (top), 0 for background.
+        scores: Tagger name → ``(n,)`` scores (higher = more signal-like).
+        out_dir: Where ``roc.png`` and ``sculpting.png`` go.
+        cut_based: Optional working points of a cut-based tagger: εS target → (εS, εB).
+        mass: Optional ``(n,)`` jet masses for the sculpting plot (background mass before
+            and after a cut at ``sculpt_efficiency``).
+        efficiencies: Signal efficiencies for the rejection columns.
+        log_dir: Optional TensorBoard log folder for scalars and the images.
+
+    Returns:
+        Name → ``{"auc", "rejection_at_0.3", "rejection_at_0.3_err", ...}``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = np.asarray(labels).astype(bool)
+    os.makedirs(out_dir, exist_ok=True)
+    table: dict[str, dict[str, float]] = {}
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, s in scores.items():
+        row = {"auc": auc(labels, s)}
+        for eff in efficiencies:
+            r, err = rejection_at(labels, s, eff)
+            row[f"rejection_at_{eff}"], row[f"rejection_at_{eff}_err"] = r, err
+        table[name] = row
+        eff_s, eff_b, _ = roc_curve(labels, s)
+        ok = (eff_b > 0) & (eff_s >= 0.05)
+        ax.plot(eff_s[ok], 1 / eff_b[ok], label=f"{name} (AUC {row['auc']:.3f})")
+    if cut_based:
+        row = {}
+        for eff, (es, eb) in sorted(cut_based.items()):
+            row[f"rejection_at_{eff}"] = 1 / eb if eb > 0 else float("inf")
+            row[f"measured_eff_at_{eff}"] = es
+        table["cut_based"] = row
+        pts = [(es, 1 / eb) for es, eb in cut_based.values() if eb > 0]
+        if pts:
+            ax.plot(*zip(*pts), "k*", markersize=10, label="cut-based (m, τ32)")
+    ax.set_yscale("log")
+    ax.set_xlabel("signal efficiency εS")
+    ax.set_ylabel("background rejection 1/εB")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    roc_png = os.path.join(out_dir, "roc.png")
+    fig.savefig(roc_png, dpi=100)
+    plt.close(fig)
+    pngs = [roc_png]
+    if mass is not None and scores:
+        name, s = next(iter(scores.items()))
+        thr = threshold_at(labels, s, sculpt_efficiency)
+        bkg_mass, bkg_pass = np.asarray(mass)[~labels], np.asarray(s)[~labels] >= thr
+        fig, ax = plt.subplots(figsize=(6, 4))
+        bins = np.linspace(0, 300, 41)
+        ax.hist(bkg_mass, bins, density=True, histtype="step", label="QCD, all")
+        if bkg_pass.any():
+            ax.hist(bkg_mass[bkg_pass], bins, density=True, histtype="step",
+                    label=f"QCD passing {name} at εS = {sculpt_efficiency}")
+        ax.set_xlabel("jet mass [GeV]")
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        sculpt_png = os.path.join(out_dir, "sculpting.png")
+        fig.savefig(sculpt_png, dpi=100)
+        plt.close(fig)
+        pngs.append(sculpt_png)
+    if log_dir:
+        _log_tensorboard(log_dir, table, pngs)
+    return table
+
+
+def _log_tensorboard(log_dir: str, table: Mapping[str, Mapping[str, float]], pngs: list[str]) -> None:
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        for name, row in table.items():
+            for key, value in row.items():
+                if np.isfinite(value):
+                    tf.summary.scalar(f"{name}/{key}", value, step=0)
+        for png in pngs:
+            with open(png, "rb") as f:
+                img = tf.io.decode_png(f.read(), channels=4)
+            tf.summary.image(os.path.splitext(os.path.basename(png))[0], img[None], step=0)
+    writer.flush()
+
+
+def format_report(table: Mapping[str, Mapping[str, float]], efficiencies=(0.3, 0.5)) -> str:
+    """A text table: AUC and 1/εB ± error per tagger."""
+    head = f"{'tagger':18s} {'AUC':>7s}" + "".join(f" {'1/εB@' + str(e):>16s}" for e in efficiencies)
+    lines = [head]
+    for name, row in table.items():
+        auc_s = f"{row['auc']:7.4f}" if "auc" in row else f"{'—':>7s}"
+        cols = []
+        for e in efficiencies:
+            r, err = row.get(f"rejection_at_{e}", float("nan")), row.get(f"rejection_at_{e}_err")
+            cols.append(f" {r:8.1f} ± {err:5.1f}" if err is not None and np.isfinite(err) else f" {r:16.1f}")
+        lines.append(f"{name:18s} {auc_s}" + "".join(cols))
+    return "\n".join(lines)
