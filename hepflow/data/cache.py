@@ -164,9 +164,6 @@ class _SampleCache:
         self.written = None
         self.complete = True
 
-    def discard(self) -> None:
-        if self.tmp_dir and os.path.isdir(self.tmp_dir):
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
 def _remove_stale_tmp(location: str) -> None:
@@ -222,8 +219,3 @@ class RowCache:
         arrays = self._samples[sample].arrays
         for k, target in out.items():
             target[dest:dest + stop - start] = arrays[k][start:stop]
-
-    def close(self) -> None:
-        """Removes unpublished temporary folders (an interrupted first epoch)."""
-        for c in self._samples:
-            c.discard()

@@ -169,16 +169,13 @@ class Pipeline:
             raise DataError(f"Sample names must be unique. Received: names={names!r}")
         self.layouts = [inspect_sample(s, i, on_nonfinite=on_nonfinite) for i, s in enumerate(specs)]
         self.raw_spec = _common_features(self.layouts)
-        self.has_weight = any(s.weight_key for s in specs)
         self.label_table = _label_table(specs)
         self.transform = transform
         self.check_finite = on_nonfinite == "error"
         self.reader = BlockReader(self.layouts, check_finite=self.check_finite)
-        row_bytes = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in self.raw_spec.values())
-        row_bytes = max(row_bytes, 1)
+        row_bytes = max(_row_bytes(self.raw_spec), 1)
         self.block_rows = block_rows or int(np.clip(_BLOCK_BYTES // row_bytes, 64, 1 << 16))
-        sample = self._sample_rows()
-        self.out_spec = self._trace_transform(sample)
+        self.out_spec = self._trace_transform()
 
         if chunk_rows is None:
             chunk_rows = min(max(shuffle, _CHUNK_BYTES // row_bytes), max(_MAX_CHUNK_BYTES // row_bytes, batch_size))
@@ -201,24 +198,16 @@ class Pipeline:
             drop_remainder=drop_remainder, service=service)
 
     # -- build-time helpers ---------------------------------------------------
-    def _sample_rows(self) -> dict[str, np.ndarray]:
-        """Two real rows of the first sample (weights included), read now."""
-        lay = self.layouts[0]
-        n = min(2, lay.n_rows)
-        f = int(np.argmax(lay.counts > 0))
-        bufs = {k: np.empty((n,) + s, d) for k, (s, d) in self.raw_spec.items()}
-        if WEIGHT in bufs and WEIGHT not in lay.features:
-            bufs[WEIGHT][:] = 1.0
-        self.reader.read(0, f, 0, n, bufs, 0)
-        return bufs
-
-    def _trace_transform(self, sample: Mapping[str, np.ndarray]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-        """Runs the transform once on two real rows to learn its output rows."""
+    def _trace_transform(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Runs the transform once on two real rows of the first sample to learn its output rows."""
         feats = {k: v for k, v in self.raw_spec.items() if k != WEIGHT}
         if self.transform is None:
             return dict(self.raw_spec)
         lay = self.layouts[0]
-        n = len(next(iter(sample.values())))
+        n = min(2, lay.n_rows)
+        f = int(np.argmax(lay.counts > 0))
+        sample = {k: np.empty((n,) + s, d) for k, (s, d) in self.raw_spec.items()}  # the reader fills weights too
+        self.reader.read(0, f, 0, n, sample, 0)
         try:
             out = self.transform({k: tf.constant(sample[k]) for k in feats})
         except Exception as e:
@@ -248,8 +237,7 @@ class Pipeline:
         if cache == "memory":
             directory = None
         elif cache == "auto":
-            row_bytes = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in self.out_spec.values())
-            need = row_bytes * sum(lay.n_rows for lay in self.layouts)
+            need = _row_bytes(self.out_spec) * sum(lay.n_rows for lay in self.layouts)
             budget = memory_budget if memory_budget is not None else psutil.virtual_memory().available // 2
             directory = None if need <= budget else default_cache_dir()
             log.info("cache='auto': %.1f MB of transformed rows, budget %.1f MB → %s", need / 1e6,
@@ -382,7 +370,6 @@ class Pipeline:
         # Chunks hold whole batches (only the last chunk of epoch="all" may be short), so
         # rebatching never mixes rows of two chunks into one batch of a mixed epoch.
         ds = finished.rebatch(self.batch_size, drop_remainder=drop_remainder)
-        self.stages = {"loaded": loaded, "finished": finished, "batches": ds}  # for diagnostics
         if service is None:
             ds = ds.apply(tf.data.experimental.assert_cardinality(self.planner.n_batches))
         options = tf.data.Options()
@@ -393,6 +380,11 @@ class Pipeline:
             ds = ds.apply(tf.data.experimental.service.distribute(
                 processing_mode="distributed_epoch", service=service))
         return ds.prefetch(prefetch)
+
+
+def _row_bytes(spec: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> int:
+    """Bytes of one row of a feature spec (name → (row shape, dtype))."""
+    return sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in spec.values())
 
 
 def _common_features(layouts: Sequence[SampleLayout]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:

@@ -250,13 +250,11 @@ class BlockReader:
         self._layouts = list(layouts)
         self._check_finite = check_finite
         self._local = threading.local()
-        self._all_files: list[tuple[int, dict]] = []  # every thread's handles, for close()
 
     def _handle(self, info: FileInfo, sample: str) -> tuple[h5py.File, dict[str, h5py.Dataset], int]:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # never reuse handles across a fork
             local.pid, local.files = os.getpid(), {}
-            self._all_files.append((local.pid, local.files))
         try:
             st = os.stat(info.path)
         except FileNotFoundError:
@@ -342,13 +340,6 @@ class BlockReader:
             entry[0].close()
             if entry[2] >= 0:
                 os.close(entry[2])
-
-    def close(self) -> None:
-        """Closes the handles this reader opened in this process, in every thread."""
-        for pid, files in self._all_files:
-            if pid == os.getpid():
-                for path in list(files):
-                    self._forget(files, path)
 
     def _maybe_check(self, file: int, sample: int, start: int, name: str, block: np.ndarray) -> None:
         if not self._check_finite or block.dtype.kind != "f":

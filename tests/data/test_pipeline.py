@@ -58,17 +58,16 @@ def test_epoch_modes(specs):
 def test_every_record_exactly_once(jet_dir, readers):
     specs = [SampleSpec(name="qcd", files=str(jet_dir / "qcd_*.h5"), keys=["x"], label=0, rate=1),
              SampleSpec(name="top", files=str(jet_dir / "top_*.h5"), keys=["x"], label=1, rate=1)]
-    for epoch in ("all",):
-        ds = make_dataset(specs, batch_size=50, epoch=epoch, drop_remainder=False, seed=readers,
-                          num_readers=readers, chunk_rows=200, block_rows=64, with_record_id=True)
-        feats, _ = collect(ds)
-        rid = feats[RECORD_ID]
-        assert len(rid) == 3200
-        assert len({tuple(r) for r in rid}) == 3200
-        # the row content is the row the id names: x[:, 0, 0] stamps (file seed, row)
-        stamp = feats["x"][:, 0, 0]
-        expected = np.where(rid[:, 0] == 0, 10, 20) + rid[:, 1]
-        np.testing.assert_array_equal(stamp, expected * 100_000 + rid[:, 2])
+    ds = make_dataset(specs, batch_size=50, epoch="all", drop_remainder=False, seed=readers,
+                      num_readers=readers, chunk_rows=200, block_rows=64, with_record_id=True)
+    feats, _ = collect(ds)
+    rid = feats[RECORD_ID]
+    assert len(rid) == 3200
+    assert len({tuple(r) for r in rid}) == 3200
+    # the row content is the row the id names: x[:, 0, 0] stamps (file seed, row)
+    stamp = feats["x"][:, 0, 0]
+    expected = np.where(rid[:, 0] == 0, 10, 20) + rid[:, 1]
+    np.testing.assert_array_equal(stamp, expected * 100_000 + rid[:, 2])
     # exact mixing with rates matching sample sizes also reads every record once
     sized = [SampleSpec(name="qcd", files=str(jet_dir / "qcd_*.h5"), keys=["x"], label=0, rate=3),
              SampleSpec(name="top", files=str(jet_dir / "top_*.h5"), keys=["x"], label=1, rate=5)]
