@@ -79,8 +79,8 @@ def make_dataset(
             windows of ``chunk_rows`` rows.
         chunk_rows: Rows read, transformed and shuffled together (rounded to
             whole batches); default ``max(shuffle, ~16 MB of rows)``, at most
-            ~128 MB. Peak memory is about ``3 × (num_readers + 1)`` chunks plus
-            ``prefetch`` batches.
+            ~128 MB. A streaming pipeline holds about ``num_readers + cpu_count + 2``
+            chunks plus ``prefetch`` batches (see docs/data.md).
         cache: ``None``/``False`` (no cache), ``"memory"``, a directory path, or
             ``"auto"`` (memory if the transformed data fits ``memory_budget``,
             otherwise ``$HEPFLOW_CACHE_DIR`` or ``~/.cache/hepflow/pipeline``).
