@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -11,8 +12,12 @@ __all__ = ["main"]
 
 def _demo(args: argparse.Namespace) -> int:
     from hepflow.cli.demo import run_demo
+    from hepflow.evaluation.report import format_report
 
-    run_demo(data_dir=args.data_dir, jets_per_class=args.jets, epochs=args.epochs)
+    table = run_demo(data_dir=args.data_dir, jets=args.jets, epochs=args.epochs, workers=args.workers,
+                     run_root=args.run_root)
+    print(format_report(table))
+    print(json.dumps(summary_json(table)))
     return 0
 
 
@@ -44,6 +49,36 @@ def _datasets_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from hepflow.training import train
+
+    summary = train(args.config, run_dir=args.run_dir, overrides=args.set, overwrite=args.overwrite)
+    print(f"run: {summary['run_dir']} ({summary['params']:,} parameters, {summary['epochs']} epochs, "
+          f"{summary['train_seconds']:.0f} s); evaluate with: hepflow evaluate {summary['run_dir']}")
+    print(json.dumps(summary))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from hepflow.evaluation.report import format_report
+    from hepflow.evaluation.runs import evaluate_runs
+
+    table = evaluate_runs(args.run_dirs, out_dir=args.out, baselines=not args.no_baselines)
+    out = args.out or os.path.join(args.run_dirs[0], "evaluation")
+    print(format_report(table))
+    print(f"report, roc.png, sculpting.png and TensorBoard logs (tb/) in {out}")
+    print(json.dumps(summary_json(table)))
+    return 0
+
+
+def summary_json(table: dict) -> dict:
+    """The report's headline: tagger → ``{"auc", "rejection_at_0.3"}`` (rounded; ``null`` when infinite)."""
+    from hepflow.evaluation.report import json_safe
+
+    return json_safe({name: {k: round(float(row[k]), 4) for k in ("auc", "rejection_at_0.3") if k in row}
+                      for name, row in table.items()})
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from hepflow.data import load_specs
     from hepflow.data.readers import inspect_sample
@@ -62,10 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(prog="hepflow", description="Deep learning for high-energy physics.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="generate jet files, stream them through a mixed pipeline, train")
-    p.add_argument("--data-dir", default="demo_data", help="where the generated files go (reused)")
-    p.add_argument("--jets", type=int, default=100_000, help="jets per class")
-    p.add_argument("--epochs", type=int, default=3, help="pipeline epochs to time")
+    p = sub.add_parser("demo", help="generate top/QCD jets, train a CNN and the baselines, print the report")
+    p.add_argument("--data-dir", default="demo_data", help="where the generated jets go (reused, resumable)")
+    p.add_argument("--jets", type=int, default=10_000, help="jets to generate, half top, half QCD")
+    p.add_argument("--epochs", type=int, default=2, help="CNN training epochs")
+    p.add_argument("--workers", type=int, default=None, help="generator processes (default: every core)")
+    p.add_argument("--run-root", default="runs/demo", help="where the run and the report go")
     p.set_defaults(func=_demo)
     p = sub.add_parser("generate", help="generate physics data")
     gen = p.add_subparsers(dest="dataset", required=True)
@@ -90,6 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None, help="tfds data dir (default ~/tensorflow_datasets)")
     p.add_argument("--manual-dir", default=None, help="folder with the published files (reference config)")
     p.set_defaults(func=_datasets_build)
+    p = sub.add_parser("train", help="train the model of a config YAML through the pipeline; writes a run dir")
+    p.add_argument("config", help="training config (see configs/)")
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/<name>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config entry, e.g. --set training.epochs=2 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in the run directory")
+    p.set_defaults(func=_train)
+    p = sub.add_parser("evaluate", help="score runs on their test split with the baselines; ROC, report, TensorBoard")
+    p.add_argument("run_dirs", nargs="+", help="run directories (sharing the same test files)")
+    p.add_argument("--out", default=None, help="report folder (default RUN_DIR/evaluation for one run)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the cut-based tagger and the BDT")
+    p.set_defaults(func=_evaluate)
     p = sub.add_parser("inspect", help="validate sample specs (YAML) and list their rows and features")
     p.add_argument("specs", help="YAML file of sample specs")
     p.set_defaults(func=_inspect)

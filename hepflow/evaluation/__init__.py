@@ -1,9 +1,9 @@
 """Where results come out: metrics, baselines, reports and plots."""
 from __future__ import annotations
 
-from hepflow.evaluation.baselines import CutBasedTagger, bdt_tagger
+from hepflow.evaluation.baselines import ROC_EFFICIENCIES, CutBasedTagger, bdt_tagger
 from hepflow.evaluation.metrics import auc, rejection_at, roc_curve, threshold_at
 from hepflow.evaluation.report import format_report, tagger_report
 
-__all__ = ["auc", "rejection_at", "roc_curve", "threshold_at", "CutBasedTagger", "bdt_tagger",
+__all__ = ["auc", "rejection_at", "roc_curve", "threshold_at", "CutBasedTagger", "bdt_tagger", "ROC_EFFICIENCIES",
            "tagger_report", "format_report"]

@@ -5,18 +5,25 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["CutBasedTagger", "bdt_tagger"]
+__all__ = ["CutBasedTagger", "bdt_tagger", "ROC_EFFICIENCIES"]
+
+#: Target signal efficiencies at which the cut-based tagger's ROC (and its AUC) is sampled.
+ROC_EFFICIENCIES = tuple(round(e, 2) for e in np.arange(0.05, 1.0, 0.05))
 
 
 @dataclasses.dataclass
 class CutBasedTagger:
     """Mass window and τ32 cut, optimised on the training set for each target signal efficiency.
 
-    For each efficiency, the cuts ``m_lo < mass < m_hi`` and ``τ32 < t`` that keep at least
-    that fraction of signal with the least background are found by a grid search over
-    quantiles of the training distributions.
+    A jet passes ``m_lo ≤ mass < m_hi`` and ``τ32 < t``. The candidate cuts lie on a grid of
+    ``grid + 1`` quantiles of the training signal's mass and τ32 (open-ended at both ends, so
+    one-sided cuts are candidates too). For each target efficiency the cuts that keep at least
+    that fraction of training signal with the least training background win. All candidates
+    are counted at once from 2-D histograms, so fitting is fast even on millions of jets.
 
     Attributes:
+        efficiencies: Target signal efficiencies whose cuts :meth:`fit` stores in ``cuts``.
+        grid: Quantile bins per variable.
         cuts: efficiency → ``(m_lo, m_hi, tau32_max)`` after :meth:`fit`.
     """
 
@@ -27,38 +34,51 @@ class CutBasedTagger:
     def fit(self, mass, tau32, labels) -> "CutBasedTagger":
         mass, tau32 = np.asarray(mass, np.float64), np.asarray(tau32, np.float64)
         sig = np.asarray(labels).astype(bool)
-        qs = np.linspace(0, 1, self.grid + 1)
-        m_edges = np.quantile(mass[sig], qs)
-        t_edges = np.quantile(tau32[sig], qs[1:])
-        for eff in self.efficiencies:
-            best = None
-            for i, lo in enumerate(m_edges[:-1]):
-                for hi in m_edges[i + 1:]:
-                    in_window = (mass > lo) & (mass < hi)
-                    for t in t_edges:
-                        keep = in_window & (tau32 < t)
-                        eff_s = keep[sig].mean()
-                        if eff_s < eff:
-                            continue
-                        eff_b = keep[~sig].mean()
-                        if best is None or eff_b < best[0] or (eff_b == best[0] and eff_s < best[1]):
-                            best = (eff_b, eff_s, (float(lo), float(hi), float(t)))
-                        break  # a looser τ32 cut only adds background
-            if best is None:
-                raise ValueError(f"No cut reaches signal efficiency {eff} on the training set.")
-            self.cuts[eff] = best[2]
+        if sig.all() or not sig.any():
+            raise ValueError("CutBasedTagger.fit needs both signal (1) and background (0) jets.")
+        qs = np.linspace(0, 1, self.grid + 1)[1:-1]
+        m_edges = np.r_[-np.inf, np.unique(np.quantile(mass[sig], qs)), np.inf]
+        t_edges = np.r_[-np.inf, np.unique(np.quantile(tau32[sig], qs)), np.inf]
+        nm, nt = len(m_edges) - 1, len(t_edges) - 1
+        mi = np.searchsorted(m_edges, mass, side="right") - 1
+        ti = np.searchsorted(t_edges, tau32, side="right") - 1
+
+        def passing(select):  # [a, b, j]: jets with mass bin in [a, b) and τ32 bin ≤ j
+            h = np.bincount(mi[select] * nt + ti[select], minlength=nm * nt).reshape(nm, nt)
+            prefix = np.vstack([np.zeros((1, nt)), np.cumsum(np.cumsum(h, axis=1), axis=0)])
+            return prefix[None, :, :] - prefix[:, None, :]
+
+        eff_s, eff_b = passing(sig) / sig.sum(), passing(~sig) / (~sig).sum()
+        a, b, j = np.meshgrid(np.arange(nm + 1), np.arange(nm + 1), np.arange(nt), indexing="ij")
+        valid = b > a
+        self._candidates = (eff_s[valid], eff_b[valid], m_edges[a[valid]], m_edges[b[valid]], t_edges[j[valid] + 1])
+        self.cuts = {eff: self.cuts_for(eff) for eff in self.efficiencies}
         return self
 
-    def passes(self, mass, tau32, efficiency: float) -> np.ndarray:
-        lo, hi, t = self.cuts[efficiency]
-        mass, tau32 = np.asarray(mass), np.asarray(tau32)
-        return (mass > lo) & (mass < hi) & (tau32 < t)
+    def cuts_for(self, efficiency: float) -> tuple[float, float, float]:
+        """The fitted ``(m_lo, m_hi, tau32_max)`` with the least background at ≥ ``efficiency`` signal."""
+        eff_s, eff_b, lo, hi, t = self._candidates
+        ok = np.flatnonzero(eff_s >= efficiency)
+        if not len(ok):
+            raise ValueError(f"No cut reaches signal efficiency {efficiency} on the training set.")
+        best = ok[np.lexsort((eff_s[ok], eff_b[ok]))[0]]  # least background, then least signal
+        return float(lo[best]), float(hi[best]), float(t[best])
 
-    def working_points(self, mass, tau32, labels) -> dict[float, tuple[float, float]]:
-        """efficiency → (εS, εB) measured on the given (test) data."""
+    def passes(self, mass, tau32, efficiency: float) -> np.ndarray:
+        lo, hi, t = self.cuts[efficiency] if efficiency in self.cuts else self.cuts_for(efficiency)
+        mass, tau32 = np.asarray(mass), np.asarray(tau32)
+        return (mass >= lo) & (mass < hi) & (tau32 < t)
+
+    def working_points(self, mass, tau32, labels, efficiencies=None) -> dict[float, tuple[float, float]]:
+        """target efficiency → (εS, εB) measured on the given (test) data.
+
+        Args:
+            efficiencies: Targets; default the fitted ``efficiencies``. Pass
+                ``ROC_EFFICIENCIES`` (plus your own) to sample the tagger's ROC curve.
+        """
         sig = np.asarray(labels).astype(bool)
         out = {}
-        for eff in self.cuts:
+        for eff in sorted(set(efficiencies or self.cuts)):
             keep = self.passes(mass, tau32, eff)
             out[eff] = (float(keep[sig].mean()), float(keep[~sig].mean()))
         return out

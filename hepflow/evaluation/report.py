@@ -8,7 +8,7 @@ import numpy as np
 
 from hepflow.evaluation.metrics import auc, rejection_at, roc_curve, threshold_at
 
-__all__ = ["tagger_report", "format_report"]
+__all__ = ["tagger_report", "format_report", "json_safe"]
 
 
 def tagger_report(labels, scores: Mapping[str, np.ndarray], *, out_dir: str,
@@ -21,7 +21,10 @@ def tagger_report(labels, scores: Mapping[str, np.ndarray], *, out_dir: str,
         labels: ``(n,)`` 1 for signal (top), 0 for background.
         scores: Tagger name → ``(n,)`` scores (higher = more signal-like).
         out_dir: Where ``roc.png`` and ``sculpting.png`` go.
-        cut_based: Optional working points of a cut-based tagger: εS target → (εS, εB).
+        cut_based: Optional working points of a cut-based tagger: target εS → measured (εS, εB)
+            (``CutBasedTagger.working_points``). Its AUC is the area under these points
+            (trapezoids from (0, 0) to (1, 1)), so give many targets (e.g. ``ROC_EFFICIENCIES``)
+            plus those in ``efficiencies``, whose rejections are read off directly.
         mass: Optional ``(n,)`` jet masses for the sculpting plot (background mass before
             and after a cut at ``sculpt_efficiency``).
         efficiencies: Signal efficiencies for the rejection columns.
@@ -49,14 +52,10 @@ def tagger_report(labels, scores: Mapping[str, np.ndarray], *, out_dir: str,
         ok = (eff_b > 0) & (eff_s >= 0.05)
         ax.plot(eff_s[ok], 1 / eff_b[ok], label=f"{name} (AUC {row['auc']:.3f})")
     if cut_based:
-        row = {}
-        for eff, (es, eb) in sorted(cut_based.items()):
-            row[f"rejection_at_{eff}"] = 1 / eb if eb > 0 else float("inf")
-            row[f"measured_eff_at_{eff}"] = es
-        table["cut_based"] = row
-        pts = [(es, 1 / eb) for es, eb in cut_based.values() if eb > 0]
+        table["cut_based"] = _cut_based_row(cut_based, int((~labels).sum()), efficiencies)
+        pts = sorted((es, 1 / eb) for es, eb in cut_based.values() if eb > 0)
         if pts:
-            ax.plot(*zip(*pts), "k*", markersize=10, label="cut-based (m, τ32)")
+            ax.plot(*zip(*pts), "k.--", markersize=6, label=f"cut-based m, τ32 (AUC {table['cut_based']['auc']:.3f})")
     ax.set_yscale("log")
     ax.set_xlabel("signal efficiency εS")
     ax.set_ylabel("background rejection 1/εB")
@@ -88,6 +87,34 @@ def tagger_report(labels, scores: Mapping[str, np.ndarray], *, out_dir: str,
     if log_dir:
         _log_tensorboard(log_dir, table, pngs)
     return table
+
+
+def json_safe(obj):
+    """Replaces infinite and NaN floats with ``None`` in nested dicts/lists, so the result is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _cut_based_row(points: Mapping[float, tuple[float, float]], n_background: int,
+                   efficiencies: tuple[float, ...]) -> dict[str, float]:
+    es, eb = (np.array(v) for v in zip(*sorted(points.values(), key=lambda p: (p[1], p[0]))))
+    x, y = np.r_[0.0, eb, 1.0], np.r_[0.0, es, 1.0]
+    row = {"auc": float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))}
+    for eff in efficiencies:
+        if eff not in points:
+            continue
+        s, b = points[eff]
+        row[f"rejection_at_{eff}"] = 1 / b if b > 0 else float("inf")
+        row[f"rejection_at_{eff}_err"] = float(np.sqrt(b * (1 - b) / n_background) / b**2) if b > 0 else float("nan")
+        row[f"measured_eff_at_{eff}"] = s
+    return row
 
 
 def _log_tensorboard(log_dir: str, table: Mapping[str, Mapping[str, float]], pngs: list[str]) -> None:

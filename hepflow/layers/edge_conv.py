@@ -58,7 +58,9 @@ class EdgeConv(keras.layers.Layer):
         d = d + far + ops.eye(n, dtype=d.dtype)[None] * 1e9
         k = ops.minimum(self.k, n - 1) if isinstance(n, int) else self.k
         _, idx = ops.top_k(-d, k=k)  # (batch, n, k)
-        neighbours = ops.take_along_axis(ops.expand_dims(x, 1), ops.expand_dims(idx, -1), axis=2)
+        # gather neighbour features from the flattened batch: (batch, n, k, c) without an (n, n, c) broadcast
+        offsets = ops.reshape(ops.arange(ops.shape(x)[0], dtype=idx.dtype) * ops.cast(n, idx.dtype), (-1, 1, 1))
+        neighbours = ops.take(ops.reshape(x, (-1, ops.shape(x)[-1])), idx + offsets, axis=0)
         center = ops.expand_dims(x, 2)
         h = ops.concatenate([ops.broadcast_to(center, ops.shape(neighbours)), neighbours - center], axis=-1)
         for dense, norm in zip(self.mlp, self.norms):

@@ -49,7 +49,7 @@ def jet_cnn(*, input_shape: tuple[int, int, int] = (37, 37, 1),
         h = keras.layers.Dense(width, activation="relu")(h)
         if dropout:
             h = keras.layers.Dropout(dropout)(h)
-    return keras.Model(inputs, _head(h, num_classes), name=name)
+    return keras.Model({"image": inputs}, _head(h, num_classes), name=name)
 
 
 def deeptop_cnn(*, input_shape: tuple[int, int, int] = (40, 40, 1), num_classes: int = 1) -> keras.Model:

@@ -11,7 +11,8 @@ from typing import Any
 import tensorflow as tf
 
 __all__ = ["padding_mask", "jet_four_vector", "jet_kinematics", "constituent_features", "preprocess_coordinates",
-           "nsubjettiness_ratios", "jet_images", "JetImages", "ConstituentFeatures"]
+           "nsubjettiness_ratios", "jet_images", "JetImages", "ConstituentFeatures",
+           "HighLevelFeatures"]
 
 _EPS = 1e-8
 
@@ -181,16 +182,56 @@ class ConstituentFeatures:
     Features per constituent: Δη, Δφ, log pT, log E, log pT/pT_jet, log E/E_jet, ΔR; plus
     ``points`` (Δη, Δφ), ``z`` (pT / pT_jet, for Energy Flow Networks) and ``mask`` (float,
     ``(batch, n, 1)``, 1 for real constituents).
+
+    Args:
+        max_particles: Keep the first ``max_particles`` constituents (the hardest ones:
+            constituents are stored pT-ordered). Jet-level quantities still use all of
+            them. ``None`` keeps every slot. ParticleNet's top-tagging study used up to 100.
     """
+
+    def __init__(self, *, max_particles: int | None = None) -> None:
+        if max_particles is not None and max_particles < 1:
+            raise ValueError(f"max_particles must be ≥ 1 or None. Received: max_particles={max_particles}")
+        self.max_particles = max_particles
 
     def __call__(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         out = dict(features)
         f = constituent_features(out.pop("constituents"))
+        if self.max_particles is not None:
+            f = {k: v[:, :self.max_particles] for k, v in f.items()}
         out["particles"] = tf.stack([f[k] for k in ("delta_eta", "delta_phi", "log_pt", "log_e", "log_pt_rel",
                                                     "log_e_rel", "delta_r")], axis=-1)
         out["points"] = tf.stack([f["delta_eta"], f["delta_phi"]], axis=-1)
         out["z"] = tf.exp(f["log_pt_rel"]) * tf.cast(f["mask"], tf.float32)
         out["mask"] = tf.cast(f["mask"], tf.float32)[..., None]
+        return out
+
+    def get_config(self) -> dict[str, Any]:
+        return {"max_particles": self.max_particles}
+
+
+class HighLevelFeatures:
+    """Pipeline transform: ``tau`` (τ1, τ2, τ3) → ``tau21``, ``tau32``; jet ``mass`` and ``pt``.
+
+    ``mass`` and ``pt`` pass through when the files hold them; otherwise they are computed
+    from ``constituents``, which is then dropped. Features: ``mass``, ``pt``, ``tau21``, ``tau32``.
+    """
+
+    def __call__(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        out = dict(features)
+        if "tau" not in out:
+            raise KeyError(f"HighLevelFeatures needs a 'tau' feature (τ1, τ2, τ3). Received: {sorted(features)}")
+        out.update(nsubjettiness_ratios(out.pop("tau")))
+        constituents = out.pop("constituents", None)
+        missing = [k for k in ("mass", "pt") if k not in out]
+        if missing:
+            if constituents is None:
+                raise KeyError(f"HighLevelFeatures needs {missing} or 'constituents' to compute them. "
+                               f"Received: {sorted(features)}")
+            kin = jet_kinematics(constituents)
+            out.update({k: kin[k] for k in missing})
+        for k in ("mass", "pt"):
+            out[k] = tf.cast(out[k], tf.float32)
         return out
 
     def get_config(self) -> dict[str, Any]:

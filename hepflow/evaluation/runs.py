@@ -1,0 +1,185 @@
+"""``evaluate_runs``: score the test split of trained runs, add the baselines, write one report.
+
+All runs must share the test files (the same ``data`` section in their configs). Jets are
+matched across taggers by record id, never by position, so reader order cannot mix them up.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from hepflow.data import RECORD_ID, DataError, SampleSpec, make_dataset
+from hepflow.evaluation.baselines import ROC_EFFICIENCIES, CutBasedTagger, bdt_tagger
+from hepflow.evaluation.report import format_report, json_safe, tagger_report
+
+__all__ = ["evaluate_runs", "score_specs", "high_level_arrays", "baseline_scores"]
+
+#: The keys the baselines read from native top-tagging files.
+HIGH_LEVEL_KEYS = {"mass": "mass", "pt": "pt", "tau": "tau"}
+
+
+def _sorted_by_record(ids: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
+    order = np.lexsort(ids.T[::-1])
+    return [ids[order]] + [a[order] for a in arrays]
+
+
+def score_specs(model, specs: Sequence[SampleSpec], *, transform=None, batch_size: int = 1024,
+                progress: bool = True, desc: str = "scoring") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores every row of ``specs`` once with a Keras model through the pipeline.
+
+    Returns:
+        ``(record_ids (n, 3), labels (n,), scores (n,))`` sorted by record id. For a softmax
+        model the score is the probability of class 1.
+    """
+    import tensorflow as tf
+
+    from hepflow.training.train import model_inputs
+
+    ds = make_dataset(specs, batch_size=batch_size, transform=transform, epoch="all", shuffle=0,
+                      drop_remainder=False, with_record_id=True)
+    ds = model_inputs(model, ds.map(lambda x, y: (x, y, x[RECORD_ID])))
+    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    ids, labels, scores = [], [], []
+    for x, y, rid in tqdm(ds, total=len(ds), desc=desc, unit="batch", disable=not progress):
+        out = predict(x).numpy()
+        scores.append(out[:, 0] if out.shape[-1] == 1 else out[:, 1])
+        ids.append(rid.numpy())
+        labels.append(y.numpy())
+    return tuple(_sorted_by_record(np.concatenate(ids), np.concatenate(labels), np.concatenate(scores)))
+
+
+def high_level_arrays(specs: Sequence[SampleSpec]) -> dict[str, np.ndarray]:
+    """Reads mass, pT and τ1..3 of every row (native top-tagging files) through the pipeline.
+
+    Returns:
+        ``record_id``, ``label``, ``mass``, ``pt``, ``tau21``, ``tau32`` and ``features``
+        ``(n, 7)`` (mass, pT, τ1, τ2, τ3, τ21, τ32), sorted by record id.
+    """
+    hl = [SampleSpec(**{**s.to_dict(), "keys": HIGH_LEVEL_KEYS}) for s in specs]
+    ds = make_dataset(hl, batch_size=4096, epoch="all", shuffle=0, drop_remainder=False, with_record_id=True)
+    parts: dict[str, list[np.ndarray]] = {"record_id": [], "label": [], "mass": [], "pt": [], "tau": []}
+    for x, y in ds:
+        for k in ("record_id", "mass", "pt", "tau"):
+            parts[k].append(x[k].numpy())
+        parts["label"].append(y.numpy())
+    ids, label, mass, pt, tau = _sorted_by_record(*(np.concatenate(parts[k]) for k in
+                                                    ("record_id", "label", "mass", "pt", "tau")))
+    tau = tau.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau21 = np.where(tau[:, 0] > 0, tau[:, 1] / tau[:, 0], 0.0)
+        tau32 = np.where(tau[:, 1] > 0, tau[:, 2] / tau[:, 1], 0.0)
+    features = np.column_stack([mass, pt, tau, tau21, tau32])
+    return {"record_id": ids, "label": label, "mass": mass, "pt": pt, "tau21": tau21, "tau32": tau32,
+            "features": features}
+
+
+def baseline_scores(train: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray], *,
+                    efficiencies: Sequence[float] = (0.3, 0.5), seed: int = 0) -> tuple[dict, dict]:
+    """Fits the cut-based tagger and the BDT on ``train`` arrays, applies them to ``test``.
+
+    Returns:
+        ``({"bdt": test scores}, cut-based working points on test)``.
+    """
+    cut = CutBasedTagger(efficiencies=tuple(efficiencies)).fit(train["mass"], train["tau32"], train["label"])
+    points = cut.working_points(test["mass"], test["tau32"], test["label"],
+                                efficiencies=sorted(set(ROC_EFFICIENCIES) | set(efficiencies)))
+    bdt = bdt_tagger(train["features"], train["label"], seed=seed)
+    return {"bdt": bdt.predict_proba(test["features"])[:, 1]}, points
+
+
+def _load_run(run_dir: str) -> dict[str, Any]:
+    from hepflow.training.config import load_config
+
+    for name in ("config.yaml", "model.keras"):
+        if not os.path.isfile(os.path.join(run_dir, name)):
+            raise DataError(f"{run_dir} is not a finished run: {name} is missing.")
+    cfg = load_config(os.path.join(run_dir, "config.yaml"))
+    summary_path = os.path.join(run_dir, "summary.json")
+    summary = json.load(open(summary_path)) if os.path.isfile(summary_path) else {}
+    return {"dir": run_dir, "config": cfg, "summary": summary}
+
+
+def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baselines: bool = True,
+                  efficiencies: Sequence[float] = (0.3, 0.5), batch_size: int = 1024,
+                  progress: bool = True) -> dict[str, dict[str, float]]:
+    """Evaluates trained runs (and the baselines) on their common test split.
+
+    Args:
+        run_dirs: Run directories written by :func:`hepflow.training.train`.
+        out_dir: Where ``report.json``, ``report.txt``, ``roc.png``, ``sculpting.png`` and
+            TensorBoard logs (``tb/``) go; default ``<run_dir>/evaluation`` for one run.
+        baselines: Also fit the cut-based tagger and the BDT on the training split's
+            high-level features (needs ``mass``, ``pt`` and ``tau`` in the files).
+        efficiencies: Signal efficiencies of the rejection columns.
+        batch_size: Scoring batch size.
+        progress: Show progress bars.
+
+    Returns:
+        Tagger name → metrics (``auc``, ``rejection_at_<ε>`` and its ``_err``, plus
+        ``params`` and ``train_seconds`` for trained runs).
+    """
+    from hepflow.training.config import build_transform, split_specs
+
+    import keras
+
+    if not run_dirs:
+        raise DataError("evaluate_runs needs at least one run directory.")
+    runs = [_load_run(d) for d in run_dirs]
+    names = [r["config"]["name"] for r in runs]
+    if len(set(names)) != len(names):
+        raise DataError(f"Runs must have distinct names to share a report. Received: {names}")
+    if out_dir is None:
+        if len(runs) > 1:
+            raise DataError("Pass out_dir (--out) when evaluating several runs together.")
+        out_dir = os.path.join(run_dirs[0], "evaluation")
+    splits = [split_specs(r["config"]) for r in runs]
+    tests = [[(s.name, s.files) for s in sp["test"]] for sp in splits]
+    if not tests[0]:
+        raise DataError(f"{run_dirs[0]}: the config has no test split (data.split.test = 0).")
+    for d, t in zip(run_dirs[1:], tests[1:]):
+        if t != tests[0]:
+            raise DataError(f"{d} has other test files than {run_dirs[0]}; a shared report needs the same "
+                            "`data` section in every config.")
+    scores: dict[str, np.ndarray] = {}
+    ref_ids = labels = None
+    for run, split in zip(runs, splits):
+        model = keras.saving.load_model(os.path.join(run["dir"], "model.keras"))
+        ids, y, s = score_specs(model, split["test"], transform=build_transform(run["config"]),
+                                batch_size=batch_size, progress=progress, desc=f"scoring {run['config']['name']}")
+        if ref_ids is None:
+            ref_ids, labels = ids, y
+        elif not np.array_equal(ids, ref_ids):
+            raise DataError(f"{run['dir']}: scored other test records than {runs[0]['dir']}.")
+        scores[run["config"]["name"]] = s
+    cut_points, mass = None, None
+    if baselines:
+        try:
+            test_hl = high_level_arrays(splits[0]["test"])
+            train_hl = high_level_arrays(splits[0]["train"])
+        except DataError as e:
+            print(f"baselines skipped: the files lack mass/pt/tau ({e})")
+        else:
+            if not np.array_equal(test_hl["record_id"], ref_ids):
+                raise DataError("The high-level features and the scores cover different test records.")
+            bdt, cut_points = baseline_scores(train_hl, test_hl, efficiencies=efficiencies,
+                                              seed=int(runs[0]["config"]["seed"]))
+            scores.update(bdt)
+            mass = test_hl["mass"]
+    table = tagger_report(labels, scores, out_dir=out_dir, cut_based=cut_points, mass=mass,
+                          efficiencies=tuple(efficiencies), log_dir=os.path.join(out_dir, "tb"))
+    for run in runs:
+        row = table[run["config"]["name"]]
+        for k in ("params", "train_seconds", "epochs", "train_jets_seen"):
+            if k in run["summary"]:
+                row[k] = run["summary"][k]
+    row_count = {"test_jets": int(len(labels)), "test_signal": int(np.sum(labels == 1))}
+    from hepflow.training.train import write_atomic
+
+    write_atomic(os.path.join(out_dir, "report.json"), json.dumps(json_safe({"test": row_count, "taggers": table}), indent=1))
+    write_atomic(os.path.join(out_dir, "report.txt"), format_report(table, tuple(efficiencies)) + "\n")
+    return table

@@ -1,0 +1,213 @@
+"""Training configs: one YAML file says what to train on what, and how.
+
+A config (see ``configs/`` for one per model)::
+
+    name: macaluso_shih_cnn          # the run's name; default run dir runs/<name>
+    seed: 1
+    data:
+      dir: data/top_tagging          # sample files are relative to it (and it to the working dir)
+      samples:                       # SampleSpec fields
+        - {name: qcd, files: "qcd_*.h5", keys: [constituents, mass, tau], label: 0}
+        - {name: top, files: "top_*.h5", keys: [constituents, mass, tau], label: 1}
+      split: {validation: 0.1, test: 0.1}   # fractions of each sample's files, in sorted order:
+                                            # train first, then validation, test last
+    transform:                       # applied in order inside the pipeline (TF ops)
+      - jet_images: {npix: 37}
+    model: {name: macaluso_shih_cnn, args: {input_shape: [37, 37, 1]}}
+    optimizer: {name: adam, learning_rate: 0.001}
+    training:
+      epochs: 10
+      batch_size: 128
+      steps_per_epoch: null          # null: one pass over the training files per epoch
+      early_stopping: {patience: 3}  # on val_loss; null to switch off
+      cache: auto                    # pipeline cache: auto, memory, a folder, or null
+
+Splitting by file keeps the test jets out of training whatever the shuffling, and every run
+on the same ``data`` section sees the same test files.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from hepflow.data import Compose, DataError, Normalize, SampleSpec
+
+__all__ = ["load_config", "apply_overrides", "split_specs", "build_transform", "build_model", "build_optimizer",
+           "SPLITS"]
+
+SPLITS = ("train", "validation", "test")
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 1,
+    "data": {"dir": ".", "split": {"validation": 0.1, "test": 0.1}},
+    "transform": [],
+    "optimizer": {"name": "adam", "learning_rate": 1e-3},
+    "training": {"epochs": 10, "batch_size": 128, "steps_per_epoch": None, "early_stopping": {"patience": 3},
+                 "cache": "auto"},
+}
+
+_TOP_LEVEL = {"name", "seed", "data", "transform", "model", "optimizer", "training"}
+
+
+def _transforms() -> dict[str, Any]:
+    from hepflow.ops.jets import ConstituentFeatures, HighLevelFeatures, JetImages
+
+    return {"jet_images": JetImages, "constituent_features": ConstituentFeatures,
+            "high_level_features": HighLevelFeatures, "normalize": Normalize}
+
+
+def _models() -> dict[str, Any]:
+    from hepflow import models
+
+    return {name: getattr(models, name) for name in models.__all__}
+
+
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
+    return out
+
+
+def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Applies ``key.sub=value`` overrides (values parsed as YAML), e.g. ``training.epochs=2``."""
+    out = copy.deepcopy(dict(config))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise DataError(f"An override must look like key.sub=value. Received: {item!r}")
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise DataError(f"Override {item!r}: '{p}' is not a section. Received: {node!r}")
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Reads a config (a YAML path or a mapping), applies overrides and defaults, and validates it.
+
+    Raises:
+        DataError: unknown sections, a missing model or samples, bad split fractions, or an
+            unknown transform or model name; the message names the offending entry.
+    """
+    where = "config"
+    if isinstance(source, Mapping):
+        raw = dict(source)
+    else:
+        where = os.fspath(source)
+        if not os.path.isfile(where):
+            raise DataError(f"Config file not found: {where}")
+        with open(where) as f:
+            raw = yaml.safe_load(f)
+        if not isinstance(raw, Mapping):
+            raise DataError(f"{where}: a config must be a mapping. Received: {raw!r}")
+    cfg = _merge(DEFAULTS, apply_overrides(raw, overrides))
+    unknown = set(cfg) - _TOP_LEVEL
+    if unknown:
+        raise DataError(f"{where}: unknown sections {sorted(unknown)}; expected some of {sorted(_TOP_LEVEL)}.")
+    if not isinstance(cfg.get("name"), str) or not cfg["name"] or "/" in cfg["name"]:
+        raise DataError(f"{where}: `name` must be a non-empty string without '/'. Received: {cfg.get('name')!r}")
+    if not cfg["data"].get("samples"):
+        raise DataError(f"{where}: `data.samples` must list the samples. Received: {cfg['data']!r}")
+    model = cfg.get("model")
+    if not isinstance(model, Mapping) or model.get("name") not in _models():
+        raise DataError(f"{where}: `model.name` must be one of {sorted(_models())}. Received: model={model!r}")
+    split = cfg["data"]["split"]
+    if (not isinstance(split, Mapping) or set(split) - {"validation", "test"}
+            or not all(isinstance(v, (int, float)) and 0 <= v < 1 for v in split.values())
+            or sum(split.values()) >= 1):
+        raise DataError(f"{where}: `data.split` must map validation/test to fractions in [0, 1) summing "
+                        f"below 1. Received: split={split!r}")
+    _transform_items(cfg["transform"], where)
+    return cfg
+
+
+def _transform_items(spec: Any, where: str = "config") -> list[tuple[str, dict[str, Any]]]:
+    items = [spec] if isinstance(spec, Mapping) else list(spec or [])
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            item = {item: {}}
+        if not isinstance(item, Mapping) or len(item) != 1:
+            raise DataError(f"{where}: each transform is `name: {{args}}`. Received: {item!r}")
+        (name, args), = item.items()
+        if name not in _transforms():
+            raise DataError(f"{where}: unknown transform {name!r}; expected one of {sorted(_transforms())}.")
+        out.append((name, dict(args or {})))
+    return out
+
+
+def build_transform(config: Mapping[str, Any]):
+    """The pipeline transform of a config (``None`` when it lists none)."""
+    registry = _transforms()
+    parts = [registry[name](**args) for name, args in _transform_items(config["transform"])]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else Compose(parts)
+
+
+def build_model(config: Mapping[str, Any]):
+    """The Keras model of a config: ``hepflow.models.<model.name>(**model.args)``."""
+    model = config["model"]
+    return _models()[model["name"]](**dict(model.get("args") or {}))
+
+
+def build_optimizer(config: Mapping[str, Any]):
+    """A Keras optimizer from ``optimizer: {name: adam, learning_rate: ...}`` (any Keras optimizer)."""
+    import keras
+
+    opt = dict(config["optimizer"])
+    name = opt.pop("name", "adam")
+    try:
+        return keras.optimizers.get({"class_name": name, "config": opt})
+    except (ValueError, TypeError) as e:
+        raise DataError(f"Cannot build the optimizer. Received: optimizer={config['optimizer']!r} ({e})") from None
+
+
+def split_specs(config: Mapping[str, Any]) -> dict[str, list[SampleSpec]]:
+    """The config's samples split by file into ``train``, ``validation`` and ``test`` specs.
+
+    Each sample's files are sorted; the last ``round(test · n)`` files (at least one when the
+    fraction is > 0) go to test, the ones before to validation, the rest to train.
+
+    Raises:
+        DataError: a sample has too few files for the split.
+    """
+    data = config["data"]
+    base = data.get("dir") or "."
+    fractions = data["split"]
+    out: dict[str, list[SampleSpec]] = {s: [] for s in SPLITS}
+    for entry in data["samples"]:
+        if not isinstance(entry, Mapping):
+            raise DataError(f"Each sample must be a mapping of SampleSpec fields. Received: {entry!r}")
+        entry = dict(entry)
+        files = entry.pop("files", None)
+        files = [files] if isinstance(files, str) else list(files or [])
+        spec = SampleSpec(files=[f if os.path.isabs(f) else os.path.join(base, f) for f in files], **entry)
+        paths = spec.resolve_files()
+        n = len(paths)
+        n_test = _count(fractions.get("test", 0), n)
+        n_val = _count(fractions.get("validation", 0), n)
+        n_train = n - n_val - n_test
+        if n_train < 1:
+            raise DataError(f"Sample '{spec.name}': {n} file(s) cannot be split into train/validation/test "
+                            f"with {dict(fractions)}; write more, smaller files. Received: files={list(spec.files)!r}")
+        parts = {"train": paths[:n_train], "validation": paths[n_train:n_train + n_val],
+                 "test": paths[n_train + n_val:]}
+        for split, chunk in parts.items():
+            if chunk:
+                out[split].append(SampleSpec(**{**spec.to_dict(), "files": chunk}))
+    return out
+
+
+def _count(fraction: float, n: int) -> int:
+    return 0 if fraction <= 0 else max(1, round(fraction * n))
