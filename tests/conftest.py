@@ -58,3 +58,14 @@ def read_key(path, key: str) -> np.ndarray:
     """Reference: a whole dataset read with h5py."""
     with h5py.File(path, "r") as f:
         return f[key][...]
+
+
+@pytest.fixture(scope="session")
+def pythia_jets_dir(tmp_path_factory):
+    """Real Pythia 8 + FastJet top and QCD jets: 120 + 120 in 10 files per class (about 15 s)."""
+    pytest.importorskip("pythia8mc")
+    from hepflow.physics.pythia_jets import generate_top_tagging
+
+    d = tmp_path_factory.mktemp("pythia_jets")
+    generate_top_tagging(str(d), n_jets=240, workers=2, chunk_jets=12, seed=1, progress=False)  # = demo --jets 240
+    return d

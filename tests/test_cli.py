@@ -19,10 +19,35 @@ def test_inspect_reports_bad_input_in_one_line(tmp_path, capsys):
     assert "hepflow: error: Sample 'a': the glob pattern matches no file" in capsys.readouterr().err
 
 
-def test_demo_runs_small(tmp_path, capsys):
-    from hepflow.cli.demo import run_demo
+def test_demo_runs_the_tagger_slice(pythia_jets_dir, tmp_path, capsys):
+    import json
+    import shutil
 
-    result = run_demo(data_dir=str(tmp_path / "d"), jets_per_class=4000, epochs=2)
-    assert len(result["jets_per_s"]) == 2 and min(result["jets_per_s"]) > 0
-    assert result["val_accuracy"] > 0.7  # better than chance (0.5): the generated classes are separable
-    assert "epoch 2:" in capsys.readouterr().out
+    shutil.copytree(pythia_jets_dir, tmp_path / "d" / "top_tagging")  # the same 240 jets the demo would make
+    assert main(["demo", "--data-dir", str(tmp_path / "d"), "--jets", "240", "--epochs", "1",
+                 "--run-root", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "(already there)" in out  # resumed: nothing regenerated
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert set(summary) == {"cnn", "bdt", "cut_based"}
+    for row in summary.values():
+        assert 0 <= row["auc"] <= 1 and set(row) == {"auc", "rejection_at_0.3"}
+    assert (tmp_path / "runs" / "report" / "roc.png").is_file()
+    assert (tmp_path / "runs" / "cnn" / "model.keras").is_file()
+
+
+def test_train_and_evaluate_commands(pythia_jets_dir, tmp_path, capsys):
+    import json
+    import os
+
+    cfg = os.path.join(os.path.dirname(__file__), "..", "configs", "top_tagging", "pfn.yaml")
+    run = str(tmp_path / "pfn")
+    assert main(["train", cfg, "--run-dir", run, "--set", f"data.dir={pythia_jets_dir}", "--set", "training.epochs=1",
+                 "--set", "training.batch_size=16"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["params"] > 10_000
+    assert main(["evaluate", run, "--no-baselines"]) == 0
+    out = capsys.readouterr().out
+    assert list(json.loads(out.strip().splitlines()[-1])) == ["pfn"]
+    assert os.path.isfile(os.path.join(run, "evaluation", "roc.png"))
+    assert main(["train", cfg, "--run-dir", run]) == 2
+    assert "already holds a finished run" in capsys.readouterr().err

@@ -133,15 +133,28 @@ def _log_tensorboard(log_dir: str, table: Mapping[str, Mapping[str, float]], png
     writer.flush()
 
 
-def format_report(table: Mapping[str, Mapping[str, float]], efficiencies=(0.3, 0.5)) -> str:
-    """A text table: AUC and 1/εB ± error per tagger."""
-    head = f"{'tagger':18s} {'AUC':>7s}" + "".join(f" {'1/εB@' + str(e):>16s}" for e in efficiencies)
-    lines = [head]
+def format_report(table: Mapping[str, Mapping[str, float]], efficiencies=(0.3, 0.5), *,
+                  markdown: bool = False) -> str:
+    """A text (or Markdown) table: AUC, 1/εB ± error per tagger, and parameters, training time and
+    jets seen for trained runs."""
+    extra = any("params" in row for row in table.values())
+    head = ["tagger", "AUC"] + [f"1/εB@{e}" for e in efficiencies]
+    if extra:
+        head += ["params", "train s", "jets seen"]
+    rows = []
     for name, row in table.items():
-        auc_s = f"{row['auc']:7.4f}" if "auc" in row else f"{'—':>7s}"
-        cols = []
+        cells = [name, f"{row['auc']:.4f}" if "auc" in row else "—"]
         for e in efficiencies:
             r, err = row.get(f"rejection_at_{e}", float("nan")), row.get(f"rejection_at_{e}_err")
-            cols.append(f" {r:8.1f} ± {err:5.1f}" if err is not None and np.isfinite(err) else f" {r:16.1f}")
-        lines.append(f"{name:18s} {auc_s}" + "".join(cols))
-    return "\n".join(lines)
+            cells.append(f"{r:.1f} ± {err:.1f}" if err is not None and np.isfinite(err) else f"{r:.1f}")
+        if extra:
+            cells += [f"{row['params']:,}" if "params" in row else "—",
+                      f"{row['train_seconds']:.0f}" if "train_seconds" in row else "—",
+                      f"{row['train_jets_seen']:,}" if "train_jets_seen" in row else "—"]
+        rows.append(cells)
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    return "\n".join(" ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in [head] + rows)

@@ -100,7 +100,10 @@ def _load_run(run_dir: str) -> dict[str, Any]:
             raise DataError(f"{run_dir} is not a finished run: {name} is missing.")
     cfg = load_config(os.path.join(run_dir, "config.yaml"))
     summary_path = os.path.join(run_dir, "summary.json")
-    summary = json.load(open(summary_path)) if os.path.isfile(summary_path) else {}
+    summary = {}
+    if os.path.isfile(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
     return {"dir": run_dir, "config": cfg, "summary": summary}
 
 

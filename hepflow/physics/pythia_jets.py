@@ -239,13 +239,25 @@ def _sidecar(path: str) -> str:
     return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.json")
 
 
-def _chunk_complete(path: str, n_jets: int) -> bool:
-    """A chunk is complete when its file and its sidecar (written after the file) both exist."""
+def _chunk_complete(path: str, n_jets: int, seed: int, settings: JetSettings, file_format: str) -> bool:
+    """A chunk is complete when its file and its sidecar (written after the file) both exist.
+
+    Raises:
+        ValueError: the chunk is complete but was made with another seed, format or settings
+            (resuming into it would mix two runs).
+    """
     try:
         with open(_sidecar(path)) as f:
-            return json.load(f)["n_jets"] == n_jets and os.path.exists(path)
+            record = json.load(f)
+        complete = record["n_jets"] == n_jets and os.path.exists(path)
     except (OSError, ValueError, KeyError):
         return False
+    want = json.loads(json.dumps({"seed": seed, "format": file_format, "settings": dataclasses.asdict(settings)}))
+    have = {k: record.get(k, want[k]) for k in want}  # sidecars of older versions lack settings
+    if complete and have != want:
+        raise ValueError(f"{path} was generated with {have}, not {want}: the output folder holds another run. "
+                         "Use another --out folder.")
+    return complete
 
 
 def _write_native(path: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
@@ -270,7 +282,7 @@ def _run_chunk(job: tuple) -> dict[str, Any]:
     t = time.perf_counter()
     arrays, info = generate_chunk(process, n_jets, seed, settings)
     record = {"file": os.path.basename(path), "process": process, "seed": seed, "n_jets": n_jets,
-              "format": file_format, "events": info["events"], "sigma_gen_mb": info["sigma_gen_mb"],
+              "format": file_format, "settings": dataclasses.asdict(settings), "events": info["events"], "sigma_gen_mb": info["sigma_gen_mb"],
               "sigma_err_mb": info["sigma_err_mb"]}
     if file_format == "reference":
         from hepflow.data.formats import write_reference
@@ -278,7 +290,7 @@ def _run_chunk(job: tuple) -> dict[str, Any]:
         write_reference(path, {"constituents": arrays["constituents"], "truth_top": arrays["truth_top"],
                                "label": arrays["label"]})
     else:
-        _write_native(path, arrays, {**record, "settings": json.dumps(dataclasses.asdict(settings))})
+        _write_native(path, arrays, {**record, "settings": json.dumps(record["settings"])})
     tmp = f"{_sidecar(path)}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(record, f)
@@ -329,7 +341,7 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
             n = min(chunk_jets, want - index * chunk_jets)
             job = (out_dir, process, index, n, _chunk_seed(seed, process, index), settings, file_format)
             path = os.path.join(out_dir, f"{process}_{index:05d}.h5")
-            (done if _chunk_complete(path, n) else jobs).append(job)
+            (done if _chunk_complete(path, n, job[4], settings, file_format) else jobs).append(job)
     results = []
     t0 = time.perf_counter()
     with tqdm(total=n_jets, unit="jet", disable=not progress, desc="generating") as bar:

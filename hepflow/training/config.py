@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -66,6 +67,20 @@ def _models() -> dict[str, Any]:
     return {name: getattr(models, name) for name in models.__all__}
 
 
+
+
+_SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _numbers(obj: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` as a string; make such strings floats, everywhere in a config."""
+    if isinstance(obj, Mapping):
+        return {k: _numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_numbers(v) for v in obj]
+    if isinstance(obj, str) and _SCIENTIFIC.match(obj):
+        return float(obj)
+    return obj
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,7 +125,7 @@ def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Sequen
             raw = yaml.safe_load(f)
         if not isinstance(raw, Mapping):
             raise DataError(f"{where}: a config must be a mapping. Received: {raw!r}")
-    cfg = _merge(DEFAULTS, apply_overrides(raw, overrides))
+    cfg = _numbers(_merge(DEFAULTS, apply_overrides(raw, overrides)))
     unknown = set(cfg) - _TOP_LEVEL
     if unknown:
         raise DataError(f"{where}: unknown sections {sorted(unknown)}; expected some of {sorted(_TOP_LEVEL)}.")

@@ -69,3 +69,32 @@ def test_tagger_report_writes_plots_and_tensorboard(tmp_path):
     assert (tmp_path / "sculpting.png").exists() and list((tmp_path / "tb").iterdir())
     text = format_report(table)
     assert "gauss" in text and "cut_based" in text
+
+
+def test_cut_based_tagger_finds_the_best_grid_cut_by_brute_force():
+    y, _, mass, tau32 = toy(n=1500, seed=6)
+    tagger = CutBasedTagger(efficiencies=(0.3, 0.5, 0.8), grid=6).fit(mass, tau32, y)
+    sig = y.astype(bool)
+    qs = np.linspace(0, 1, 7)[1:-1]
+    m_edges = np.r_[-np.inf, np.quantile(mass[sig], qs), np.inf]
+    t_edges = np.r_[np.quantile(tau32[sig], qs), np.inf]
+    for eff in (0.3, 0.5, 0.8):
+        best = min(((mass >= lo) & (mass < hi) & (tau32 < t))[~sig].mean()
+                   for i, lo in enumerate(m_edges) for hi in m_edges[i + 1:] for t in t_edges
+                   if ((mass >= lo) & (mass < hi) & (tau32 < t))[sig].mean() >= eff)
+        keep = tagger.passes(mass, tau32, eff)
+        assert keep[sig].mean() >= eff and keep[~sig].mean() == pytest.approx(best)
+
+
+def test_cut_based_auc_is_the_area_under_its_working_points(tmp_path):
+    from hepflow.evaluation import ROC_EFFICIENCIES
+
+    y, s, mass, tau32 = toy(seed=7)
+    tagger = CutBasedTagger(grid=12).fit(mass, tau32, y)
+    points = tagger.working_points(mass, tau32, y, efficiencies=ROC_EFFICIENCIES)
+    table = tagger_report(y, {"gauss": s}, out_dir=str(tmp_path), cut_based=points)
+    es, eb = zip(*sorted(points.values(), key=lambda p: (p[1], p[0])))
+    assert table["cut_based"]["auc"] == pytest.approx(np.trapezoid([0, *es, 1], [0, *eb, 1]))
+    assert 0.9 < table["cut_based"]["auc"] < 1  # the toy's mass and τ32 separate well
+    eb_03 = points[0.3][1]
+    assert table["cut_based"]["rejection_at_0.3"] == (pytest.approx(1 / eb_03) if eb_03 else float("inf"))

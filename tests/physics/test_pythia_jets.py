@@ -134,3 +134,17 @@ def test_reference_format_output(tmp_path):
     assert np.all(top["truth_top"][:, 0] > 0)
     native, _ = generate_chunk("top", 3, seed=m["chunks"][1]["seed"], settings=JetSettings(mpi=False))
     np.testing.assert_array_equal(top["constituents"], native["constituents"])
+
+
+def test_resuming_with_another_seed_is_refused(tmp_path):
+    generate_top_tagging(str(tmp_path), n_jets=4, workers=1, chunk_jets=2, seed=7, progress=False,
+                         settings=JetSettings(hadronization=False))
+    with pytest.raises(ValueError, match="another run"):
+        generate_top_tagging(str(tmp_path), n_jets=4, workers=1, chunk_jets=2, seed=8, progress=False,
+                             settings=JetSettings(hadronization=False))
+    with pytest.raises(ValueError, match="another run"):
+        generate_top_tagging(str(tmp_path), n_jets=4, workers=1, chunk_jets=2, seed=7, progress=False,
+                             settings=JetSettings(hadronization=False, mpi=False))
+    m = generate_top_tagging(str(tmp_path), n_jets=4, workers=1, chunk_jets=2, seed=7, progress=False,
+                             settings=JetSettings(hadronization=False))
+    assert m["generated_this_run"]["jets"] == 0 and m["counts"] == {"top": 2, "qcd": 2}

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+from hepflow.data import DataError
+from hepflow.training.config import (apply_overrides, build_model, build_optimizer, build_transform, load_config,
+                                     split_specs)
+
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "top_tagging", "*.yaml")))
+
+
+def minimal(**over):
+    cfg = {"name": "t", "data": {"dir": "/nowhere", "samples": [{"name": "a", "files": "a_*.h5", "keys": ["x"]}]},
+           "model": {"name": "deeptop_cnn"}}
+    cfg.update(over)
+    return cfg
+
+
+def test_defaults_and_overrides():
+    cfg = load_config(minimal(), ["training.epochs=3", "optimizer.learning_rate=1e-4", "data.split.test=0.2"])
+    assert cfg["training"]["epochs"] == 3 and cfg["training"]["batch_size"] == 128
+    assert cfg["optimizer"] == {"name": "adam", "learning_rate": 1e-4}
+    assert cfg["data"]["split"] == {"validation": 0.1, "test": 0.2}
+    assert apply_overrides({}, ["a.b.c=[1, 2]"]) == {"a": {"b": {"c": [1, 2]}}}
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"modle": {}}, "unknown sections"),
+    ({"model": {"name": "resnet"}}, "model.name` must be one of"),
+    ({"transform": [{"jet_imagez": {}}]}, "unknown transform 'jet_imagez'"),
+    ({"data": {"samples": []}}, "data.samples"),
+    ({"name": "a/b"}, "`name` must be"),
+])
+def test_bad_configs_are_named(bad, match):
+    with pytest.raises(DataError, match=match):
+        load_config(minimal(**bad))
+
+
+def test_bad_split_and_override():
+    cfg = minimal()
+    cfg["data"]["split"] = {"validation": 0.6, "test": 0.5}
+    with pytest.raises(DataError, match="summing below 1"):
+        load_config(cfg)
+    with pytest.raises(DataError, match="key.sub=value"):
+        load_config(minimal(), ["training.epochs"])
+    with pytest.raises(DataError, match="Config file not found"):
+        load_config("/no/such.yaml")
+
+
+def test_split_by_file_is_disjoint_and_ordered(jet_dir, tmp_path):
+    for i in range(10):
+        (tmp_path / f"s_{i:02d}.h5").write_bytes(b"")
+    cfg = load_config(minimal(data={"dir": str(tmp_path), "samples": [{"name": "s", "files": "s_*.h5", "keys": ["x"]}],
+                                    "split": {"validation": 0.2, "test": 0.1}}))
+    parts = {k: [os.path.basename(f) for s in v for f in s.files] for k, v in split_specs(cfg).items()}
+    assert parts["train"] == [f"s_{i:02d}.h5" for i in range(7)]
+    assert parts["validation"] == ["s_07.h5", "s_08.h5"] and parts["test"] == ["s_09.h5"]
+    cfg["data"]["split"] = {"validation": 0.5, "test": 0.5 - 1e-9}
+    with pytest.raises(DataError, match="cannot be split"):
+        split_specs(cfg)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
+def test_example_configs_build(path):
+    cfg = load_config(path)
+    model, transform = build_model(cfg), build_transform(cfg)
+    assert model.count_params() > 1000 and transform is not None
+    assert build_optimizer(cfg).learning_rate.numpy() == pytest.approx(cfg["optimizer"]["learning_rate"])
+
+
+def test_every_model_has_a_config():
+    from hepflow import models
+
+    names = {load_config(p)["model"]["name"] for p in CONFIGS}
+    assert names == set(models.__all__) - {"jet_cnn"}
