@@ -63,7 +63,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from hepflow.evaluation.report import format_report
     from hepflow.evaluation.runs import evaluate_runs
 
-    table = evaluate_runs(args.run_dirs, out_dir=args.out, baselines=not args.no_baselines)
+    table = evaluate_runs(args.run_dirs, out_dir=args.out, baselines=not args.no_baselines, peers=args.peer)
     out = args.out or os.path.join(args.run_dirs[0], "evaluation")
     print(format_report(table, markdown=args.markdown))
     print(f"report, roc.png, sculpting.png and TensorBoard logs (tb/) in {out}")
@@ -139,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="report folder (default RUN_DIR/evaluation for one run)")
     p.add_argument("--no-baselines", action="store_true", help="skip the cut-based tagger and the BDT")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--peer", action="append", default=[], choices=["energyflow_pfn"],
+                   help="also train and score a peer implementation with the same budget (needs [peers])")
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("inspect", help="validate sample specs (YAML) and list their rows and features")
     p.add_argument("specs", help="YAML file of sample specs")

@@ -108,7 +108,7 @@ def _load_run(run_dir: str) -> dict[str, Any]:
 
 
 def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baselines: bool = True,
-                  efficiencies: Sequence[float] = (0.3, 0.5), batch_size: int = 1024,
+                  peers: Sequence[str] = (), efficiencies: Sequence[float] = (0.3, 0.5), batch_size: int = 1024,
                   progress: bool = True) -> dict[str, dict[str, float]]:
     """Evaluates trained runs (and the baselines) on their common test split.
 
@@ -118,6 +118,9 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
             TensorBoard logs (``tb/``) go; default ``<run_dir>/evaluation`` for one run.
         baselines: Also fit the cut-based tagger and the BDT on the training split's
             high-level features (needs ``mass``, ``pt`` and ``tau`` in the files).
+        peers: Peer implementations to train and score alongside: ``"energyflow_pfn"``
+            (energyflow's PFN with the budget of the PFN run among ``run_dirs``; needs the
+            ``[peers]`` extra; see :mod:`hepflow.evaluation.peers`).
         efficiencies: Signal efficiencies of the rejection columns.
         batch_size: Scoring batch size.
         progress: Show progress bars.
@@ -159,6 +162,21 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         elif not np.array_equal(ids, ref_ids):
             raise DataError(f"{run['dir']}: scored other test records than {runs[0]['dir']}.")
         scores[run["config"]["name"]] = s
+    peer_info = {}
+    for peer in peers:
+        if peer != "energyflow_pfn":
+            raise DataError(f"Unknown peer {peer!r}; expected 'energyflow_pfn'.")
+        from hepflow.evaluation.peers import energyflow_pfn_scores
+
+        pfn_runs = [r for r in runs if r["config"]["model"]["name"] == "particle_flow_network"]
+        if not pfn_runs:
+            raise DataError("The energyflow_pfn peer copies the budget of a particle_flow_network run; "
+                            f"none among {list(run_dirs)}.")
+        ids, s, peer_info[peer] = energyflow_pfn_scores(pfn_runs[0]["config"], pfn_runs[0]["summary"],
+                                                        progress=progress)
+        if not np.array_equal(ids, ref_ids):
+            raise DataError("The energyflow peer scored other test records than the runs.")
+        scores[peer] = s
     cut_points, mass = None, None
     if baselines:
         try:
@@ -180,6 +198,8 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         for k in ("params", "train_seconds", "epochs", "train_jets_seen"):
             if k in run["summary"]:
                 row[k] = run["summary"][k]
+    for peer, info in peer_info.items():
+        table[peer].update(info)
     row_count = {"test_jets": int(len(labels)), "test_signal": int(np.sum(labels == 1))}
     from hepflow.training.train import write_atomic
 

@@ -110,3 +110,15 @@ def test_missing_model_inputs_are_named(pythia_jets_dir, tmp_path):
     path = os.path.join(os.path.dirname(CONFIGS[0]), "high_level_dnn.yaml")
     with pytest.raises(DataError, match=r"needs inputs .*missing \['tau21', 'tau32'\]"):
         train(path, run_dir=str(tmp_path / "r"), overrides=quick(pythia_jets_dir) + ["transform=[]"], verbose=0)
+
+
+def test_energyflow_peer_trains_on_the_same_batches_and_joins_the_report(pythia_jets_dir, tmp_path):
+    pytest.importorskip("energyflow")
+    pfn = train(os.path.join(os.path.dirname(CONFIGS[0]), "pfn.yaml"), run_dir=str(tmp_path / "pfn"),
+                overrides=quick(pythia_jets_dir), verbose=0)
+    table = evaluate_runs([pfn["run_dir"]], baselines=False, peers=["energyflow_pfn"], progress=False)
+    assert list(table) == ["pfn", "energyflow_pfn"]
+    # same architecture (Φ 100-100-256, F 100-100-100, 2-class softmax vs our sigmoid head)
+    assert table["energyflow_pfn"]["params"] == pfn["params"] + 101
+    assert table["energyflow_pfn"]["train_jets_seen"] == pfn["train_jets_seen"] == 16
+    assert 0 <= table["energyflow_pfn"]["auc"] <= 1
