@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
 EXTRAS ?= test,pythia,formats,tfds
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench results clean
 
 install: $(STAMP)
 
@@ -28,5 +28,12 @@ test-slow: install
 bench: install
 	$(PY) tools/bench_pipeline.py
 
+# docs/results.md: every tagger on 200k generated jets (hours on 2 cores; resumes generation)
+TAGGERS := high_level_dnn pfn efn deeptop_cnn macaluso_shih_cnn particlenet_lite particlenet
+results: install
+	$(VENV)/bin/hepflow generate top-tagging --out data/top_tagging --jets 200000 --seed 1 --report
+	for t in $(TAGGERS); do $(VENV)/bin/hepflow train configs/top_tagging/$$t.yaml --run-dir runs/top_tagging/$$t --overwrite || exit 1; done
+	$(VENV)/bin/hepflow evaluate $(addprefix runs/top_tagging/,$(TAGGERS)) --out runs/top_tagging/report --markdown
+
 clean:
-	rm -rf $(VENV) demo_data bench_data *.egg-info
+	rm -rf $(VENV) demo_data bench_data runs *.egg-info
