@@ -19,6 +19,7 @@ A config (see ``configs/`` for one per model)::
       epochs: 10
       batch_size: 128
       steps_per_epoch: null          # null: one pass over the training files per epoch
+      validation_steps: null         # null: every validation jet; N: N balanced, shuffled batches
       early_stopping: {patience: 3}  # on val_loss; null to switch off
       cache: auto                    # pipeline cache: auto, memory, a folder, or null
 
@@ -47,8 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "data": {"dir": ".", "split": {"validation": 0.1, "test": 0.1}},
     "transform": [],
     "optimizer": {"name": "adam", "learning_rate": 1e-3},
-    "training": {"epochs": 10, "batch_size": 128, "steps_per_epoch": None, "early_stopping": {"patience": 3},
-                 "cache": "auto"},
+    "training": {"epochs": 10, "batch_size": 128, "steps_per_epoch": None, "validation_steps": None,
+                 "early_stopping": {"patience": 3}, "cache": "auto"},
 }
 
 _TOP_LEVEL = {"name", "seed", "data", "transform", "model", "optimizer", "training"}

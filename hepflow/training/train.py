@@ -136,8 +136,13 @@ def train(config: str | os.PathLike | Mapping[str, Any], *, run_dir: str | None 
     cache = tcfg.get("cache")
     train_ds = make_dataset(splits["train"], batch_size=batch_size, transform=transform,
                             epoch=int(steps) if steps else "shortest", seed=seed, cache=cache)
-    val_ds = make_dataset(splits["validation"], batch_size=max(batch_size, 512), transform=transform, epoch="all",
-                          shuffle=0, drop_remainder=False, seed=seed, cache="memory" if cache else None)
+    val_steps = tcfg.get("validation_steps")
+    if val_steps:  # a class-balanced, shuffled subset: cheaper for costly models
+        val_ds = make_dataset(splits["validation"], batch_size=max(batch_size, 512), transform=transform,
+                              epoch=int(val_steps), seed=seed + 1)
+    else:
+        val_ds = make_dataset(splits["validation"], batch_size=max(batch_size, 512), transform=transform,
+                              epoch="all", shuffle=0, drop_remainder=False, seed=seed, cache="memory" if cache else None)
     model = build_model(cfg)
     train_ds, val_ds = model_inputs(model, train_ds), model_inputs(model, val_ds)
     binary = model.outputs[0].shape[-1] == 1
