@@ -79,6 +79,23 @@ def summary_json(table: dict) -> dict:
                       for name, row in table.items()})
 
 
+def _export(args: argparse.Namespace) -> int:
+    from hepflow.serving.from_run import export_run
+
+    path = export_run(args.run_dir, args.out, version=args.version)
+    print(f"exported to {path}; inspect with: saved_model_cli show --dir {path} --all")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from hepflow.serving.predict import predict_file
+
+    keys = dict(k.split("=", 1) for k in args.key) if args.key else None
+    n = predict_file(args.model, args.input, args.output, keys=keys, batch_size=args.batch_size)
+    print(f"{args.output}: {n:,} scores (dataset 'score', aligned with the rows of {args.input})")
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from hepflow.data import load_specs
     from hepflow.data.readers import inspect_sample
@@ -142,6 +159,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--peer", action="append", default=[], choices=["energyflow_pfn"],
                    help="also train and score a peer implementation with the same budget (needs [peers])")
     p.set_defaults(func=_evaluate)
+    p = sub.add_parser("export", help="export a run as a SavedModel (preprocessing inside) for TF Serving")
+    p.add_argument("run_dir", help="a finished run directory")
+    p.add_argument("out", help="model base folder; the export goes to OUT/<run name>/<version>")
+    p.add_argument("--version", type=int, default=None, help="version number (default: next free)")
+    p.set_defaults(func=_export)
+    p = sub.add_parser("predict", help="score an HDF5 file with an exported model (streaming, atomic output)")
+    p.add_argument("--model", required=True, help="export folder OUT/<name>/<version>")
+    p.add_argument("--input", required=True, help="HDF5 file with the model's raw inputs")
+    p.add_argument("--output", required=True, help="output HDF5 file (dataset 'score', one per input row)")
+    p.add_argument("--key", action="append", default=[], metavar="INPUT=DATASET",
+                   help="HDF5 dataset of a raw input when its name differs (repeatable)")
+    p.add_argument("--batch-size", type=int, default=1024, help="rows per model call")
+    p.set_defaults(func=_predict)
     p = sub.add_parser("inspect", help="validate sample specs (YAML) and list their rows and features")
     p.add_argument("specs", help="YAML file of sample specs")
     p.set_defaults(func=_inspect)

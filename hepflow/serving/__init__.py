@@ -1,1 +1,8 @@
-"""hepflow.serving (see docs/architecture.md)."""
+"""Serving: SavedModel export with the training-time preprocessing inside, and batch prediction."""
+from __future__ import annotations
+
+from hepflow.serving.export import export
+from hepflow.serving.from_run import export_run
+from hepflow.serving.predict import predict_file
+
+__all__ = ["export", "export_run", "predict_file"]

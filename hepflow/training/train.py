@@ -52,7 +52,7 @@ def model_inputs(model, dataset):
     return dataset.map(lambda x, *rest: ({n: x[n] for n in names}, *rest))
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
@@ -152,7 +152,7 @@ def train(config: str | os.PathLike | Mapping[str, Any], *, run_dir: str | None 
 
     write_atomic(os.path.join(run_dir, "config.yaml"), yaml.safe_dump(cfg, sort_keys=False))
     write_atomic(os.path.join(run_dir, "samples.yaml"), yaml.safe_dump(_samples_record(splits), sort_keys=False))
-    env = {"versions": _versions(), "git_revision": _git_revision(), "host": socket.gethostname(),
+    env = {"versions": package_versions(), "git_revision": _git_revision(), "host": socket.gethostname(),
            "platform": platform.platform(), "argv": sys.argv, "cpu_count": os.cpu_count(),
            "start": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started))}
     write_atomic(os.path.join(run_dir, "environment.json"), json.dumps(env, indent=1))

@@ -1,0 +1,89 @@
+"""``predict``: score an HDF5 file with an exported SavedModel, streaming through the pipeline.
+
+The output file holds ``score`` ``(n_rows,)`` float32 aligned with the input file's rows (each
+batch is written at the rows its record ids name, so reader order cannot misplace a score). It
+is written to a temporary name and renamed when complete: an interrupted run leaves no output.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+import h5py
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from hepflow.data import RECORD_ID, DataError, SampleSpec, make_dataset
+from hepflow.data.readers import inspect_sample
+from hepflow.serving.export import METADATA_FILE
+
+__all__ = ["predict_file", "load_metadata"]
+
+
+def load_metadata(model_dir: str) -> dict:
+    """The ``assets.extra/hepflow.json`` of an export."""
+    path = os.path.join(model_dir, METADATA_FILE)
+    if not os.path.isfile(path):
+        raise DataError(f"{model_dir} is not a hepflow export: {METADATA_FILE} is missing.")
+    with open(path) as f:
+        return json.load(f)
+
+
+def predict_file(model_dir: str, input_path: str, output_path: str, *, keys: Mapping[str, str] | None = None,
+                 batch_size: int = 1024, progress: bool = True) -> int:
+    """Scores every row of ``input_path`` with the export's ``serving_default`` signature.
+
+    Args:
+        model_dir: An export version folder (``.../<name>/<version>``).
+        input_path: HDF5 file holding the raw inputs.
+        output_path: Output HDF5 file (dataset ``score``); replaced atomically.
+        keys: Raw input name → HDF5 dataset path; default each input's own name.
+        batch_size: Rows per call of the model.
+        progress: Show a progress bar.
+
+    Returns:
+        The number of rows scored.
+
+    Raises:
+        DataError: a missing file or key, or a feature whose per-row shape or dtype differs
+            from what the export takes (named, with both).
+    """
+    meta = load_metadata(model_dir)
+    raw = meta["raw_inputs"]
+    keys = dict(keys or {name: name for name in raw})
+    if set(keys) != set(raw):
+        raise DataError(f"The model takes inputs {sorted(raw)}. Received: keys={keys!r}")
+    spec = SampleSpec(name="input", files=[input_path], keys=keys)
+    layout = inspect_sample(spec, 0)
+    for name, want in raw.items():
+        have = layout.features[name]
+        if list(have.row_shape) != list(want["shape"][1:]) or np.dtype(have.dtype).name != want["dtype"]:
+            raise DataError(f"{input_path}: dataset '{keys[name]}' has rows of shape {have.row_shape} and dtype "
+                            f"{have.dtype}; the model expects {tuple(want['shape'][1:])} {want['dtype']}. "
+                            f"Received: {have.row_shape} {have.dtype}")
+    n_rows = int(layout.counts.sum())
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    ds = make_dataset([spec], batch_size=batch_size, epoch="all", shuffle=0, drop_remainder=False,
+                      with_record_id=True, cache=None)
+    tmp = f"{output_path}.tmp-{os.getpid()}"
+    written = np.zeros(n_rows, bool)
+    try:
+        with h5py.File(tmp, "w") as out:
+            scores = out.create_dataset("score", (n_rows,), "f4")
+            out.attrs["model"] = os.path.abspath(model_dir)
+            out.attrs["input"] = os.path.abspath(input_path)
+            for x, _ in tqdm(ds, total=len(ds), unit="batch", desc="predicting", disable=not progress):
+                rows = x[RECORD_ID].numpy()[:, 2]
+                s = serve(**{name: x[name] for name in raw})["score"].numpy()
+                order = np.argsort(rows)
+                scores[rows[order]] = s[order]  # h5py fancy indexing wants increasing rows
+                written[rows] = True
+            if not written.all():
+                raise DataError(f"{input_path}: {int((~written).sum())} rows were not scored.")
+        os.replace(tmp, output_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return n_rows

@@ -1,0 +1,120 @@
+"""Export with preprocessing inside, parity in a process without hepflow, batch prediction, bad input."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hepflow.cli.main import main
+from hepflow.data import DataError
+from hepflow.serving import export, export_run, predict_file
+from hepflow.serving.predict import load_metadata
+from hepflow.training import load_config, split_specs, train
+from hepflow.training.config import build_transform
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "top_tagging")
+QUICK = ["training.epochs=1", "training.steps_per_epoch=3", "training.batch_size=16", "training.cache=null"]
+
+
+@pytest.fixture(scope="module")
+def pfn_export(pythia_jets_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    run = train(os.path.join(CONFIGS, "pfn.yaml"), run_dir=str(root / "run"), verbose=0,
+                overrides=QUICK + [f"data.dir={pythia_jets_dir}"])["run_dir"]
+    return run, export_run(run, str(root / "models"), progress=False)
+
+
+def test_export_layout_signatures_and_metadata(pfn_export):
+    run, path = pfn_export
+    assert path.endswith(os.path.join("models", "pfn", "1"))
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    loaded = tf.saved_model.load(path)
+    assert set(loaded.signatures) >= {"serving_default", "serve", "serve_features"}
+    meta = load_metadata(path)
+    assert meta["classes"] == {"0": ["qcd"], "1": ["top"]}
+    assert meta["raw_inputs"] == {"constituents": {"shape": [None, 200, 4], "dtype": "float32"}}
+    assert set(meta["thresholds_at_signal_efficiency"]) == {"0.3", "0.5"}
+    assert meta["versions"]["tensorflow-cpu"] == tf.__version__ and "keras" in meta["versions"]
+    assert meta["transform"] == [{"constituent_features": {"max_particles": 100}}]
+
+
+def test_savedmodel_in_a_fresh_process_without_hepflow_matches_keras(pfn_export, pythia_jets_dir, tmp_path):
+    run, path = pfn_export
+    cfg = load_config(os.path.join(run, "config.yaml"))
+    test_file = split_specs(cfg)["test"][1].files[0]
+    with h5py.File(test_file, "r") as f:
+        constituents = f["constituents"][...]
+    model = keras.saving.load_model(os.path.join(run, "model.keras"))
+    features = build_transform(cfg)({"constituents": tf.constant(constituents)})
+    want = model({k: features[k] for k in ("particles", "mask")}, training=False).numpy()[:, 0]
+    script = textwrap.dedent(f"""
+        import sys, h5py, numpy as np, tensorflow as tf
+        f = tf.saved_model.load({path!r}).signatures["serving_default"]
+        c = h5py.File({test_file!r}, "r")["constituents"][...]
+        np.save({str(tmp_path / "scores.npy")!r}, f(constituents=tf.constant(c))["score"].numpy())
+        assert not any(m == "hepflow" or m.startswith("hepflow.") for m in sys.modules)
+    """)
+    env = {**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=str(tmp_path), env=env, timeout=240)
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), want, rtol=1e-5, atol=1e-5)
+    # the preprocessed-input signature gives the same scores
+    serve_features = tf.saved_model.load(path).signatures["serve_features"]
+    got = serve_features(particles=features["particles"], mask=features["mask"])["score"].numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_wrong_shape_or_dtype_is_named(pfn_export):
+    _, path = pfn_export
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"constituents \[2,100,4\] is not compatible.*\[\?,200,4\]"):
+        serve(constituents=tf.zeros((2, 100, 4)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="float tensor but is a double tensor"):
+        serve(constituents=tf.zeros((2, 200, 4), tf.float64))
+
+
+def test_predict_scores_every_row_in_order(pfn_export, pythia_jets_dir, tmp_path, capsys):
+    _, path = pfn_export
+    src = str(pythia_jets_dir / "top_00003.h5")
+    with h5py.File(src, "r") as f:
+        c = f["constituents"][...]
+    want = tf.saved_model.load(path).signatures["serving_default"](constituents=tf.constant(c))["score"].numpy()
+    out = tmp_path / "scores.h5"
+    assert main(["predict", "--model", path, "--input", src, "--output", str(out), "--batch-size", "5"]) == 0
+    with h5py.File(out, "r") as f:
+        np.testing.assert_allclose(f["score"][...], want, rtol=1e-5, atol=1e-6)  # other batch size
+        assert f.attrs["input"] == os.path.abspath(src)
+    assert "12 scores" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.h5"]  # no temporary file left
+
+
+def test_predict_rejects_mismatched_files(pfn_export, tmp_path):
+    _, path = pfn_export
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f["constituents"] = np.zeros((4, 100, 4), "f4")
+        f["other"] = np.zeros((4, 200, 4), "f8")
+    with pytest.raises(DataError, match=r"bad.h5: dataset 'constituents' has rows of shape \(100, 4\)"):
+        predict_file(path, str(bad), str(tmp_path / "o.h5"), progress=False)
+    with pytest.raises(DataError, match="expects \\(200, 4\\) float32"):
+        predict_file(path, str(bad), str(tmp_path / "o.h5"), keys={"constituents": "other"}, progress=False)
+    with pytest.raises(DataError, match="takes inputs"):
+        predict_file(path, str(bad), str(tmp_path / "o.h5"), keys={"x": "other"}, progress=False)
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_export_versions_are_immutable(tmp_path):
+    inputs = {"x": keras.Input((3,), name="x")}
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs["x"]), name="tiny")
+    first = export(model, str(tmp_path), metadata={"note": "a"})
+    second = export(model, str(tmp_path))
+    assert first.endswith(os.path.join("tiny", "1")) and second.endswith(os.path.join("tiny", "2"))
+    with pytest.raises(ValueError, match="versions are immutable"):
+        export(model, str(tmp_path), version=1)
+    assert load_metadata(first)["note"] == "a"
