@@ -118,3 +118,13 @@ def test_export_versions_are_immutable(tmp_path):
     with pytest.raises(ValueError, match="versions are immutable"):
         export(model, str(tmp_path), version=1)
     assert load_metadata(first)["note"] == "a"
+
+
+def test_saved_model_cli_lists_the_signatures(pfn_export):
+    _, path = pfn_export
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    out = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True, text=True, check=True,
+                         timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout
+    for want in ("signature_def['serving_default']", "signature_def['serve_features']", "inputs['constituents']",
+                 "shape: (-1, 200, 4)", "inputs['particles']", "outputs['score']"):
+        assert want in out, want
