@@ -34,6 +34,7 @@ def test_demo_runs_the_tagger_slice(pythia_jets_dir, tmp_path, capsys):
         assert 0 <= row["auc"] <= 1 and set(row) == {"auc", "rejection_at_0.3"}
     assert (tmp_path / "runs" / "report" / "roc.png").is_file()
     assert (tmp_path / "runs" / "cnn" / "model.keras").is_file()
+    assert (tmp_path / "runs" / "models" / "cnn" / "1" / "saved_model.pb").is_file()
 
 
 def test_train_and_evaluate_commands(pythia_jets_dir, tmp_path, capsys):

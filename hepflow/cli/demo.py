@@ -4,11 +4,13 @@
 2. Train the Macaluso–Shih CNN on jet images made in the pipeline (``hepflow train``).
 3. Fit the cut-based (mass + τ32) and BDT baselines; evaluate every tagger on the test
    files (``hepflow evaluate``): report table, ROC and sculpting PNGs, TensorBoard logs.
-4. Print the report; the last line is its JSON summary.
+4. Export the CNN as a SavedModel with the jet-image preprocessing inside (``hepflow export``).
+5. Print the report; the last line is its JSON summary.
 """
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 __all__ = ["run_demo", "demo_config"]
@@ -41,27 +43,34 @@ def run_demo(*, data_dir: str = "demo_data", jets: int = 10_000, epochs: int = 2
             1 test per class).
         epochs: CNN training epochs.
         workers: Generator processes (default: every core).
-        run_root: Where the run (``cnn/``) and the report (``report/``) go.
+        run_root: Where the run (``cnn/``), the report (``report/``) and the export
+            (``models/cnn/1``, replaced on each run) go.
         npix: Jet-image size.
     """
     from hepflow.evaluation.runs import evaluate_runs
     from hepflow.physics.pythia_jets import generate_top_tagging
+    from hepflow.serving import export_run
     from hepflow.training import train
 
     jets_dir = os.path.join(data_dir, "top_tagging")
-    print(f"1/3 generating {jets:,} top and QCD jets with Pythia 8 + FastJet into {jets_dir}/ (resumable)")
+    print(f"1/4 generating {jets:,} top and QCD jets with Pythia 8 + FastJet into {jets_dir}/ (resumable)")
     m = generate_top_tagging(jets_dir, n_jets=jets, workers=workers or os.cpu_count() or 1,
                              chunk_jets=max(1, jets // 20), seed=1)
     rate = m["generated_this_run"]["jets_per_s"]
     print(f"    {m['counts']['top']:,} top + {m['counts']['qcd']:,} QCD jets"
           + (f", {rate:.1f} jets/s" if rate else " (already there)"))
-    print("2/3 training the Macaluso-Shih CNN on jet images made in the pipeline")
+    print("2/4 training the Macaluso-Shih CNN on jet images made in the pipeline")
     summary = train(demo_config(jets_dir, epochs=epochs, npix=npix), run_dir=os.path.join(run_root, "cnn"),
                     overwrite=True, verbose=2)
     print(f"    {summary['params']:,} parameters, {summary['train_seconds']:.0f} s; run dir {summary['run_dir']}")
-    print("3/3 fitting the cut-based and BDT baselines, evaluating on the test files")
+    print("3/4 fitting the cut-based and BDT baselines, evaluating on the test files")
     out = os.path.join(run_root, "report")
     table = evaluate_runs([summary["run_dir"]], out_dir=out)
     print(f"    ROC and sculpting PNGs, report.json and TensorBoard logs in {out}/"
           f" (tensorboard --logdir {run_root})")
+    print("4/4 exporting the CNN as a SavedModel (raw constituents in, score out)")
+    models_dir = os.path.join(run_root, "models")
+    shutil.rmtree(os.path.join(models_dir, "cnn"), ignore_errors=True)
+    path = export_run(summary["run_dir"], models_dir, progress=False)
+    print(f"    {path} (hepflow predict --model {path} --input FILE.h5 --output SCORES.h5)")
     return table

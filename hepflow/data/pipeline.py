@@ -9,12 +9,10 @@ Data flow (see ``docs/architecture.md``)::
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import psutil

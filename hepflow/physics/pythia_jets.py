@@ -20,6 +20,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hepflow.physics.chunks import (chunk_complete, remove_stale_tmp, run_chunks, sidecar_path, write_json_atomic,
+                                    write_sidecar)
 from hepflow.physics.detector import DETECTOR_SETTINGS, particle_types, simple_detector
 from hepflow.physics.nsubjettiness import delta_r, nsubjettiness
 
@@ -235,31 +237,6 @@ def _chunk_seed(seed: int, process: str, index: int) -> int:
     return int(state % 900_000_000) + 1
 
 
-def _sidecar(path: str) -> str:
-    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.json")
-
-
-def _chunk_complete(path: str, n_jets: int, seed: int, settings: JetSettings, file_format: str) -> bool:
-    """A chunk is complete when its file and its sidecar (written after the file) both exist.
-
-    Raises:
-        ValueError: the chunk is complete but was made with another seed, format or settings
-            (resuming into it would mix two runs).
-    """
-    try:
-        with open(_sidecar(path)) as f:
-            record = json.load(f)
-        complete = record["n_jets"] == n_jets and os.path.exists(path)
-    except (OSError, ValueError, KeyError):
-        return False
-    want = json.loads(json.dumps({"seed": seed, "format": file_format, "settings": dataclasses.asdict(settings)}))
-    have = {k: record.get(k, want[k]) for k in want}  # sidecars of older versions lack settings
-    if complete and have != want:
-        raise ValueError(f"{path} was generated with {have}, not {want}: the output folder holds another run. "
-                         "Use another --out folder.")
-    return complete
-
-
 def _write_native(path: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
     """One chunk in hepflow's native layout, atomically (temporary file, then rename).
 
@@ -291,26 +268,8 @@ def _run_chunk(job: tuple) -> dict[str, Any]:
                                "label": arrays["label"]})
     else:
         _write_native(path, arrays, {**record, "settings": json.dumps(record["settings"])})
-    tmp = f"{_sidecar(path)}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(record, f)
-    os.replace(tmp, _sidecar(path))
+    write_sidecar(path, record)
     return {**record, "seconds": time.perf_counter() - t}
-
-
-def _remove_stale_tmp(out_dir: str) -> None:
-    """Deletes half-written files (``*.tmp-<pid>``) of generator processes that died."""
-    import psutil
-
-    for name in os.listdir(out_dir):
-        if ".tmp-" not in name:
-            continue
-        try:
-            pid = int(name.rsplit(".tmp-", 1)[1])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not psutil.pid_exists(pid):
-            os.remove(os.path.join(out_dir, name))
 
 
 def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_jets: int = 1000,
@@ -325,15 +284,13 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
     duplicating or losing jets. Writes ``manifest.json`` (settings, seeds, versions, counts,
     cross sections) atomically at the end.
     """
-    from tqdm import tqdm
-
     require_pythia()
     if file_format not in ("native", "reference"):
         raise ValueError(f"file_format must be 'native' or 'reference'. Received: {file_format!r}")
     if n_jets <= 0 or chunk_jets <= 0 or workers <= 0:
         raise ValueError(f"n_jets, chunk_jets and workers must be > 0. Received: {n_jets}, {chunk_jets}, {workers}")
     os.makedirs(out_dir, exist_ok=True)
-    _remove_stale_tmp(out_dir)
+    remove_stale_tmp(out_dir)
     jobs, done = [], []
     for process in ("top", "qcd"):
         want = n_jets // 2 if process == "top" else n_jets - n_jets // 2
@@ -341,26 +298,15 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
             n = min(chunk_jets, want - index * chunk_jets)
             job = (out_dir, process, index, n, _chunk_seed(seed, process, index), settings, file_format)
             path = os.path.join(out_dir, f"{process}_{index:05d}.h5")
-            (done if _chunk_complete(path, n, job[4], settings, file_format) else jobs).append(job)
-    results = []
+            want_chunk = {"seed": job[4], "format": file_format, "settings": dataclasses.asdict(settings)}
+            (done if chunk_complete(path, {"n_jets": n}, want_chunk) else jobs).append(job)
     t0 = time.perf_counter()
-    with tqdm(total=n_jets, unit="jet", disable=not progress, desc="generating") as bar:
-        bar.update(sum(j[3] for j in done))
-        if workers == 1 or len(jobs) <= 1:
-            for job in jobs:
-                results.append(_run_chunk(job))
-                bar.update(job[3])
-        else:
-            import multiprocessing as mp
-
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for r in pool.imap_unordered(_run_chunk, jobs):
-                    results.append(r)
-                    bar.update(r["n_jets"])
+    results = run_chunks(_run_chunk, jobs, workers=workers, total=n_jets, done=sum(j[3] for j in done),
+                         size=lambda r: r["n_jets"], unit="jet", progress=progress)
     elapsed = time.perf_counter() - t0
     chunks = []
     for job in sorted(jobs + done, key=lambda j: (j[1], j[2])):
-        with open(_sidecar(os.path.join(out_dir, f"{job[1]}_{job[2]:05d}.h5"))) as f:
+        with open(sidecar_path(os.path.join(out_dir, f"{job[1]}_{job[2]:05d}.h5"))) as f:
             chunks.append(json.load(f))
     manifest = {
         "dataset": "top_tagging", "format": file_format, "seed": seed, "n_jets": n_jets, "chunk_jets": chunk_jets,
@@ -375,8 +321,5 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
                                "seconds": elapsed,
                                "jets_per_s": sum(r["n_jets"] for r in results) / elapsed if results else None},
     }
-    tmp = os.path.join(out_dir, f".manifest.json.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(tmp, os.path.join(out_dir, "manifest.json"))
+    write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest, indent=1)
     return manifest
