@@ -55,7 +55,8 @@ def _datasets_build(args: argparse.Namespace) -> int:
     import hepflow.datasets  # noqa: F401  (registers the builders)
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(f"{args.name}/{args.config}", data_dir=args.data_dir)
+    name = f"{args.name}/{args.config}" if args.config else args.name
+    builder = tfds.builder(name, data_dir=args.data_dir)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir))
     print(f"built {builder.info.full_name} in {builder.data_dir}: "
           + ", ".join(f"{k} {v.num_examples}" for k, v in builder.info.splits.items()))
@@ -163,8 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("datasets", help="tfds datasets of hepflow")
     ds_sub = p.add_subparsers(dest="action", required=True)
     p = ds_sub.add_parser("build", help="build a tfds dataset offline (no apache-beam needed)")
-    p.add_argument("name", choices=["top_tagging"], help="dataset")
-    p.add_argument("--config", default="generated", help="builder config (generated, reference)")
+    p.add_argument("name", choices=["top_tagging", "calo_showers"], help="dataset")
+    p.add_argument("--config", default=None, help="builder config (top_tagging: generated, reference; calo_showers: eplus, gamma, piplus, reference)")
     p.add_argument("--data-dir", default=None, help="tfds data dir (default ~/tensorflow_datasets)")
     p.add_argument("--manual-dir", default=None, help="folder with the published files (reference config)")
     p.set_defaults(func=_datasets_build)
