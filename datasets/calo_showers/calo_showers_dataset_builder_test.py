@@ -1,5 +1,6 @@
 """tfds builder tests of calo_showers: `reference` on dummy files in the published layout, and `eplus` generated."""
 import os
+import tempfile
 
 import pytest
 
@@ -20,7 +21,8 @@ class CaloShowersReferenceTest(tfds.testing.DatasetBuilderTestCase):
 class CaloShowersGeneratedTest(tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = Builder
     BUILDER_CONFIG_NAMES_TO_TEST = ["eplus"]
-    EXAMPLE_DIR = os.path.join(os.path.dirname(__file__), "dummy_data", "generated")  # unused: no input files
+    # No input files; tfds's test harness also generates into EXAMPLE_DIR, so it must not be in the repo.
+    EXAMPLE_DIR = tempfile.mkdtemp(prefix="calo_showers_generated_")
     MOCK_OUT_FORBIDDEN_OS_FUNCTIONS = False  # the simulation writes chunk files
     SPLITS = {"train": 2000, "validation": 250, "test": 250}
     SKIP_CHECKSUMS = True
