@@ -69,3 +69,13 @@ def pythia_jets_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("pythia_jets")
     generate_top_tagging(str(d), n_jets=240, workers=2, chunk_jets=12, seed=1, progress=False)  # = demo --jets 240
     return d
+
+
+@pytest.fixture(scope="session")
+def calo_dir(tmp_path_factory):
+    """Simulated CaloGAN-layout showers: 240 e+, γ and π+ each, in 6 files per particle (seconds)."""
+    from hepflow.physics.calo_generate import generate_calo_showers
+
+    d = tmp_path_factory.mktemp("calo_showers")
+    generate_calo_showers(str(d), n_showers=240, chunk_showers=40, workers=1, seed=1, progress=False)
+    return d

@@ -76,6 +76,19 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from hepflow.evaluation.report import format_report
     from hepflow.evaluation.runs import evaluate_runs
+    from hepflow.training.config import load_config
+
+    if len(args.run_dirs) == 1 and load_config(os.path.join(args.run_dirs[0], "config.yaml"))["training"]["task"] == \
+            "regression":
+        from hepflow.evaluation.regression import evaluate_regression
+
+        table = evaluate_regression(args.run_dirs[0], out_dir=args.out)
+        for name, fit in table.items():
+            print(f"{name:20s} σ/E = {fit['a']:.3f}/√E ⊕ {fit['b']:.3f}/E ⊕ {fit['c']:.4f}; "
+                  f"mean |response − 1| = {fit['mean_abs_response_bias']:.3f}")
+        print(f"regression.json and resolution.png in {args.out or os.path.join(args.run_dirs[0], 'evaluation')}")
+        print(json.dumps({n: {k: round(v, 4) for k, v in f.items()} for n, f in table.items()}))
+        return 0
 
     table = evaluate_runs(args.run_dirs, out_dir=args.out, baselines=not args.no_baselines, peers=args.peer)
     out = args.out or os.path.join(args.run_dirs[0], "evaluation")

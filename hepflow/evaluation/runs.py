@@ -78,6 +78,43 @@ def high_level_arrays(specs: Sequence[SampleSpec]) -> dict[str, np.ndarray]:
             "features": features}
 
 
+def is_calo(specs: Sequence[SampleSpec]) -> bool:
+    """Whether the samples are calorimeter showers in the CaloGAN layout."""
+    from hepflow.ops.calo import LAYERS
+
+    return all(set(LAYERS) <= set(s.keys) for s in specs)
+
+
+def shower_shape_arrays(specs: Sequence[SampleSpec]) -> dict[str, np.ndarray]:
+    """Shower-shape features (``hepflow.ops.calo.SHAPE_NAMES``) of every row, sorted by record id.
+
+    Returns:
+        ``record_id``, ``label``, ``features`` ``(n, 18)`` and ``energy`` when the files hold it.
+    """
+    from hepflow.ops.calo import LAYERS, SHAPE_NAMES, ShowerShapes
+
+    keys = {k: k for k in LAYERS}
+    with_energy = all("energy" in s.keys for s in specs)
+    if with_energy:
+        keys["energy"] = [s.keys["energy"] for s in specs][0]
+    calo = [SampleSpec(**{**s.to_dict(), "keys": keys}) for s in specs]
+    ds = make_dataset(calo, batch_size=4096, transform=ShowerShapes(), epoch="all", shuffle=0, drop_remainder=False,
+                      with_record_id=True)
+    ids, labels, feats, energy = [], [], [], []
+    for x, y in ds:
+        ids.append(x[RECORD_ID].numpy())
+        labels.append(y.numpy())
+        feats.append(np.stack([x[k].numpy() for k in SHAPE_NAMES], 1))
+        if with_energy:
+            energy.append(x["energy"].numpy().reshape(-1))
+    parts = [np.concatenate(labels), np.concatenate(feats)] + ([np.concatenate(energy)] if with_energy else [])
+    ids_s, *rest = _sorted_by_record(np.concatenate(ids), *parts)
+    out = {"record_id": ids_s, "label": rest[0], "features": rest[1]}
+    if with_energy:
+        out["energy"] = rest[2]
+    return out
+
+
 def baseline_scores(train: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray], *,
                     efficiencies: Sequence[float] = (0.3, 0.5), seed: int = 0) -> tuple[dict, dict]:
     """Fits the cut-based tagger and the BDT on ``train`` arrays, applies them to ``test``.
@@ -116,8 +153,9 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         run_dirs: Run directories written by :func:`hepflow.training.train`.
         out_dir: Where ``report.json``, ``report.txt``, ``roc.png``, ``sculpting.png`` and
             TensorBoard logs (``tb/``) go; default ``<run_dir>/evaluation`` for one run.
-        baselines: Also fit the cut-based tagger and the BDT on the training split's
-            high-level features (needs ``mass``, ``pt`` and ``tau`` in the files).
+        baselines: Also fit baselines on the training split: for jets the cut-based tagger
+            and the BDT on high-level features (needs ``mass``, ``pt`` and ``tau`` in the
+            files); for calorimeter showers a BDT on the shower shapes.
         peers: Peer implementations to train and score alongside: ``"energyflow_pfn"``
             (energyflow's PFN with the budget of the PFN run among ``run_dirs``; needs the
             ``[peers]`` extra; see :mod:`hepflow.evaluation.peers`).
@@ -178,7 +216,13 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
             raise DataError("The energyflow peer scored other test records than the runs.")
         scores[peer] = s
     cut_points, mass = None, None
-    if baselines:
+    if baselines and is_calo(splits[0]["test"]):
+        test_sh, train_sh = shower_shape_arrays(splits[0]["test"]), shower_shape_arrays(splits[0]["train"])
+        if not np.array_equal(test_sh["record_id"], ref_ids):
+            raise DataError("The shower shapes and the scores cover different test records.")
+        bdt = bdt_tagger(train_sh["features"], train_sh["label"], seed=int(runs[0]["config"]["seed"]))
+        scores["bdt_shower_shapes"] = bdt.predict_proba(test_sh["features"])[:, 1]
+    elif baselines:
         try:
             test_hl = high_level_arrays(splits[0]["test"])
             train_hl = high_level_arrays(splits[0]["train"])

@@ -22,6 +22,9 @@ A config (see ``configs/`` for one per model)::
       validation_steps: null         # null: every validation jet; N: N balanced, shuffled batches
       early_stopping: {patience: 3}  # on val_loss; null to switch off
       cache: auto                    # pipeline cache: auto, memory, a folder, or null
+      task: classification           # or regression: predict the feature `target` (divided by target_scale)
+      target: null                   # e.g. energy
+      target_scale: 1.0
 
 Splitting by file keeps the test jets out of training whatever the shuffling, and every run
 on the same ``data`` section sees the same test files.
@@ -49,17 +52,19 @@ DEFAULTS: dict[str, Any] = {
     "transform": [],
     "optimizer": {"name": "adam", "learning_rate": 1e-3},
     "training": {"epochs": 10, "batch_size": 128, "steps_per_epoch": None, "validation_steps": None,
-                 "early_stopping": {"patience": 3}, "cache": "auto"},
+                 "early_stopping": {"patience": 3}, "cache": "auto", "task": "classification", "target": None,
+                 "target_scale": 1.0},
 }
 
 _TOP_LEVEL = {"name", "seed", "data", "transform", "model", "optimizer", "training"}
 
 
 def _transforms() -> dict[str, Any]:
+    from hepflow.ops.calo import ShowerShapes
     from hepflow.ops.jets import ConstituentFeatures, HighLevelFeatures, JetImages
 
     return {"jet_images": JetImages, "constituent_features": ConstituentFeatures,
-            "high_level_features": HighLevelFeatures, "normalize": Normalize}
+            "high_level_features": HighLevelFeatures, "shower_shapes": ShowerShapes, "normalize": Normalize}
 
 
 def _models() -> dict[str, Any]:
@@ -144,6 +149,10 @@ def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Sequen
         raise DataError(f"{where}: `data.split` must map validation/test to fractions in [0, 1) summing "
                         f"below 1. Received: split={split!r}")
     _transform_items(cfg["transform"], where)
+    task = cfg["training"]["task"]
+    if task not in ("classification", "regression") or (task == "regression") != bool(cfg["training"]["target"]):
+        raise DataError(f"{where}: `training.task` must be classification, or regression with a `training.target` "
+                        f"feature. Received: task={task!r}, target={cfg['training']['target']!r}")
     return cfg
 
 

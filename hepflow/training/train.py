@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import tensorflow as tf
 import yaml
 
 from hepflow.data import DataError, make_dataset
@@ -41,14 +42,24 @@ def write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def model_inputs(model, dataset):
-    """Maps ``(features, label)`` batches to the model's named inputs, with a clear error for missing ones."""
+def model_inputs(model, dataset, *, target: str | None = None, target_scale: float = 1.0):
+    """Maps ``(features, label, ...)`` batches to the model's named inputs, with a clear error for missing ones.
+
+    Args:
+        target: For regression: the feature that becomes the label (divided by
+            ``target_scale``, flattened to ``(batch,)``) in place of the sample label.
+    """
     names = [t.name for t in model.inputs]
     have = set(dataset.element_spec[0])
-    missing = [n for n in names if n not in have]
+    missing = [n for n in names + ([target] if target else []) if n not in have]
     if missing:
-        raise DataError(f"Model '{model.name}' needs inputs {names}; the pipeline gives {sorted(have)} "
-                        f"(missing {missing}). Check the config's `transform` and the samples' `keys`.")
+        raise DataError(f"Model '{model.name}' needs inputs {names}" + (f" and the target '{target}'" if target else "")
+                        + f"; the pipeline gives {sorted(have)} (missing {missing}). "
+                        "Check the config's `transform` and the samples' `keys`.")
+    if target:
+        return dataset.map(lambda x, y, *rest: ({n: x[n] for n in names},
+                                                tf.reshape(tf.cast(x[target], tf.float32), [-1]) / target_scale,
+                                                *rest))
     return dataset.map(lambda x, *rest: ({n: x[n] for n in names}, *rest))
 
 
@@ -144,11 +155,17 @@ def train(config: str | os.PathLike | Mapping[str, Any], *, run_dir: str | None 
         val_ds = make_dataset(splits["validation"], batch_size=max(batch_size, 512), transform=transform,
                               epoch="all", shuffle=0, drop_remainder=False, seed=seed, cache="memory" if cache else None)
     model = build_model(cfg)
-    train_ds, val_ds = model_inputs(model, train_ds), model_inputs(model, val_ds)
+    target = tcfg.get("target") if tcfg.get("task") == "regression" else None
+    scale = float(tcfg.get("target_scale") or 1.0)
+    train_ds = model_inputs(model, train_ds, target=target, target_scale=scale)
+    val_ds = model_inputs(model, val_ds, target=target, target_scale=scale)
     binary = model.outputs[0].shape[-1] == 1
-    model.compile(optimizer=build_optimizer(cfg),
-                  loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
-                  metrics=["accuracy", keras.metrics.AUC(name="auc")] if binary else ["accuracy"])
+    if target:
+        model.compile(optimizer=build_optimizer(cfg), loss="mse", metrics=["mae"])
+    else:
+        model.compile(optimizer=build_optimizer(cfg),
+                      loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+                      metrics=["accuracy", keras.metrics.AUC(name="auc")] if binary else ["accuracy"])
 
     write_atomic(os.path.join(run_dir, "config.yaml"), yaml.safe_dump(cfg, sort_keys=False))
     write_atomic(os.path.join(run_dir, "samples.yaml"), yaml.safe_dump(_samples_record(splits), sort_keys=False))

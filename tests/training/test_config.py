@@ -9,7 +9,7 @@ from hepflow.data import DataError
 from hepflow.training.config import (apply_overrides, build_model, build_optimizer, build_transform, load_config,
                                      split_specs)
 
-CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "top_tagging", "*.yaml")))
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "*", "*.yaml")))
 
 
 def minimal(**over):
@@ -48,6 +48,8 @@ def test_bad_split_and_override():
         load_config(minimal(), ["training.epochs"])
     with pytest.raises(DataError, match="Config file not found"):
         load_config("/no/such.yaml")
+    with pytest.raises(DataError, match="regression with a `training.target`"):
+        load_config(minimal(), ["training.task=regression"])
 
 
 def test_split_by_file_is_disjoint_and_ordered(jet_dir, tmp_path):
