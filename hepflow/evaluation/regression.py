@@ -56,10 +56,11 @@ def fit_resolution(curve: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 
 def evaluate_regression(run_dir: str, *, out_dir: str | None = None, bins: int = 10, min_count: int = 10,
-                        progress: bool = True) -> dict[str, dict[str, float]]:
+                        log_bins: bool = True, progress: bool = True) -> dict[str, dict[str, float]]:
     """Evaluates an energy-regression run on its test files against the calibrated cell sum.
 
-    Writes ``regression.json`` and ``resolution.png`` (resolution and response vs energy, with
+    Energy bins are logarithmic by default (``log_bins``): the resolution changes fastest at
+    low energy, where wide bins would bias the fit. Writes ``regression.json`` and ``resolution.png`` (resolution and response vs energy, with
     the fits) into ``out_dir`` (default ``run_dir/evaluation``).
 
     Returns:
@@ -93,7 +94,8 @@ def evaluate_regression(run_dir: str, *, out_dir: str | None = None, bins: int =
     reco = {cfg["name"]: pred * float(tcfg.get("target_scale") or 1.0),
             "calibrated_sum": k * test["features"][:, total]}
     true = test["energy"]
-    edges = np.geomspace(max(float(true.min()), 1e-3), float(true.max()) * (1 + 1e-6), bins + 1)  # narrow at low E
+    lo, hi = max(float(true.min()), 1e-3), float(true.max()) * (1 + 1e-6)
+    edges = np.geomspace(lo, hi, bins + 1) if log_bins else np.linspace(lo, hi, bins + 1)
     table, curves = {}, {}
     for name, r in reco.items():
         curves[name] = resolution_curve(true, r, edges, min_count=min_count)
