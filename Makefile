@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
 EXTRAS ?= test,pythia,formats,tfds
 
-.PHONY: install demo test test-slow bench results clean
+.PHONY: install demo test test-slow bench results results-calo clean
 
 install: $(STAMP)
 
@@ -34,6 +34,15 @@ results: install
 	$(VENV)/bin/hepflow generate top-tagging --out data/top_tagging --jets 200000 --seed 1 --report
 	for t in $(TAGGERS); do $(VENV)/bin/hepflow train configs/top_tagging/$$t.yaml --run-dir runs/top_tagging/$$t --overwrite || exit 1; done
 	$(VENV)/bin/hepflow evaluate $(addprefix runs/top_tagging/,$(TAGGERS)) --out runs/top_tagging/report --markdown
+
+# docs/calorimeter.md: e/π classification and e+ energy regression on 30k showers per particle
+CALO := epi_shower_shapes_dnn epi_cnn gammapi_cnn
+results-calo: install
+	$(VENV)/bin/hepflow generate calo-showers --out data/calo_showers --showers 30000
+	for t in $(CALO) eplus_energy_cnn; do $(VENV)/bin/hepflow train configs/calo/$$t.yaml --run-dir runs/calo/$$t --overwrite || exit 1; done
+	$(VENV)/bin/hepflow evaluate runs/calo/epi_shower_shapes_dnn runs/calo/epi_cnn --out runs/calo/epi_report --markdown
+	$(VENV)/bin/hepflow evaluate runs/calo/gammapi_cnn --out runs/calo/gammapi_report --markdown
+	$(VENV)/bin/hepflow evaluate runs/calo/eplus_energy_cnn
 
 clean:
 	rm -rf $(VENV) demo_data bench_data runs *.egg-info
