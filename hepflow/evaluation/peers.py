@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hepflow.data import RECORD_ID, make_dataset
+from hepflow.evaluation.runs import sort_by_record
 
 __all__ = ["require_energyflow", "energyflow_pfn_scores"]
 
@@ -72,8 +73,7 @@ def energyflow_pfn_scores(config: Mapping[str, Any], summary: Mapping[str, Any],
     for x, _ in test:
         scores.append(pfn.model(x["particles"], training=False).numpy()[:, 1])
         ids.append(x[RECORD_ID].numpy())
-    ids_a, scores_a = np.concatenate(ids), np.concatenate(scores)
-    order = np.lexsort(ids_a.T[::-1])
+    ids_sorted, scores_sorted = sort_by_record(np.concatenate(ids), np.concatenate(scores))
     info = {"params": int(pfn.model.count_params()), "train_seconds": round(train_seconds, 1), "epochs": epochs,
             "train_jets_seen": epochs * len(train) * batch_size}
-    return ids_a[order], scores_a[order], info
+    return ids_sorted, scores_sorted, info

@@ -17,13 +17,15 @@ from hepflow.data import RECORD_ID, DataError, SampleSpec, make_dataset
 from hepflow.evaluation.baselines import ROC_EFFICIENCIES, CutBasedTagger, bdt_tagger
 from hepflow.evaluation.report import format_report, json_safe, tagger_report
 
-__all__ = ["evaluate_runs", "score_specs", "high_level_arrays", "baseline_scores"]
+__all__ = ["evaluate_runs", "score_specs", "high_level_arrays", "shower_shape_arrays", "baseline_scores",
+           "sort_by_record"]
 
 #: The keys the baselines read from native top-tagging files.
 HIGH_LEVEL_KEYS = {"mass": "mass", "pt": "pt", "tau": "tau"}
 
 
-def _sorted_by_record(ids: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
+def sort_by_record(ids: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
+    """``[ids, *arrays]`` reordered by record id (sample, file, row)."""
     order = np.lexsort(ids.T[::-1])
     return [ids[order]] + [a[order] for a in arrays]
 
@@ -50,7 +52,26 @@ def score_specs(model, specs: Sequence[SampleSpec], *, transform=None, batch_siz
         scores.append(out[:, 0] if out.shape[-1] == 1 else out[:, 1])
         ids.append(rid.numpy())
         labels.append(y.numpy())
-    return tuple(_sorted_by_record(np.concatenate(ids), np.concatenate(labels), np.concatenate(scores)))
+    return tuple(sort_by_record(np.concatenate(ids), np.concatenate(labels), np.concatenate(scores)))
+
+
+def _read_sorted(specs: Sequence[SampleSpec], keys: Mapping[str, str], names: Sequence[str], *,
+                 transform=None) -> dict[str, np.ndarray]:
+    """Reads every row of ``specs`` with ``keys`` through the pipeline (optionally transformed).
+
+    Returns:
+        ``record_id``, ``label`` and each feature in ``names``, sorted by record id.
+    """
+    read = [SampleSpec(**{**s.to_dict(), "keys": dict(keys)}) for s in specs]
+    ds = make_dataset(read, batch_size=4096, transform=transform, epoch="all", shuffle=0, drop_remainder=False,
+                      with_record_id=True)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in (RECORD_ID, "label", *names)}
+    for x, y in ds:
+        parts["label"].append(y.numpy())
+        for k in (RECORD_ID, *names):
+            parts[k].append(x[k].numpy())
+    ids, *rest = sort_by_record(*(np.concatenate(parts[k]) for k in parts))
+    return {"record_id": ids, **dict(zip(("label", *names), rest))}
 
 
 def high_level_arrays(specs: Sequence[SampleSpec]) -> dict[str, np.ndarray]:
@@ -60,22 +81,13 @@ def high_level_arrays(specs: Sequence[SampleSpec]) -> dict[str, np.ndarray]:
         ``record_id``, ``label``, ``mass``, ``pt``, ``tau21``, ``tau32`` and ``features``
         ``(n, 7)`` (mass, pT, τ1, τ2, τ3, τ21, τ32), sorted by record id.
     """
-    hl = [SampleSpec(**{**s.to_dict(), "keys": HIGH_LEVEL_KEYS}) for s in specs]
-    ds = make_dataset(hl, batch_size=4096, epoch="all", shuffle=0, drop_remainder=False, with_record_id=True)
-    parts: dict[str, list[np.ndarray]] = {"record_id": [], "label": [], "mass": [], "pt": [], "tau": []}
-    for x, y in ds:
-        for k in ("record_id", "mass", "pt", "tau"):
-            parts[k].append(x[k].numpy())
-        parts["label"].append(y.numpy())
-    ids, label, mass, pt, tau = _sorted_by_record(*(np.concatenate(parts[k]) for k in
-                                                    ("record_id", "label", "mass", "pt", "tau")))
-    tau = tau.astype(np.float64)
+    a = _read_sorted(specs, HIGH_LEVEL_KEYS, ("mass", "pt", "tau"))
+    tau = a.pop("tau").astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        tau21 = np.where(tau[:, 0] > 0, tau[:, 1] / tau[:, 0], 0.0)
-        tau32 = np.where(tau[:, 1] > 0, tau[:, 2] / tau[:, 1], 0.0)
-    features = np.column_stack([mass, pt, tau, tau21, tau32])
-    return {"record_id": ids, "label": label, "mass": mass, "pt": pt, "tau21": tau21, "tau32": tau32,
-            "features": features}
+        a["tau21"] = np.where(tau[:, 0] > 0, tau[:, 1] / tau[:, 0], 0.0)
+        a["tau32"] = np.where(tau[:, 1] > 0, tau[:, 2] / tau[:, 1], 0.0)
+    a["features"] = np.column_stack([a["mass"], a["pt"], tau, a["tau21"], a["tau32"]])
+    return a
 
 
 def is_calo(specs: Sequence[SampleSpec]) -> bool:
@@ -96,22 +108,11 @@ def shower_shape_arrays(specs: Sequence[SampleSpec]) -> dict[str, np.ndarray]:
     keys = {k: k for k in LAYERS}
     with_energy = all("energy" in s.keys for s in specs)
     if with_energy:
-        keys["energy"] = [s.keys["energy"] for s in specs][0]
-    calo = [SampleSpec(**{**s.to_dict(), "keys": keys}) for s in specs]
-    ds = make_dataset(calo, batch_size=4096, transform=ShowerShapes(), epoch="all", shuffle=0, drop_remainder=False,
-                      with_record_id=True)
-    ids, labels, feats, energy = [], [], [], []
-    for x, y in ds:
-        ids.append(x[RECORD_ID].numpy())
-        labels.append(y.numpy())
-        feats.append(np.stack([x[k].numpy() for k in SHAPE_NAMES], 1))
-        if with_energy:
-            energy.append(x["energy"].numpy().reshape(-1))
-    parts = [np.concatenate(labels), np.concatenate(feats)] + ([np.concatenate(energy)] if with_energy else [])
-    ids_s, *rest = _sorted_by_record(np.concatenate(ids), *parts)
-    out = {"record_id": ids_s, "label": rest[0], "features": rest[1]}
+        keys["energy"] = specs[0].keys["energy"]
+    a = _read_sorted(specs, keys, (*SHAPE_NAMES, *(["energy"] if with_energy else [])), transform=ShowerShapes())
+    out = {"record_id": a["record_id"], "label": a["label"], "features": np.stack([a[k] for k in SHAPE_NAMES], 1)}
     if with_energy:
-        out["energy"] = rest[2]
+        out["energy"] = a["energy"].reshape(-1)
     return out
 
 
