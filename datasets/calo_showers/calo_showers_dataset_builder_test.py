@@ -30,3 +30,21 @@ class CaloShowersGeneratedTest(tfds.testing.DatasetBuilderTestCase):
 
 if __name__ == "__main__":
     tfds.testing.test_main()
+
+
+def test_tfds_command_line_builds_the_eplus_config_offline(tmp_path):
+    """`tfds build datasets/calo_showers --config eplus` as a user runs it: a real subprocess."""
+    import shutil
+    import subprocess
+    import sys
+
+    tfds_cli = shutil.which("tfds", path=os.path.dirname(sys.executable))
+    assert tfds_cli, "the tfds command line is installed with the [tfds] extra"
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([tfds_cli, "build", here, "--config", "eplus", "--data_dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=280, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    builder = tfds.builder("calo_showers/eplus", data_dir=str(tmp_path))
+    assert builder.info.splits["train"].num_examples == 2000
+    example = next(iter(builder.as_dataset(split="test").take(1)))
+    assert example["layer_0"].shape == (3, 96) and 1.0 <= float(example["energy"]) <= 100.0

@@ -90,19 +90,24 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps({n: {k: round(v, 4) for k, v in f.items()} for n, f in table.items()}))
         return 0
 
-    table = evaluate_runs(args.run_dirs, out_dir=args.out, baselines=not args.no_baselines, peers=args.peer)
+    efficiencies = tuple(args.efficiencies)
+    if not efficiencies or not all(0 < e < 1 for e in efficiencies):
+        raise SystemExit(f"hepflow evaluate: --efficiencies must lie in (0, 1). Received: {list(efficiencies)}")
+    table = evaluate_runs(args.run_dirs, out_dir=args.out, baselines=not args.no_baselines, peers=args.peer,
+                          efficiencies=efficiencies)
     out = args.out or os.path.join(args.run_dirs[0], "evaluation")
-    print(format_report(table, markdown=args.markdown))
+    print(format_report(table, efficiencies, markdown=args.markdown))
     print(f"report, roc.png, sculpting.png and TensorBoard logs (tb/) in {out}")
-    print(json.dumps(summary_json(table)))
+    print(json.dumps(summary_json(table, efficiencies[0])))
     return 0
 
 
-def summary_json(table: dict) -> dict:
-    """The report's headline: tagger → ``{"auc", "rejection_at_0.3"}`` (rounded; ``null`` when infinite)."""
+def summary_json(table: dict, efficiency: float = 0.3) -> dict:
+    """The report's headline: tagger → ``{"auc", "rejection_at_<efficiency>"}`` (rounded; ``null`` when infinite)."""
     from hepflow.evaluation.report import json_safe
 
-    return json_safe({name: {k: round(float(row[k]), 4) for k in ("auc", "rejection_at_0.3") if k in row}
+    keys = ("auc", f"rejection_at_{efficiency}")
+    return json_safe({name: {k: round(float(row[k]), 4) for k in keys if k in row}
                       for name, row in table.items()})
 
 
@@ -194,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="report folder (default RUN_DIR/evaluation for one run)")
     p.add_argument("--no-baselines", action="store_true", help="skip the cut-based tagger and the BDT")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--efficiencies", type=float, nargs="+", default=[0.3, 0.5], metavar="EFF",
+                   help="signal efficiencies of the rejection columns (default 0.3 0.5; e.g. 0.9 0.95 "
+                        "for electron identification)")
     p.add_argument("--peer", action="append", default=[], choices=["energyflow_pfn"],
                    help="also train and score a peer implementation with the same budget (needs [peers])")
     p.set_defaults(func=_evaluate)
