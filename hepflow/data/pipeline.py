@@ -57,6 +57,7 @@ def make_dataset(
     drop_remainder: bool = True,
     prefetch: int = 2,
     service: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """Builds a batched ``tf.data.Dataset`` of ``(features, label[, weight])``.
 
@@ -109,6 +110,14 @@ def make_dataset(
             contiguous, uncompressed HDF5 at paths the workers can open, and
             ``cache`` must be off. The epoch key is fixed by ``seed``, so every
             epoch has the same order; batches arrive as workers finish them.
+        shard: ``(index, count)``: yield only this pipeline's share of every epoch, the chunks
+            ``index, index + count, …`` of the epoch's plan, so that ``count`` pipelines with
+            the same seed (one per training worker) read each record of an epoch exactly once
+            and none reads rows another reads. Every shard yields the same number of
+            batches (the smallest share's) so that synchronous workers stay in step; the
+            surplus batches of the larger shares (less than one chunk) are skipped that
+            epoch. Not with ``service`` (the service shares out chunks itself); a cache holds
+            only this shard's rows, so ``cache`` is ignored.
 
     Returns:
         A ``tf.data.Dataset``; ``len(ds)`` is the number of batches per epoch.
@@ -121,6 +130,7 @@ def make_dataset(
         chunk_rows=chunk_rows, cache=cache, memory_budget=memory_budget, num_readers=num_readers, block_rows=block_rows,
         seed=seed, deterministic=deterministic, with_record_id=with_record_id,
         on_nonfinite=on_nonfinite, drop_remainder=drop_remainder, prefetch=prefetch, service=service,
+        shard=shard,
     ).dataset
 
 
@@ -155,8 +165,13 @@ class Pipeline:
     def __init__(self, specs, *, batch_size=256, transform=None, mix="exact", epoch="shortest",
                  shuffle=10_000, chunk_rows=None, cache=None, memory_budget=None, num_readers=None,
                  block_rows=None, seed=None, deterministic=True, with_record_id=False,
-                 on_nonfinite="error", drop_remainder=True, prefetch=2, service=None) -> None:
+                 on_nonfinite="error", drop_remainder=True, prefetch=2, service=None, shard=None) -> None:
         _check_options(batch_size, mix, epoch, shuffle, cache, on_nonfinite, drop_remainder)
+        if shard is not None:
+            if service is not None:
+                raise DataError("shard= and service= exclude each other: the service shares out chunks itself. "
+                                f"Received: shard={shard!r}, service={service!r}")
+            cache = None
         if isinstance(specs, (str, os.PathLike)):
             specs = load_specs(specs)
         specs = list(specs)
@@ -190,12 +205,30 @@ class Pipeline:
         self._plans: OrderedDict[tuple[int, int], ChunkPlan] = OrderedDict()
         self._plans_lock = threading.Lock()
         self._gather = not (epoch == "all" and shuffle == 0)
+        self.shard = shard
+        self.n_batches = self.planner.n_batches if shard is None else self._shard_batches(shard)
         self.dataset = self._build(
             seed=seed, deterministic=deterministic, with_record_id=with_record_id,
             num_readers=num_readers or min(2, os.cpu_count() or 1), prefetch=prefetch,
             drop_remainder=drop_remainder, service=service)
 
     # -- build-time helpers ---------------------------------------------------
+    def _shard_batches(self, shard) -> int:
+        """Batches per epoch of every shard: the smallest share of the epoch's chunks."""
+        ok = (isinstance(shard, (tuple, list)) and len(shard) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in shard) and 0 <= shard[0] < shard[1])
+        if not ok:
+            raise DataError(f"shard must be (index, count) with 0 ≤ index < count. Received: shard={shard!r}")
+        count, p = shard[1], self.planner
+        per_chunk = np.minimum(p.k, p.n_batches - np.arange(p.n_chunks) * p.k)
+        shares = [int(per_chunk[i::count].sum()) for i in range(count)]
+        if min(shares) == 0:
+            raise DataError(
+                f"An epoch of {p.n_batches} batches has {p.n_chunks} chunks of up to {p.k} batches, fewer than "
+                f"the {count} shards: lower chunk_rows (or shuffle) so that every shard gets a chunk. "
+                f"Received: shard={tuple(shard)}, chunk_rows={p.k * self.batch_size}")
+        return min(shares)
+
     def _trace_transform(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Runs the transform once on two real rows of the first sample to learn its output rows."""
         feats = {k: v for k, v in self.raw_spec.items() if k != WEIGHT}
@@ -354,7 +387,10 @@ class Pipeline:
         if service is None:
             # A new epoch key for every iteration (epoch): reshuffled, yet reproducible for a seed.
             keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-            chunks = keys.flat_map(lambda key: tf.data.Dataset.range(n_chunks).map(lambda i: (key, i)))
+            indices = tf.data.Dataset.range(n_chunks)
+            if self.shard is not None:
+                indices = indices.shard(self.shard[1], self.shard[0])
+            chunks = keys.flat_map(lambda key: indices.map(lambda i: (key, i)))
             loaded = chunks.map(load, num_parallel_calls=num_readers, deterministic=deterministic)
             finished = loaded.map(finish, num_parallel_calls=os.cpu_count() or 1, deterministic=deterministic)
         else:
@@ -368,8 +404,10 @@ class Pipeline:
         # Chunks hold whole batches (only the last chunk of epoch="all" may be short), so
         # rebatching never mixes rows of two chunks into one batch of a mixed epoch.
         ds = finished.rebatch(self.batch_size, drop_remainder=drop_remainder)
+        if self.shard is not None:
+            ds = ds.take(self.n_batches)
         if service is None:
-            ds = ds.apply(tf.data.experimental.assert_cardinality(self.planner.n_batches))
+            ds = ds.apply(tf.data.experimental.assert_cardinality(self.n_batches))
         options = tf.data.Options()
         options.deterministic = deterministic
         options.experimental_optimization.map_parallelization = False  # keep plan/read order under our control

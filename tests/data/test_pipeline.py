@@ -76,6 +76,27 @@ def test_every_record_exactly_once(jet_dir, readers):
     assert len({tuple(r) for r in feats[RECORD_ID]}) == len(feats[RECORD_ID]) == 3200
 
 
+def test_shards_split_every_epoch_into_disjoint_equal_shares(specs):
+    """Three workers' shards: equal batch counts, no record twice, together (almost) the whole epoch."""
+    whole = make_dataset(specs, batch_size=40, seed=3, chunk_rows=120, with_record_id=True)
+    shards = [make_dataset(specs, batch_size=40, seed=3, chunk_rows=120, with_record_id=True, shard=(i, 3))
+              for i in range(3)]
+    assert len({len(ds) for ds in shards}) == 1
+    for epoch in range(2):  # shards reshuffle in step, like the whole pipeline
+        got = [collect(ds) for ds in shards]
+        ids = [feats[RECORD_ID] for feats, _ in got]
+        assert [len(i) for i in ids] == [len(shards[0]) * 40] * 3
+        seen = [tuple(r) for i in ids for r in i]
+        assert len(set(seen)) == len(seen)  # no record in two shards
+        every = {tuple(r) for r in collect(whole)[0][RECORD_ID]}
+        assert set(seen) <= every and len(seen) >= len(every) - 3 * 40  # at most one chunk skipped per shard
+        assert all(np.mean(batch) == 0.75 for _, labels in got for batch in labels)  # exact mixing in every batch
+    with pytest.raises(DataError, match="lower chunk_rows"):
+        make_dataset(specs, batch_size=40, seed=3, chunk_rows=4000, shard=(1, 3))
+    with pytest.raises(DataError, match="Received: shard=\\(3, 3\\)"):
+        make_dataset(specs, batch_size=40, seed=3, shard=(3, 3))
+
+
 def test_sampled_mixing_follows_rates(specs):
     ds = make_dataset(specs, batch_size=64, mix="sampled", epoch=200, seed=5, chunk_rows=128)
     labels = np.concatenate([y.numpy() for _, y in ds])
