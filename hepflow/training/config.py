@@ -14,7 +14,8 @@ A config (see ``configs/`` for one per model)::
     transform:                       # applied in order inside the pipeline (TF ops)
       - jet_images: {npix: 37}
     model: {name: macaluso_shih_cnn, args: {input_shape: [37, 37, 1]}}
-    optimizer: {name: adam, learning_rate: 0.001}
+    optimizer: {name: adam, learning_rate: 0.001}   # or a schedule:
+      # learning_rate: {schedule: cosine_decay, initial_learning_rate: 0.001, decay_steps: 5000}
     training:
       epochs: 10
       batch_size: 128
@@ -25,6 +26,9 @@ A config (see ``configs/`` for one per model)::
       task: classification           # or regression: predict the feature `target` (divided by target_scale)
       target: null                   # e.g. energy
       target_scale: 1.0
+      strategy: auto                 # auto, default, mirrored or multi_worker (hepflow.training.distribute)
+      mixed_precision: false         # true: float16 compute, float32 variables (for GPUs)
+      backup_steps: null             # also back up every N steps (always at epoch ends)
 
 Splitting by file keeps the test jets out of training whatever the shuffling, and every run
 on the same ``data`` section sees the same test files.
@@ -42,7 +46,7 @@ import yaml
 from hepflow.data import Compose, DataError, Normalize, SampleSpec
 
 __all__ = ["load_config", "apply_overrides", "split_specs", "build_transform", "build_model", "build_optimizer",
-           "SPLITS"]
+           "SPLITS", "SCHEDULES"]
 
 SPLITS = ("train", "validation", "test")
 
@@ -53,8 +57,13 @@ DEFAULTS: dict[str, Any] = {
     "optimizer": {"name": "adam", "learning_rate": 1e-3},
     "training": {"epochs": 10, "batch_size": 128, "steps_per_epoch": None, "validation_steps": None,
                  "early_stopping": {"patience": 3}, "cache": "auto", "task": "classification", "target": None,
-                 "target_scale": 1.0},
+                 "target_scale": 1.0, "strategy": "auto", "mixed_precision": False, "backup_steps": None},
 }
+
+#: ``learning_rate: {schedule: <name>, ...}`` → the Keras schedule class.
+SCHEDULES = {"cosine_decay": "CosineDecay", "exponential_decay": "ExponentialDecay",
+             "inverse_time_decay": "InverseTimeDecay", "piecewise_constant_decay": "PiecewiseConstantDecay",
+             "polynomial_decay": "PolynomialDecay", "cosine_decay_restarts": "CosineDecayRestarts"}
 
 _TOP_LEVEL = {"name", "seed", "data", "transform", "model", "optimizer", "training"}
 
@@ -153,6 +162,14 @@ def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Sequen
     if task not in ("classification", "regression") or (task == "regression") != bool(cfg["training"]["target"]):
         raise DataError(f"{where}: `training.task` must be classification, or regression with a `training.target` "
                         f"feature. Received: task={task!r}, target={cfg['training']['target']!r}")
+    from hepflow.training.distribute import STRATEGIES
+
+    if cfg["training"]["strategy"] not in STRATEGIES:
+        raise DataError(f"{where}: `training.strategy` must be one of {STRATEGIES}. "
+                        f"Received: strategy={cfg['training']['strategy']!r}")
+    steps = cfg["training"]["backup_steps"]
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise DataError(f"{where}: `training.backup_steps` must be null or a positive int. Received: {steps!r}")
     return cfg
 
 
@@ -193,6 +210,14 @@ def build_optimizer(config: Mapping[str, Any]):
     opt = dict(config["optimizer"])
     name = opt.pop("name", "adam")
     try:
+        lr = opt.get("learning_rate")
+        if isinstance(lr, Mapping):
+            lr = dict(lr)
+            schedule = lr.pop("schedule", None)
+            if schedule not in SCHEDULES:
+                raise ValueError(f"learning_rate.schedule must be one of {sorted(SCHEDULES)}; got {schedule!r}")
+            opt["learning_rate"] = keras.optimizers.schedules.deserialize(
+                {"class_name": SCHEDULES[schedule], "config": lr, "module": "keras.optimizers.schedules"})
         return keras.optimizers.get({"class_name": name, "config": opt})
     except (ValueError, TypeError) as e:
         raise DataError(f"Cannot build the optimizer. Received: optimizer={config['optimizer']!r} ({e})") from None

@@ -9,7 +9,13 @@ The run directory holds everything needed to inspect, evaluate or reproduce the 
     best.keras         the model with the lowest validation loss so far
     model.keras        the final model (best weights when early stopping restores them)
     summary.json       parameters, training time, jets seen, final metrics
-    tb/                TensorBoard logs
+    backup/            the last state (model, optimizer, seeds, position) for ``resume``
+    tb/                TensorBoard logs: metrics and learning rate per epoch, the run's hparams
+
+Training runs through :func:`hepflow.training.loop.fit` under the strategy of
+``training.strategy`` (:mod:`hepflow.training.distribute`). With several workers every
+worker runs ``train`` with the same config; each reads its own shard of every epoch, and only
+the chief writes the run directory.
 """
 from __future__ import annotations
 
@@ -17,8 +23,10 @@ import json
 import os
 import platform
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,6 +36,7 @@ import yaml
 
 from hepflow.data import DataError, make_dataset
 from hepflow.training.config import (build_model, build_optimizer, build_transform, load_config, split_specs)
+from hepflow.training.distribute import is_chief, make_strategy, tf_config_workers
 
 __all__ = ["train", "model_inputs", "write_atomic", "RUN_FILES"]
 
@@ -108,95 +117,204 @@ def _run_dir(cfg: Mapping[str, Any], run_dir: str | None, overwrite: bool) -> st
     for name in RUN_FILES + ("best.keras",):
         if os.path.exists(os.path.join(run_dir, name)):
             os.remove(os.path.join(run_dir, name))
+    for name in ("backup", "tb"):
+        shutil.rmtree(os.path.join(run_dir, name), ignore_errors=True)
     return run_dir
 
 
-def train(config: str | os.PathLike | Mapping[str, Any], *, run_dir: str | None = None,
-          overrides: Sequence[str] = (), overwrite: bool = False, verbose: int | str = "auto") -> dict[str, Any]:
+def _resume_config(run_dir: str | None, overrides: Sequence[str]) -> dict[str, Any]:
+    if not run_dir or not os.path.exists(os.path.join(run_dir, "config.yaml")):
+        raise DataError(f"resume needs the directory of a started run (with config.yaml). Received: run_dir={run_dir!r}")
+    if os.path.exists(os.path.join(run_dir, "model.keras")):
+        raise DataError(f"Run {run_dir} has finished (model.keras exists); there is nothing to resume.")
+    return load_config(os.path.join(run_dir, "config.yaml"), overrides)
+
+
+def _datasets(cfg: Mapping[str, Any], splits, transform, model, workers: int):
+    """The training and validation data: global batches, or per-worker shards with several workers."""
+    seed, tcfg = int(cfg["seed"]), cfg["training"]
+    batch_size, steps, val_steps = int(tcfg["batch_size"]), tcfg.get("steps_per_epoch"), tcfg.get("validation_steps")
+    target = tcfg.get("target") if tcfg.get("task") == "regression" else None
+    scale = float(tcfg.get("target_scale") or 1.0)
+    cache = tcfg.get("cache")
+
+    def train_ds(batch: int, shard=None):
+        return model_inputs(model, make_dataset(
+            splits["train"], batch_size=batch, transform=transform, epoch=int(steps) * workers if steps else "shortest",
+            seed=seed, cache=cache, shard=shard), target=target, target_scale=scale)
+
+    def val_ds(batch: int, shard=None):
+        if val_steps:  # a class-balanced, shuffled subset: cheaper for costly models
+            ds = make_dataset(splits["validation"], batch_size=batch, transform=transform,
+                              epoch=int(val_steps) * workers, seed=seed + 1, shard=shard)
+        else:
+            ds = make_dataset(splits["validation"], batch_size=batch, transform=transform, epoch="all", shuffle=0,
+                              drop_remainder=False, seed=seed, cache="memory" if cache else None, shard=shard)
+        return model_inputs(model, ds, target=target, target_scale=scale)
+
+    val_batch = max(batch_size, 512)
+    if workers == 1:
+        return train_ds(batch_size), val_ds(val_batch)
+
+    def shard(ctx):
+        return ctx.input_pipeline_id, ctx.num_input_pipelines
+
+    return (lambda ctx: train_ds(ctx.get_per_replica_batch_size(batch_size), shard(ctx)),
+            lambda ctx: val_ds(ctx.get_per_replica_batch_size(val_batch), shard(ctx)))
+
+
+def _log_hparams(log_dir: str, cfg: Mapping[str, Any]) -> None:
+    """The run's hyperparameters for TensorBoard's HParams dashboard."""
+    from tensorboard.plugins.hparams import api as hp
+
+    flat = {"model": cfg["model"]["name"], "seed": int(cfg["seed"])}
+    for section in ("training", "optimizer"):
+        for k, v in cfg[section].items():
+            if isinstance(v, (bool, int, float, str)):
+                flat[f"{section}.{k}"] = v
+    for k, v in (cfg["model"].get("args") or {}).items():
+        if isinstance(v, (bool, int, float, str)):
+            flat[f"model.{k}"] = v
+    with tf.summary.create_file_writer(os.path.join(log_dir, "train")).as_default():
+        hp.hparams(flat, trial_id=cfg["name"])
+
+
+def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_dir: str | None = None,
+          overrides: Sequence[str] = (), overwrite: bool = False, resume: bool = False,
+          strategy: str | tf.distribute.Strategy | None = None, verbose: int | str = "auto") -> dict[str, Any]:
     """Trains the model of a config through the hepflow pipeline and writes a run directory.
 
     Args:
-        config: A config YAML path or mapping (see :mod:`hepflow.training.config`).
+        config: A config YAML path or mapping (see :mod:`hepflow.training.config`); with
+            ``resume`` the run's own ``config.yaml`` is used and this may be ``None``.
         run_dir: Where the run goes; default ``runs/<name>``.
         overrides: ``key.sub=value`` overrides, e.g. ``["training.epochs=2"]``.
         overwrite: Replace a finished run in ``run_dir``.
-        verbose: Keras ``fit`` verbosity ("auto": a progress bar, one line per epoch when
-            not on a terminal).
+        resume: Continue the unfinished run in ``run_dir`` from its last backup (after a crash,
+            ``kill -9``, or SIGINT/SIGTERM, which save a backup before stopping).
+        strategy: Overrides ``training.strategy``: a name or a ``tf.distribute.Strategy``.
+        verbose: Progress: ``"auto"``/1 a progress bar, 2 one line per epoch, 0 nothing.
 
     Returns:
         The run summary (also in ``run_dir/summary.json``): ``run_dir``, ``params``,
         ``train_seconds``, ``epochs``, ``train_jets_seen`` and the last epoch's metrics.
 
     Raises:
-        DataError: a bad config, missing files or keys, or a finished run in ``run_dir``.
+        DataError: a bad config, missing files or keys, a finished run in ``run_dir``, or
+            nothing to resume.
+        KeyboardInterrupt: SIGINT/SIGTERM arrived; the state was saved for ``resume``.
     """
     import keras
 
-    cfg = load_config(config, overrides)
-    run_dir = _run_dir(cfg, run_dir, overwrite)
+    from hepflow.training.loop import fit
+
+    cfg = _resume_config(run_dir, overrides) if resume else load_config(config, overrides)
+    tcfg = cfg["training"]
+    # First TensorFlow work of the process: MultiWorkerMirroredStrategy must come before any other.
+    strategy = make_strategy(strategy if strategy is not None else tcfg["strategy"])
+    workers = tf_config_workers() if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else 1
+    chief = is_chief() or workers == 1
+    if chief:
+        run_dir = run_dir if resume else _run_dir(cfg, run_dir, overwrite)
+        out_dir = run_dir
+    else:  # other workers write their (identical) files to a scratch folder
+        run_dir = run_dir or os.path.join("runs", cfg["name"])
+        out_dir = tempfile.mkdtemp(prefix="hepflow-worker-")
     started = time.time()
-    seed, tcfg = int(cfg["seed"]), cfg["training"]
+    seed = int(cfg["seed"])
     keras.utils.set_random_seed(seed)
+    if tcfg.get("mixed_precision"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
     splits = split_specs(cfg)
     if not splits["validation"]:
         raise DataError("Training needs a validation split: set data.split.validation > 0. "
                         f"Received: split={cfg['data']['split']!r}")
     transform = build_transform(cfg)
     batch_size = int(tcfg["batch_size"])
-    steps = tcfg.get("steps_per_epoch")
-    cache = tcfg.get("cache")
-    train_ds = make_dataset(splits["train"], batch_size=batch_size, transform=transform,
-                            epoch=int(steps) if steps else "shortest", seed=seed, cache=cache)
-    val_steps = tcfg.get("validation_steps")
-    if val_steps:  # a class-balanced, shuffled subset: cheaper for costly models
-        val_ds = make_dataset(splits["validation"], batch_size=max(batch_size, 512), transform=transform,
-                              epoch=int(val_steps), seed=seed + 1)
-    else:
-        val_ds = make_dataset(splits["validation"], batch_size=max(batch_size, 512), transform=transform,
-                              epoch="all", shuffle=0, drop_remainder=False, seed=seed, cache="memory" if cache else None)
-    model = build_model(cfg)
-    target = tcfg.get("target") if tcfg.get("task") == "regression" else None
-    scale = float(tcfg.get("target_scale") or 1.0)
-    train_ds = model_inputs(model, train_ds, target=target, target_scale=scale)
-    val_ds = model_inputs(model, val_ds, target=target, target_scale=scale)
-    binary = model.outputs[0].shape[-1] == 1
-    if target:
-        model.compile(optimizer=build_optimizer(cfg), loss="mse", metrics=["mae"])
-    else:
-        model.compile(optimizer=build_optimizer(cfg),
-                      loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
-                      metrics=["accuracy", keras.metrics.AUC(name="auc")] if binary else ["accuracy"])
+    if batch_size % strategy.num_replicas_in_sync:
+        raise DataError(f"training.batch_size is global and must divide among the {strategy.num_replicas_in_sync} "
+                        f"replicas. Received: batch_size={batch_size}")
+    with strategy.scope():
+        model = build_model(cfg)
+        binary = model.outputs[0].shape[-1] == 1
+        if tcfg.get("task") == "regression":
+            model.compile(optimizer=build_optimizer(cfg), loss="mse", metrics=["mae"])
+        else:
+            model.compile(optimizer=build_optimizer(cfg),
+                          loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+                          metrics=["accuracy", keras.metrics.AUC(name="auc")] if binary else ["accuracy"])
+    train_data, val_data = _datasets(cfg, splits, transform, model, workers)
 
-    write_atomic(os.path.join(run_dir, "config.yaml"), yaml.safe_dump(cfg, sort_keys=False))
-    write_atomic(os.path.join(run_dir, "samples.yaml"), yaml.safe_dump(_samples_record(splits), sort_keys=False))
     env = {"versions": package_versions(), "git_revision": _git_revision(), "host": socket.gethostname(),
            "platform": platform.platform(), "argv": sys.argv, "cpu_count": os.cpu_count(),
+           "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync, "workers": workers,
+           "seeds": {"run": seed, "validation": seed + 1},
            "start": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started))}
-    write_atomic(os.path.join(run_dir, "environment.json"), json.dumps(env, indent=1))
+    if resume:
+        _truncate_history(os.path.join(out_dir, "history.csv"), os.path.join(out_dir, "backup"))
+    if resume and os.path.exists(os.path.join(out_dir, "environment.json")):
+        with open(os.path.join(out_dir, "environment.json")) as f:
+            previous = json.load(f)
+        env["start"], env["resumed"] = previous.get("start"), previous.get("resumed", []) + [env["start"]]
+    else:
+        write_atomic(os.path.join(out_dir, "config.yaml"), yaml.safe_dump(cfg, sort_keys=False))
+        write_atomic(os.path.join(out_dir, "samples.yaml"), yaml.safe_dump(_samples_record(splits), sort_keys=False))
+        _log_hparams(os.path.join(out_dir, "tb"), cfg)
+    write_atomic(os.path.join(out_dir, "environment.json"), json.dumps(env, indent=1))
 
-    callbacks = [keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv")),
-                 keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "best.keras"), monitor="val_loss",
+    callbacks = [keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=resume),
+                 keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "best.keras"), monitor="val_loss",
                                                  save_best_only=True),
-                 keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), write_graph=False)]
+                 keras.callbacks.TensorBoard(os.path.join(out_dir, "tb"), write_graph=False)]
     early = tcfg.get("early_stopping")
     if early:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", restore_best_weights=True,
                                                        patience=int(early.get("patience", 3))))
     t0 = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=int(tcfg["epochs"]), callbacks=callbacks,
-                        verbose=verbose, shuffle=False)  # the pipeline shuffles
+    history = fit(model, train_data, validation_data=val_data, epochs=int(tcfg["epochs"]), callbacks=callbacks,
+                  verbose=verbose if chief else 0, backup_dir=os.path.join(out_dir, "backup"),
+                  backup_steps=tcfg.get("backup_steps"), write_backups=chief)
     train_seconds = time.perf_counter() - t0
-    tmp = os.path.join(run_dir, f".model.tmp-{os.getpid()}.keras")
+    tmp = os.path.join(out_dir, f".model.tmp-{os.getpid()}.keras")
     model.save(tmp)
-    os.replace(tmp, os.path.join(run_dir, "model.keras"))
+    os.replace(tmp, os.path.join(out_dir, "model.keras"))
 
-    epochs_run = len(history.history.get("loss", []))
+    epochs = _read_history(os.path.join(out_dir, "history.csv"))
+    steps_per_epoch = int(history.params.get("steps") or 0)
     summary = {"name": cfg["name"], "run_dir": run_dir, "model": cfg["model"]["name"],
                "params": int(model.count_params()), "train_seconds": round(train_seconds, 1),
-               "epochs": epochs_run, "train_jets_seen": epochs_run * len(train_ds) * batch_size,
-               "last_epoch": {k: float(v[-1]) for k, v in history.history.items()},
-               "best_val_loss": float(min(history.history["val_loss"])) if "val_loss" in history.history else None}
-    write_atomic(os.path.join(run_dir, "summary.json"), json.dumps(summary, indent=1))
+               "epochs": len(epochs), "train_jets_seen": len(epochs) * steps_per_epoch * batch_size,
+               "strategy": env["strategy"], "replicas": env["replicas"],
+               "last_epoch": epochs[-1] if epochs else {k: float(v[-1]) for k, v in history.history.items()},
+               "best_val_loss": min((e["val_loss"] for e in epochs if "val_loss" in e), default=None)}
+    write_atomic(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1))
     env["end"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    write_atomic(os.path.join(run_dir, "environment.json"), json.dumps(env, indent=1))
+    write_atomic(os.path.join(out_dir, "environment.json"), json.dumps(env, indent=1))
+    if not chief:
+        shutil.rmtree(out_dir, ignore_errors=True)
     return summary
+
+
+def _truncate_history(path: str, backup_dir: str) -> None:
+    """Keeps the rows of the epochs the backup completed (a kill can fall between a row and its backup)."""
+    from hepflow.training.loop import latest_backup
+
+    pos = latest_backup(backup_dir)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    keep = int(pos["completed_epochs"]) if pos else 0
+    if len(lines) > keep + 1:
+        write_atomic(path, "".join(lines[:keep + 1]))
+
+
+def _read_history(path: str) -> list[dict[str, float]]:
+    """The per-epoch rows of ``history.csv`` (resumed runs append to it)."""
+    import csv
+
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if k != "epoch" and v not in ("", None)}
+                for row in csv.DictReader(f)]
