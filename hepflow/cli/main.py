@@ -66,7 +66,21 @@ def _datasets_build(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from hepflow.training import train
 
-    summary = train(args.config, run_dir=args.run_dir, overrides=args.set, overwrite=args.overwrite)
+    if (args.config is None) == (args.resume is None):
+        raise SystemExit("hepflow train: give a CONFIG, or --resume RUN_DIR (not both). "
+                         f"Received: config={args.config!r}, resume={args.resume!r}")
+    try:
+        if args.resume:
+            summary = train(run_dir=args.resume, resume=True, overrides=args.set, strategy=args.strategy)
+        else:
+            summary = train(args.config, run_dir=args.run_dir, overrides=args.set, overwrite=args.overwrite,
+                            strategy=args.strategy)
+    except KeyboardInterrupt as e:
+        from hepflow.training import load_config
+
+        run_dir = args.resume or args.run_dir or os.path.join("runs", load_config(args.config, args.set)["name"])
+        print(f"\nhepflow train: stopped ({e}); continue with: hepflow train --resume {run_dir}", file=sys.stderr)
+        return 130
     print(f"run: {summary['run_dir']} ({summary['params']:,} parameters, {summary['epochs']} epochs, "
           f"{summary['train_seconds']:.0f} s); evaluate with: hepflow evaluate {summary['run_dir']}")
     print(json.dumps(summary))
@@ -188,8 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--manual-dir", default=None, help="folder with the published files (reference config)")
     p.set_defaults(func=_datasets_build)
     p = sub.add_parser("train", help="train the model of a config YAML through the pipeline; writes a run dir")
-    p.add_argument("config", help="training config (see configs/)")
+    p.add_argument("config", nargs="?", default=None, help="training config (see configs/)")
     p.add_argument("--run-dir", default=None, help="run directory (default runs/<name>)")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue an interrupted run from its last backup (killed, crashed or stopped by Ctrl-C)")
+    p.add_argument("--strategy", choices=["auto", "default", "mirrored", "multi_worker"], default=None,
+                   help="tf.distribute strategy (default: the config's training.strategy, auto)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config entry, e.g. --set training.epochs=2 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in the run directory")

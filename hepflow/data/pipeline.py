@@ -116,7 +116,8 @@ def make_dataset(
             and none reads rows another reads. Every shard yields the same number of
             batches (the smallest share's) so that synchronous workers stay in step; the
             surplus batches of the larger shares (less than one chunk) are skipped that
-            epoch. Not with ``service`` (the service shares out chunks itself); a cache holds
+            epoch. Unless ``chunk_rows`` is given, chunks are made small enough for about four
+            per shard. Not with ``service`` (the service shares out chunks itself); a cache holds
             only this shard's rows, so ``cache`` is ignored.
 
     Returns:
@@ -190,14 +191,23 @@ class Pipeline:
         self.block_rows = block_rows or int(np.clip(_BLOCK_BYTES // row_bytes, 64, 1 << 16))
         self.out_spec = self._trace_transform()
 
+        user_chunks = chunk_rows is not None
         if chunk_rows is None:
             chunk_rows = min(max(shuffle, _CHUNK_BYTES // row_bytes), max(_MAX_CHUNK_BYTES // row_bytes, batch_size))
         elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows <= 0:
             raise DataError(f"chunk_rows must be a positive int. Received: chunk_rows={chunk_rows!r}")
-        self.planner = EpochPlanner(
-            self.layouts, batch_size=batch_size, mix=mix, epoch=epoch,
-            batches_per_chunk=max(1, round(chunk_rows / batch_size)), block_rows=self.block_rows,
-            shuffle=shuffle > 0, drop_remainder=drop_remainder)
+
+        def planner(batches_per_chunk: int) -> EpochPlanner:
+            return EpochPlanner(self.layouts, batch_size=batch_size, mix=mix, epoch=epoch,
+                                batches_per_chunk=batches_per_chunk, block_rows=self.block_rows,
+                                shuffle=shuffle > 0, drop_remainder=drop_remainder)
+
+        self.planner = planner(max(1, round(chunk_rows / batch_size)))
+        if shard is not None and not user_chunks and isinstance(shard, (tuple, list)) and len(shard) == 2:
+            # shards need several chunks each to come out nearly equal: about four per shard
+            per_shard = max(1, self.planner.n_batches // (4 * max(int(shard[1]), 1)))
+            if per_shard < self.planner.k:
+                self.planner = planner(per_shard)
         if service is not None:
             check_portable(self.layouts, self.raw_spec, cache=cache)
         self.cache = self._make_cache(cache, memory_budget)

@@ -33,9 +33,9 @@ class EdgeConv(keras.layers.Layer):
         self.k = int(k)
         self.channels = tuple(int(c) for c in channels)
         self.mlp = [keras.layers.Dense(c, use_bias=False) for c in self.channels]
-        self.norms = [keras.layers.BatchNormalization() for _ in self.channels]
+        self.norms = [keras.layers.BatchNormalization(synchronized=True) for _ in self.channels]
         self.shortcut = keras.layers.Dense(self.channels[-1], use_bias=False)
-        self.shortcut_norm = keras.layers.BatchNormalization()
+        self.shortcut_norm = keras.layers.BatchNormalization(synchronized=True)
 
     def build(self, input_shape):
         _, feat_shape, _ = input_shape

@@ -15,7 +15,7 @@ def _branches(inputs: dict, filters: Sequence[int], *, normalize: bool) -> list:
     for key, shape, pool in _LAYERS:
         h = keras.layers.Reshape((*shape, 1))(inputs[key])
         if normalize:
-            h = keras.layers.BatchNormalization()(h)
+            h = keras.layers.BatchNormalization(synchronized=True)(h)  # global-batch statistics on every replica count
         for f in filters:
             h = keras.layers.Conv2D(f, 3, padding="same", activation="relu")(h)
         h = keras.layers.MaxPooling2D(pool)(h)

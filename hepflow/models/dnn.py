@@ -20,7 +20,7 @@ def high_level_dnn(*, features: Sequence[str] = ("mass", "pt", "tau21", "tau32")
     """
     inputs = {f: keras.Input((), name=f) for f in features}
     h = keras.layers.Concatenate()([keras.layers.Reshape((1,))(inputs[f]) for f in features])
-    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.BatchNormalization(synchronized=True)(h)  # global-batch statistics on every replica count
     for width in hidden:
         h = keras.layers.Dense(width, activation="relu")(h)
         if dropout:

@@ -23,7 +23,7 @@ def particlenet(*, n_particles: int = 200, n_features: int = 7, k: int = 16,
     points = keras.Input((n_particles, 2), name="points")
     particles = keras.Input((n_particles, n_features), name="particles")
     mask = keras.Input((n_particles, 1), name="mask")
-    x = keras.layers.BatchNormalization(name="input_norm")(particles)
+    x = keras.layers.BatchNormalization(synchronized=True, name="input_norm")(particles)
     coords = points
     for i, channels in enumerate(blocks):
         x = EdgeConv(k=k, channels=channels, name=f"edge_conv_{i}")([coords, x, mask])

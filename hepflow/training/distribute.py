@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from hepflow.data import DataError
 
-__all__ = ["STRATEGIES", "make_strategy", "tf_config_workers", "is_chief"]
+__all__ = ["STRATEGIES", "make_strategy", "strategy_name", "tf_config_workers", "is_chief"]
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
@@ -84,3 +84,10 @@ def make_strategy(name: str | tf.distribute.Strategy = "auto") -> tf.distribute.
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
     return tf.distribute.MirroredStrategy(devices)
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """The public class name of a strategy (``MultiWorkerMirroredStrategy``, not its internal alias)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    return type(strategy).__name__

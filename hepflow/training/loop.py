@@ -206,11 +206,12 @@ def fit(model: keras.Model, train_data: tf.data.Dataset | Callable[[tf.distribut
     logs: dict[str, float] = {}
     with _StopSignal() as stop:
         for epoch in range(start_epoch, epochs):
-            for metric in model.metrics:
-                metric.reset_state()
+            first = start_step if epoch == start_epoch else 0
+            if first == 0:  # a resumed epoch keeps the metric sums restored from the backup
+                for metric in model.metrics:
+                    metric.reset_state()
             callback_list.on_epoch_begin(epoch)
             iterator = iter(train_dist)
-            first = start_step if epoch == start_epoch else 0
             for _ in range(first):  # batches trained on before the interruption
                 next(iterator)
             for step in range(first, steps):

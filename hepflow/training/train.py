@@ -36,7 +36,7 @@ import yaml
 
 from hepflow.data import DataError, make_dataset
 from hepflow.training.config import (build_model, build_optimizer, build_transform, load_config, split_specs)
-from hepflow.training.distribute import is_chief, make_strategy, tf_config_workers
+from hepflow.training.distribute import is_chief, make_strategy, strategy_name, tf_config_workers
 
 __all__ = ["train", "model_inputs", "write_atomic", "RUN_FILES"]
 
@@ -247,7 +247,7 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
 
     env = {"versions": package_versions(), "git_revision": _git_revision(), "host": socket.gethostname(),
            "platform": platform.platform(), "argv": sys.argv, "cpu_count": os.cpu_count(),
-           "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync, "workers": workers,
+           "strategy": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync, "workers": workers,
            "seeds": {"run": seed, "validation": seed + 1},
            "start": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started))}
     if resume:
