@@ -40,8 +40,8 @@ CALO := epi_shower_shapes_dnn epi_cnn gammapi_cnn
 results-calo: install
 	$(VENV)/bin/hepflow generate calo-showers --out data/calo_showers --showers 30000
 	for t in $(CALO) eplus_energy_cnn; do $(VENV)/bin/hepflow train configs/calo/$$t.yaml --run-dir runs/calo/$$t --overwrite || exit 1; done
-	$(VENV)/bin/hepflow evaluate runs/calo/epi_shower_shapes_dnn runs/calo/epi_cnn --out runs/calo/epi_report --markdown
-	$(VENV)/bin/hepflow evaluate runs/calo/gammapi_cnn --out runs/calo/gammapi_report --markdown
+	$(VENV)/bin/hepflow evaluate runs/calo/epi_shower_shapes_dnn runs/calo/epi_cnn --out runs/calo/epi_report --markdown --efficiencies 0.9 0.95
+	$(VENV)/bin/hepflow evaluate runs/calo/gammapi_cnn --out runs/calo/gammapi_report --markdown --efficiencies 0.9 0.95
 	$(VENV)/bin/hepflow evaluate runs/calo/eplus_energy_cnn
 
 clean:
