@@ -87,6 +87,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_service(args: argparse.Namespace) -> int:
+    from hepflow.data.service import start_dispatcher, start_worker
+
+    if args.role == "dispatcher":
+        server = start_dispatcher(port=args.port, work_dir=args.work_dir)
+        print(f"tf.data service dispatcher at {server.target}; train with --set training.service={server.target}",
+              flush=True)
+    else:
+        if not args.dispatcher:
+            raise SystemExit("hepflow data-service worker: --dispatcher HOST:PORT is required")
+        server = start_worker(args.dispatcher, port=args.port)
+        print(f"tf.data service worker serving {args.dispatcher}", flush=True)
+    try:
+        server.join()
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from hepflow.evaluation.report import format_report
     from hepflow.evaluation.runs import evaluate_runs
@@ -212,6 +231,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="override a config entry, e.g. --set training.epochs=2 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in the run directory")
     p.set_defaults(func=_train)
+    p = sub.add_parser("data-service", help="run a tf.data service dispatcher or worker (preprocessing on other "
+                                            "processes or machines; train with training.service=grpc://HOST:PORT)")
+    p.add_argument("role", choices=["dispatcher", "worker"])
+    p.add_argument("--port", type=int, default=0, help="TCP port (default: a free one, printed)")
+    p.add_argument("--dispatcher", default=None, metavar="HOST:PORT", help="worker: the dispatcher to serve")
+    p.add_argument("--work-dir", default=None, help="dispatcher: journal folder for fault tolerance")
+    p.set_defaults(func=_data_service)
     p = sub.add_parser("evaluate", help="score runs on their test split with the baselines; ROC, report, TensorBoard")
     p.add_argument("run_dirs", nargs="+", help="run directories (sharing the same test files)")
     p.add_argument("--out", default=None, help="report folder (default RUN_DIR/evaluation for one run)")

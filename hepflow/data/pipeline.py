@@ -425,6 +425,8 @@ class Pipeline:
         if service is not None:
             ds = ds.apply(tf.data.experimental.service.distribute(
                 processing_mode="distributed_epoch", service=service))
+            # every chunk once per epoch: a known length, and a clear error if a worker lost batches
+            ds = ds.apply(tf.data.experimental.assert_cardinality(self.n_batches))
         return ds.prefetch(prefetch)
 
 

@@ -20,7 +20,7 @@ from hepflow.data.errors import DataError
 from hepflow.data.plan import EpochPlanner
 from hepflow.data.readers import WEIGHT, SampleLayout
 
-__all__ = ["check_portable", "portable_chunks"]
+__all__ = ["check_portable", "portable_chunks", "start_dispatcher", "start_worker"]
 
 
 def check_portable(layouts: Sequence[SampleLayout], raw_spec: dict, *, cache) -> None:
@@ -128,3 +128,30 @@ def assert_finite_rows(raw: dict, ids: tf.Tensor, layouts: Sequence[SampleLayout
         checks.append(tf.debugging.Assert(~tf.reduce_any(bad), [msg], summarize=1))
     with tf.control_dependencies(checks):
         return {k: tf.identity(v) for k, v in raw.items()}
+
+
+def start_dispatcher(*, port: int = 0, work_dir: str | None = None) -> tf.data.experimental.service.DispatchServer:
+    """Starts a tf.data service dispatcher in this process (``hepflow data-service dispatcher``).
+
+    Args:
+        port: TCP port; 0 picks a free one (read it from ``server.target``).
+        work_dir: With a folder, the dispatcher journals its state there and a restarted
+            dispatcher carries on with the same jobs (fault tolerance).
+
+    Returns:
+        The running server; ``server.target`` is the ``grpc://host:port`` for ``service=``.
+    """
+    svc = tf.data.experimental.service
+    config = svc.DispatcherConfig(port=port, work_dir=work_dir, fault_tolerant_mode=work_dir is not None)
+    return svc.DispatchServer(config)
+
+
+def start_worker(dispatcher: str, *, port: int = 0) -> tf.data.experimental.service.WorkerServer:
+    """Starts a tf.data service worker that serves the dispatcher at ``dispatcher`` (``host:port``).
+
+    Workers run the pipelines' graphs with TensorFlow ops only (see the module docstring), so
+    they must be able to open the sample files at the same paths as the training process.
+    """
+    svc = tf.data.experimental.service
+    address = dispatcher.split("://", 1)[-1]
+    return svc.WorkerServer(svc.WorkerConfig(dispatcher_address=address, port=port))

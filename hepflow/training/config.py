@@ -29,6 +29,7 @@ A config (see ``configs/`` for one per model)::
       strategy: auto                 # auto, default, mirrored or multi_worker (hepflow.training.distribute)
       mixed_precision: false         # true: float16 compute, float32 variables (for GPUs)
       backup_steps: null             # also back up every N steps (always at epoch ends)
+      service: null                  # grpc://host:port of a tf.data service (hepflow data-service)
 
 Splitting by file keeps the test jets out of training whatever the shuffling, and every run
 on the same ``data`` section sees the same test files.
@@ -57,7 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "optimizer": {"name": "adam", "learning_rate": 1e-3},
     "training": {"epochs": 10, "batch_size": 128, "steps_per_epoch": None, "validation_steps": None,
                  "early_stopping": {"patience": 3}, "cache": "auto", "task": "classification", "target": None,
-                 "target_scale": 1.0, "strategy": "auto", "mixed_precision": False, "backup_steps": None},
+                 "target_scale": 1.0, "strategy": "auto", "mixed_precision": False, "backup_steps": None,
+                 "service": None},
 }
 
 #: ``learning_rate: {schedule: <name>, ...}`` → the Keras schedule class.

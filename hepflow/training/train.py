@@ -138,7 +138,13 @@ def _datasets(cfg: Mapping[str, Any], splits, transform, model, workers: int):
     scale = float(tcfg.get("target_scale") or 1.0)
     cache = tcfg.get("cache")
 
+    service = tcfg.get("service")
+
     def train_ds(batch: int, shard=None):
+        if service:  # the service's workers read and transform; each chunk once per epoch
+            return model_inputs(model, make_dataset(
+                splits["train"], batch_size=batch, transform=transform, epoch=int(steps) if steps else "shortest",
+                seed=seed, service=service), target=target, target_scale=scale)
         return model_inputs(model, make_dataset(
             splits["train"], batch_size=batch, transform=transform, epoch=int(steps) * workers if steps else "shortest",
             seed=seed, cache=cache, shard=shard), target=target, target_scale=scale)
@@ -155,6 +161,9 @@ def _datasets(cfg: Mapping[str, Any], splits, transform, model, workers: int):
     val_batch = max(batch_size, 512)
     if workers == 1:
         return train_ds(batch_size), val_ds(val_batch)
+    if service:
+        raise DataError("training.service with several training workers is not supported: the service already "
+                        f"shares the preprocessing out. Received: service={service!r}, workers={workers}")
 
     def shard(ctx):
         return ctx.input_pipeline_id, ctx.num_input_pipelines

@@ -182,3 +182,25 @@ def test_sigterm_saves_the_state_mid_epoch_and_resume_completes(pythia_jets_dir,
     resumed = subprocess.run([*HEPFLOW, "train", "--resume", str(run)], capture_output=True, text=True, timeout=280)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [r["epoch"] for r in history(run)] == [0, 1]
+
+
+def test_training_on_a_data_service_started_by_the_command_line(pythia_jets_dir, tmp_path):
+    """`hepflow data-service dispatcher` + two `hepflow data-service worker`s, then `train` with service=."""
+    port = free_ports(1)[0]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    procs = [subprocess.Popen([*HEPFLOW, "data-service", "dispatcher", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)]
+    try:
+        assert f"dispatcher at grpc://localhost:{port}" in procs[0].stdout.readline()
+        for _ in range(2):
+            procs.append(subprocess.Popen([*HEPFLOW, "data-service", "worker", "--dispatcher", f"localhost:{port}"],
+                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+            assert "worker serving" in procs[-1].stdout.readline()
+        over = overrides(pythia_jets_dir, "training.epochs=2", f"training.service=grpc://localhost:{port}")
+        summary = run_script(1, "default", tmp_path / "run", over)
+        assert summary["epochs"] == 2 and summary["train_jets_seen"] == 2 * 20 * 16
+        assert all(np.isfinite(r["loss"]) for r in history(tmp_path / "run"))
+    finally:
+        for p in procs:
+            p.terminate()
+            p.communicate(timeout=30)
