@@ -87,6 +87,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs(args: argparse.Namespace) -> int:
+    from hepflow.training.runs import format_runs, list_runs
+
+    runs = list_runs(args.root, sort_by=args.sort)
+    if args.json:
+        print(json.dumps(runs))
+    elif not runs:
+        print(f"no runs under {args.root}")
+    else:
+        print(format_runs(runs))
+    return 0
+
+
 def _data_service(args: argparse.Namespace) -> int:
     from hepflow.data.service import start_dispatcher, start_worker
 
@@ -231,6 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="override a config entry, e.g. --set training.epochs=2 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in the run directory")
     p.set_defaults(func=_train)
+    p = sub.add_parser("runs", help="list run directories and their key metrics")
+    runs_sub = p.add_subparsers(dest="runs_command", required=True)
+    p = runs_sub.add_parser("list", help="every run under a folder: status, epochs, best validation metrics")
+    p.add_argument("root", nargs="?", default="runs", help="folder searched recursively (default runs)")
+    p.add_argument("--sort", default="run_dir",
+                   help="column key: run_dir, model, best_val_loss, val_auc, val_accuracy, train_seconds, start")
+    p.add_argument("--json", action="store_true", help="print the records as JSON")
+    p.set_defaults(func=_runs)
     p = sub.add_parser("data-service", help="run a tf.data service dispatcher or worker (preprocessing on other "
                                             "processes or machines; train with training.service=grpc://HOST:PORT)")
     p.add_argument("role", choices=["dispatcher", "worker"])

@@ -87,7 +87,9 @@ def make_strategy(name: str | tf.distribute.Strategy = "auto") -> tf.distribute.
 
 
 def strategy_name(strategy: tf.distribute.Strategy) -> str:
-    """The public class name of a strategy (``MultiWorkerMirroredStrategy``, not its internal alias)."""
+    """The public name of a strategy: ``DefaultStrategy``, ``MirroredStrategy``, ``MultiWorkerMirroredStrategy``."""
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return "MultiWorkerMirroredStrategy"
+    if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
+        return "DefaultStrategy"
     return type(strategy).__name__

@@ -204,3 +204,28 @@ def test_training_on_a_data_service_started_by_the_command_line(pythia_jets_dir,
         for p in procs:
             p.terminate()
             p.communicate(timeout=30)
+
+
+def test_runs_list_shows_finished_and_interrupted_runs(single, tmp_path):
+    """`hepflow runs list`: statuses and best metrics read from the run directories."""
+    import shutil
+
+    from hepflow.training.runs import format_runs, list_runs
+
+    one_dir, one = single
+    shutil.copytree(one_dir, tmp_path / "a" / "finished")
+    shutil.copytree(one_dir, tmp_path / "b" / "interrupted")
+    os.remove(tmp_path / "b" / "interrupted" / "model.keras")
+    runs = list_runs(str(tmp_path), sort_by="best_val_loss")
+    assert [r["status"] for r in runs] == ["finished", "interrupted"] or \
+        [r["status"] for r in runs] == ["interrupted", "finished"]
+    best = min(r["val_loss"] for r in history(one_dir))
+    assert all(r["best_val_loss"] == pytest.approx(best) and r["epochs"] == 2 for r in runs)
+    assert all(r["model"] == "high_level_dnn" and r["strategy"] == "DefaultStrategy" for r in runs)
+    table = format_runs(runs)
+    assert "interrupted" in table and "high_level_dnn" in table and table.count("\n") == 2
+    out = subprocess.run([*HEPFLOW, "runs", "list", str(tmp_path), "--json"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert {os.path.basename(r["run_dir"]) for r in json.loads(out.stdout.strip().splitlines()[-1])} == \
+        {"finished", "interrupted"}

@@ -1,0 +1,104 @@
+"""``hepflow runs list``: the run directories under a folder and their key metrics."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Any
+
+__all__ = ["list_runs", "format_runs"]
+
+#: Columns of the table: (header, key in the run record).
+COLUMNS = (("run", "run_dir"), ("model", "model"), ("status", "status"), ("epochs", "epochs"),
+           ("val_loss", "best_val_loss"), ("val_auc", "val_auc"), ("val_acc", "val_accuracy"),
+           ("train s", "train_seconds"), ("strategy", "strategy"), ("started", "start"))
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _history(path: str) -> list[dict[str, float]]:
+    try:
+        with open(path, newline="") as f:
+            return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    except (OSError, ValueError):
+        return []
+
+
+def _run_record(run_dir: str) -> dict[str, Any]:
+    summary = _read_json(os.path.join(run_dir, "summary.json"))
+    env = _read_json(os.path.join(run_dir, "environment.json"))
+    epochs = _history(os.path.join(run_dir, "history.csv"))
+    if os.path.exists(os.path.join(run_dir, "model.keras")):
+        status = "finished"
+    elif os.path.exists(os.path.join(run_dir, "backup", "position.json")):
+        status = "interrupted"
+    else:
+        status = "started"
+    model = summary.get("model")
+    if model is None:
+        import yaml
+
+        try:
+            with open(os.path.join(run_dir, "config.yaml")) as f:
+                model = (yaml.safe_load(f) or {}).get("model", {}).get("name")
+        except (OSError, yaml.YAMLError):
+            model = None
+    val = [e["val_loss"] for e in epochs if "val_loss" in e]
+    best = epochs[val.index(min(val))] if val else {}
+    return {"run_dir": run_dir, "model": model, "status": status, "epochs": len(epochs),
+            "best_val_loss": min(val) if val else None, "val_auc": best.get("val_auc"),
+            "val_accuracy": best.get("val_accuracy"), "train_seconds": summary.get("train_seconds"),
+            "strategy": env.get("strategy"), "start": env.get("start")}
+
+
+def list_runs(root: str = "runs", *, sort_by: str = "run_dir") -> list[dict[str, Any]]:
+    """Every run directory (a folder with ``config.yaml`` and ``environment.json``) under ``root``.
+
+    Args:
+        root: Folder searched recursively.
+        sort_by: A record key (``run_dir``, ``best_val_loss``, ``val_auc``, ...); numbers sort
+            best first (lowest loss, highest AUC/accuracy), missing values last.
+
+    Returns:
+        One record per run: ``run_dir``, ``model``, ``status`` (finished, interrupted: a backup
+        to ``--resume`` from, started), ``epochs``, ``best_val_loss`` and the ``val_auc`` /
+        ``val_accuracy`` of that epoch, ``train_seconds``, ``strategy``, ``start``.
+    """
+    found = []
+    for here, dirs, files in os.walk(root):
+        if "config.yaml" in files and "environment.json" in files:
+            found.append(_run_record(here))
+            dirs[:] = []  # a run's own folders (tb/, backup/) hold no runs
+        dirs.sort()
+    descending = sort_by in ("val_auc", "val_accuracy")
+
+    def key(r):
+        v = r.get(sort_by)
+        if v is None:
+            return (1, 0, "")
+        if isinstance(v, (int, float)):
+            return (0, -v if descending else v, "")
+        return (0, 0, str(v))
+
+    return sorted(found, key=key)
+
+
+def format_runs(runs: list[dict[str, Any]]) -> str:
+    """A plain-text table of :func:`list_runs` records."""
+    def cell(v):
+        if v is None:
+            return "—"
+        if isinstance(v, float):
+            return f"{v:.4f}" if abs(v) < 100 else f"{v:.0f}"
+        return str(v)
+
+    rows = [[h for h, _ in COLUMNS]] + [[f"{r[k]:.0f}" if k == "train_seconds" and r.get(k) is not None
+                                         else cell(r.get(k)) for _, k in COLUMNS] for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
