@@ -87,6 +87,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scan(args: argparse.Namespace) -> int:
+    from hepflow.training.scan import run_scan
+
+    rows = run_scan(args.scan_file)
+    if rows:
+        columns = list(rows[0])
+        print("\t".join(columns))
+        for r in rows:
+            print("\t".join("—" if r[c] is None else f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])
+                            for c in columns))
+    print(json.dumps({"trials": len(rows), "finished": sum(r["status"] == "finished" for r in rows),
+                      "best": rows[0] if rows else None}))
+    return 0 if all(r["status"] == "finished" for r in rows) else 1
+
+
 def _runs(args: argparse.Namespace) -> int:
     from hepflow.training.runs import format_runs, list_runs
 
@@ -244,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="override a config entry, e.g. --set training.epochs=2 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in the run directory")
     p.set_defaults(func=_train)
+    p = sub.add_parser("scan", help="grid/random search over config keys, N runs in parallel, resumable")
+    p.add_argument("scan_file", help="scan YAML (see hepflow.training.scan)")
+    p.set_defaults(func=_scan)
     p = sub.add_parser("runs", help="list run directories and their key metrics")
     runs_sub = p.add_subparsers(dest="runs_command", required=True)
     p = runs_sub.add_parser("list", help="every run under a folder: status, epochs, best validation metrics")

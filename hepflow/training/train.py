@@ -183,7 +183,7 @@ def _log_hparams(log_dir: str, cfg: Mapping[str, Any]) -> None:
                 flat[f"{section}.{k}"] = v
     for k, v in (cfg["model"].get("args") or {}).items():
         if isinstance(v, (bool, int, float, str)):
-            flat[f"model.{k}"] = v
+            flat[f"model.args.{k}"] = v
     with tf.summary.create_file_writer(os.path.join(log_dir, "train")).as_default():
         hp.hparams(flat, trial_id=cfg["name"])
 

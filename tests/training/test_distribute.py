@@ -229,3 +229,32 @@ def test_runs_list_shows_finished_and_interrupted_runs(single, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert {os.path.basename(r["run_dir"]) for r in json.loads(out.stdout.strip().splitlines()[-1])} == \
         {"finished", "interrupted"}
+
+
+def test_scan_runs_trials_in_parallel_resumes_and_retries_failures_once(pythia_jets_dir, tmp_path):
+    """A 2×2 grid (one value fails on purpose), two at a time; rerunning skips what finished."""
+    from hepflow.training.scan import run_scan
+
+    scan = {"config": os.path.abspath(CONFIG), "out": str(tmp_path / "scan"), "method": "grid", "parallel": 2,
+            "metric": "val_auc",
+            "overrides": overrides(pythia_jets_dir, "training.epochs=1", "training.steps_per_epoch=5"),
+            "space": {"optimizer.learning_rate": [0.01, 0.001], "model.args.hidden": [[16], "not-a-list"]}}
+    path = tmp_path / "scan.yaml"
+    path.write_text(json.dumps(scan))
+    rows = run_scan(str(path), progress=False)
+    assert len(rows) == 4
+    ok = [r for r in rows if r["status"] == "finished"]
+    bad = [r for r in rows if r["status"] == "failed"]
+    assert len(ok) == 2 and all(r["model.args.hidden"] == [16] for r in ok)
+    assert len(bad) == 2 and all(r["attempts"] == 2 for r in bad)  # retried once
+    assert ok[0]["val_auc"] >= ok[1]["val_auc"]  # sorted by the metric, best first
+    assert rows[:2] == ok  # failed trials last
+    text = (tmp_path / "scan" / "results.md").read_text()
+    assert "val_auc" in text and text.count("| trial_") == 4
+    assert (tmp_path / "scan" / "results.csv").is_file()
+    finished = {r["trial"]: os.path.getmtime(tmp_path / "scan" / r["trial"] / "model.keras") for r in ok}
+    again = run_scan(str(path), progress=False)  # resumable: finished trials are not rerun
+    assert {r["trial"] for r in again if r["status"] == "finished"} == set(finished)
+    for name, mtime in finished.items():
+        assert os.path.getmtime(tmp_path / "scan" / name / "model.keras") == mtime
+    assert all(r["attempts"] == 0 for r in again if r["status"] == "finished")
