@@ -10,6 +10,7 @@ The run directory holds everything needed to inspect, evaluate or reproduce the 
     model.keras        the final model (best weights when early stopping restores them)
     summary.json       parameters, training time, jets seen, final metrics
     backup/            the last state (model, optimizer, seeds, position) for ``resume``
+    validation/        classifiers: the final model's ROC curve on the validation files (roc.png)
     tb/                TensorBoard logs: metrics and learning rate per epoch, the run's hparams
 
 Training runs through :func:`hepflow.training.loop.fit` under the strategy of
@@ -232,8 +233,6 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     started = time.time()
     seed = int(cfg["seed"])
     keras.utils.set_random_seed(seed)
-    if tcfg.get("mixed_precision"):
-        keras.mixed_precision.set_global_policy("mixed_float16")
     splits = split_specs(cfg)
     if not splits["validation"]:
         raise DataError("Training needs a validation split: set data.split.validation > 0. "
@@ -243,8 +242,15 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     if batch_size % strategy.num_replicas_in_sync:
         raise DataError(f"training.batch_size is global and must divide among the {strategy.num_replicas_in_sync} "
                         f"replicas. Received: batch_size={batch_size}")
+    previous_policy = keras.mixed_precision.global_policy()
+    if tcfg.get("mixed_precision"):  # float16 compute, float32 variables; the policy applies to this model only
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with strategy.scope():
+            model = build_model(cfg)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
     with strategy.scope():
-        model = build_model(cfg)
         binary = model.outputs[0].shape[-1] == 1
         if tcfg.get("task") == "regression":
             model.compile(optimizer=build_optimizer(cfg), loss="mse", metrics=["mae"])
@@ -288,6 +294,8 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     model.save(tmp)
     os.replace(tmp, os.path.join(out_dir, "model.keras"))
 
+    if chief and binary and tcfg.get("task") != "regression":
+        _validation_roc(cfg, splits, transform, model, out_dir)
     epochs = _read_history(os.path.join(out_dir, "history.csv"))
     steps_per_epoch = int(history.params.get("steps") or 0)
     summary = {"name": cfg["name"], "run_dir": run_dir, "model": cfg["model"]["name"],
@@ -302,6 +310,25 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     if not chief:
         shutil.rmtree(out_dir, ignore_errors=True)
     return summary
+
+
+def _validation_roc(cfg, splits, transform, model, out_dir: str) -> None:
+    """The final model's ROC curve on the validation files: ``validation/roc.png`` and TensorBoard."""
+    import numpy as np
+
+    from hepflow.evaluation.report import tagger_report
+
+    ds = model_inputs(model, make_dataset(splits["validation"], batch_size=1024, transform=transform, epoch="all",
+                                          shuffle=0, drop_remainder=False, seed=int(cfg["seed"])))
+    labels, scores = [], []
+    for x, y in ds:  # a plain loop: only the chief scores, so no collective ops may run
+        scores.append(np.asarray(model(x, training=False)).reshape(-1))
+        labels.append(np.asarray(y).reshape(-1))
+    labels = np.concatenate(labels)
+    if labels.min() == labels.max():
+        return
+    tagger_report(labels, {cfg["name"]: np.concatenate(scores)}, out_dir=os.path.join(out_dir, "validation"),
+                  log_dir=os.path.join(out_dir, "tb", "validation"))
 
 
 def _truncate_history(path: str, backup_dir: str) -> None:

@@ -50,6 +50,23 @@ def test_bad_split_and_override():
         load_config("/no/such.yaml")
     with pytest.raises(DataError, match="regression with a `training.target`"):
         load_config(minimal(), ["training.task=regression"])
+    with pytest.raises(DataError, match="training.strategy` must be one of .*Received: strategy='tpu'"):
+        load_config(minimal(), ["training.strategy=tpu"])
+    with pytest.raises(DataError, match="backup_steps` must be null or a positive int. Received: 0"):
+        load_config(minimal(), ["training.backup_steps=0"])
+
+
+def test_learning_rate_schedules_from_the_config():
+    from hepflow.training.config import build_optimizer
+
+    cfg = load_config(minimal(), ["optimizer.learning_rate={schedule: exponential_decay, initial_learning_rate: 0.01, "
+                                  "decay_steps: 10, decay_rate: 0.5}"])
+    opt = build_optimizer(cfg)
+    assert float(opt.learning_rate) == pytest.approx(0.01)
+    opt.iterations.assign(10)
+    assert float(opt.learning_rate) == pytest.approx(0.005)  # halved after decay_steps
+    with pytest.raises(DataError, match="learning_rate.schedule must be one of"):
+        build_optimizer(load_config(minimal(), ["optimizer.learning_rate={schedule: warmup}"]))
 
 
 def test_split_by_file_is_disjoint_and_ordered(jet_dir, tmp_path):
@@ -69,7 +86,7 @@ def test_split_by_file_is_disjoint_and_ordered(jet_dir, tmp_path):
 def test_example_configs_build(path):
     cfg = load_config(path)
     model, transform = build_model(cfg), build_transform(cfg)
-    assert model.count_params() > 1000 and (transform is not None or cfg["model"]["name"] == "calo_cnn")
+    assert model.count_params() > 1000 and (transform is not None or cfg["model"]["name"].startswith("calo_"))
     assert build_optimizer(cfg).learning_rate.numpy() == pytest.approx(cfg["optimizer"]["learning_rate"])
 
 

@@ -43,6 +43,8 @@ def test_every_config_trains_through_the_pipeline_and_reloads(path, pythia_jets_
     assert summary["epochs"] == 1 and summary["train_jets_seen"] == 16 and summary["params"] > 1000
     assert np.isfinite(summary["last_epoch"]["loss"]) and np.isfinite(summary["last_epoch"]["val_loss"])
     assert glob.glob(str(tmp_path / "run" / "tb" / "train" / "events.out.tfevents.*"))
+    assert (tmp_path / "run" / "validation" / "roc.png").is_file()  # the final model's ROC, also in tb/validation
+    assert glob.glob(str(tmp_path / "run" / "tb" / "validation" / "events.out.tfevents.*"))
     cfg = load_config(str(tmp_path / "run" / "config.yaml"))
     assert cfg["training"]["steps_per_epoch"] == 2 and cfg["data"]["dir"] == str(pythia_jets_dir)
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
@@ -122,3 +124,14 @@ def test_energyflow_peer_trains_on_the_same_batches_and_joins_the_report(pythia_
     assert table["energyflow_pfn"]["params"] == pfn["params"] + 101
     assert table["energyflow_pfn"]["train_jets_seen"] == pfn["train_jets_seen"] == 16
     assert 0 <= table["energyflow_pfn"]["auc"] <= 1
+
+
+def test_mixed_precision_computes_in_float16_and_leaves_the_global_policy(pythia_jets_dir, tmp_path):
+    cfg = os.path.join(os.path.dirname(CONFIGS[0]), "high_level_dnn.yaml")
+    summary = train(cfg, run_dir=str(tmp_path / "run"), overrides=quick(pythia_jets_dir) + ["training.mixed_precision=true"],
+                    verbose=0)
+    assert keras.mixed_precision.global_policy().name == "float32"  # other models in this process are unaffected
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][0]
+    assert dense.compute_dtype == "float16" and dense.kernel.dtype == "float32"
+    assert np.isfinite(summary["last_epoch"]["loss"])
