@@ -139,8 +139,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     from hepflow.evaluation.runs import evaluate_runs
     from hepflow.training.config import load_config
 
-    if len(args.run_dirs) == 1 and load_config(os.path.join(args.run_dirs[0], "config.yaml"))["training"]["task"] == \
-            "regression":
+    task = load_config(os.path.join(args.run_dirs[0], "config.yaml"))["training"]["task"] if len(args.run_dirs) == 1 \
+        else "classification"
+    if task == "generative":
+        from hepflow.evaluation.generative import evaluate_generative
+
+        table = evaluate_generative(args.run_dirs[0], out_dir=args.out)
+        worst = sorted(table["wasserstein"].items(), key=lambda kv: -kv[1])[:5]
+        print(f"{table['n']} test showers vs generated at the same energies")
+        print(f"classifier AUC (0.5 = indistinguishable): shower shapes {table['classifier_auc_features']:.3f}, "
+              f"cells {table['classifier_auc_cells']:.3f}; Fréchet distance (shapes) {table['frechet']:.3f}")
+        print("largest W1/σ: " + ", ".join(f"{k} {v:.3f}" for k, v in worst))
+        print(json.dumps({k: v for k, v in table.items() if k != "wasserstein"}))
+        return 0
+    if task == "regression":
         from hepflow.evaluation.regression import evaluate_regression
 
         table = evaluate_regression(args.run_dirs[0], out_dir=args.out)

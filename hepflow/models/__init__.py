@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from hepflow.models.calo import calo_cnn, calo_energy_cnn
+from hepflow.models.calogan import CaloGAN, calogan
 from hepflow.models.cnn import deeptop_cnn, jet_cnn, macaluso_shih_cnn
 from hepflow.models.deep_sets import energy_flow_network, particle_flow_network
 from hepflow.models.dnn import high_level_dnn
@@ -9,4 +10,4 @@ from hepflow.models.particlenet import particlenet, particlenet_lite
 
 __all__ = ["jet_cnn", "deeptop_cnn", "macaluso_shih_cnn", "high_level_dnn", "particle_flow_network",
            "energy_flow_network", "particlenet", "particlenet_lite",
-           "calo_cnn", "calo_energy_cnn"]
+           "calo_cnn", "calo_energy_cnn", "calogan"]

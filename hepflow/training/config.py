@@ -23,7 +23,8 @@ A config (see ``configs/`` for one per model)::
       validation_steps: null         # null: every validation jet; N: N balanced, shuffled batches
       early_stopping: {patience: 3}  # on val_loss; null to switch off
       cache: auto                    # pipeline cache: auto, memory, a folder, or null
-      task: classification           # or regression: predict the feature `target` (divided by target_scale)
+      task: classification           # or regression: predict the feature `target` (divided by target_scale),
+                                     # or generative: a model with its own train_step (calogan)
       target: null                   # e.g. energy
       target_scale: 1.0
       strategy: auto                 # auto, default, mirrored or multi_worker (hepflow.training.distribute)
@@ -161,8 +162,10 @@ def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Sequen
                         f"below 1. Received: split={split!r}")
     _transform_items(cfg["transform"], where)
     task = cfg["training"]["task"]
-    if task not in ("classification", "regression") or (task == "regression") != bool(cfg["training"]["target"]):
-        raise DataError(f"{where}: `training.task` must be classification, or regression with a `training.target` "
+    if task not in ("classification", "regression", "generative") or \
+            (task == "regression") != bool(cfg["training"]["target"]):
+        raise DataError(f"{where}: `training.task` must be classification, generative (a model with its own "
+                        "train_step, e.g. calogan), or regression with a `training.target` "
                         f"feature. Received: task={task!r}, target={cfg['training']['target']!r}")
     from hepflow.training.distribute import STRATEGIES
 

@@ -50,8 +50,11 @@ class Backup:
         self.write = write
         # model.variables includes the seed generators' states (dropout masks resume exactly)
         objects = {"model": list(model.variables), "metrics": list(model.metrics_variables)}
-        if model.optimizer is not None:
-            objects["optimizer"] = list(model.optimizer.variables)
+        # the compiled optimizer and any others the model keeps (a GAN's two)
+        optimizers = [model.optimizer] + [v for k, v in sorted(vars(model).items())
+                                          if isinstance(v, keras.optimizers.Optimizer) and v is not model.optimizer]
+        for i, opt in enumerate(o for o in optimizers if o is not None):
+            objects[f"optimizer_{i}" if i else "optimizer"] = list(opt.variables)
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=2)
 

@@ -55,11 +55,17 @@ def write_atomic(path: str, text: str) -> None:
 def model_inputs(model, dataset, *, target: str | None = None, target_scale: float = 1.0):
     """Maps ``(features, label, ...)`` batches to the model's named inputs, with a clear error for missing ones.
 
+    Models without symbolic inputs (subclassed models with their own ``train_step``, such as
+    :class:`hepflow.models.CaloGAN`) get the batches as they are.
+
     Args:
         target: For regression: the feature that becomes the label (divided by
             ``target_scale``, flattened to ``(batch,)``) in place of the sample label.
     """
-    names = [t.name for t in model.inputs]
+    try:
+        names = [t.name for t in model.inputs]
+    except (AttributeError, ValueError):
+        return dataset
     have = set(dataset.element_spec[0])
     missing = [n for n in names + ([target] if target else []) if n not in have]
     if missing:
@@ -250,9 +256,12 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
             model = build_model(cfg)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+    generative = tcfg.get("task") == "generative"
     with strategy.scope():
-        binary = model.outputs[0].shape[-1] == 1
-        if tcfg.get("task") == "regression":
+        binary = not generative and model.outputs[0].shape[-1] == 1
+        if generative:  # the model's own train_step and optimizers
+            model.compile()
+        elif tcfg.get("task") == "regression":
             model.compile(optimizer=build_optimizer(cfg), loss="mse", metrics=["mae"])
         else:
             model.compile(optimizer=build_optimizer(cfg),
@@ -278,9 +287,10 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     write_atomic(os.path.join(out_dir, "environment.json"), json.dumps(env, indent=1))
 
     callbacks = [keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=resume),
-                 keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "best.keras"), monitor="val_loss",
-                                                 save_best_only=True),
                  keras.callbacks.TensorBoard(os.path.join(out_dir, "tb"), write_graph=False)]
+    if not generative:  # a GAN's losses say little about which epoch is best
+        callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "best.keras"), monitor="val_loss",
+                                                         save_best_only=True))
     early = tcfg.get("early_stopping")
     if early:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", restore_best_weights=True,

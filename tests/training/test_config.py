@@ -86,7 +86,7 @@ def test_split_by_file_is_disjoint_and_ordered(jet_dir, tmp_path):
 def test_example_configs_build(path):
     cfg = load_config(path)
     model, transform = build_model(cfg), build_transform(cfg)
-    assert model.count_params() > 1000 and (transform is not None or cfg["model"]["name"].startswith("calo_"))
+    assert model.count_params() > 1000 and (transform is not None or cfg["model"]["name"].startswith("calo"))
     assert build_optimizer(cfg).learning_rate.numpy() == pytest.approx(cfg["optimizer"]["learning_rate"])
 
 

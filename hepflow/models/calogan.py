@@ -1,0 +1,257 @@
+"""A CaloGAN-style generator of three-layer calorimeter showers, conditioned on the incident energy.
+
+After the CaloGAN study (Paganini, de Oliveira, Nachman, Phys. Rev. D 97, 014021 (2018),
+arXiv:1712.10321), with its ingredients and hepflow's choices where the issue leaves room:
+
+* **Energy conditioning.** The generator sees ``log(E / 1 GeV)`` beside the noise and produces
+  each cell as a *fraction of E* (ReLU: exact zeros, so showers can be sparse); the shower in
+  GeV is that times E. The discriminator sees the showers as fractions of E plus ``log E``.
+* **Layer-to-layer conditioning.** Layer 1 is generated from the noise, the energy and layer 0;
+  layer 2 from those and layer 1 — each layer sees the previous ones, as the shower develops.
+* **Minibatch discrimination** (Salimans et al., arXiv:1606.03498) in the discriminator, so a
+  generator that collapses to one shower is caught.
+* **Energy constraint.** An auxiliary generator loss ``λ_E · mean |Σ_cells / E − r|``, where
+  ``r`` is the mean response (deposit / E) of the real showers in the same batch: the total
+  generated energy follows the requested energy (hepflow's form of CaloGAN's energy loss; the
+  response of a real calorimeter is below 1 because of leakage and overflow).
+* **Losses.** ``loss="bce"`` (default; the non-saturating GAN loss of the study) or
+  ``loss="wgan-gp"`` (Wasserstein with gradient penalty λ = 10, Gulrajani et al.,
+  arXiv:1704.00028), which is often the more stable one; the default stays the study's.
+
+Dense layers throughout (no locally-connected layers) keep generation at well under a
+millisecond per shower on a CPU core at batch 1024.
+"""
+from __future__ import annotations
+
+
+import keras
+import tensorflow as tf
+
+__all__ = ["CaloGAN", "MinibatchDiscrimination", "calogan"]
+
+LAYERS = (("layer_0", (3, 96)), ("layer_1", (12, 12)), ("layer_2", (12, 6)))
+
+
+@keras.saving.register_keras_serializable(package="hepflow")
+class MinibatchDiscrimination(keras.layers.Layer):
+    """Features that compare each example with the rest of its batch (Salimans et al. 2016).
+
+    For each row, ``kernels`` L1 distances to every other row in a learned ``dim``-dimensional
+    projection, turned into ``Σ_j exp(−‖·‖₁)``; appended to the input.
+
+    Args:
+        kernels: Number of projections.
+        dim: Dimension of each projection.
+    """
+
+    def __init__(self, *, kernels: int = 32, dim: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        self.kernels, self.dim = int(kernels), int(dim)
+
+    def build(self, input_shape):
+        self.tensor = self.add_weight(shape=(input_shape[-1], self.kernels * self.dim),
+                                      initializer="glorot_uniform", name="tensor")
+
+    def call(self, x):
+        m = keras.ops.reshape(keras.ops.matmul(x, self.tensor), (-1, self.kernels, self.dim))
+        diff = keras.ops.expand_dims(m, 0) - keras.ops.expand_dims(m, 1)  # (batch, batch, kernels, dim)
+        closeness = keras.ops.sum(keras.ops.exp(-keras.ops.sum(keras.ops.abs(diff), axis=-1)), axis=0) - 1.0
+        return keras.ops.concatenate([x, closeness], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + self.kernels)
+
+    def get_config(self):
+        return {**super().get_config(), "kernels": self.kernels, "dim": self.dim}
+
+
+def _generator(latent_dim: int, hidden: int) -> keras.Model:
+    noise = keras.Input((latent_dim,), name="noise")
+    log_energy = keras.Input((1,), name="log_energy")
+    context = keras.layers.Concatenate()([noise, log_energy])
+    outputs, previous = {}, []
+    for key, shape in LAYERS:
+        h = keras.layers.Concatenate()([context, *previous]) if previous else context
+        h = keras.layers.Dense(hidden, activation="relu")(h)
+        h = keras.layers.Dense(hidden, activation="relu")(h)
+        cells = keras.layers.Dense(shape[0] * shape[1], activation="relu")(h)  # fractions of E, exact zeros
+        previous.append(cells)
+        outputs[key] = keras.layers.Reshape(shape, name=key)(cells)
+    return keras.Model({"noise": noise, "log_energy": log_energy}, outputs, name="generator")
+
+
+def _discriminator(hidden: int, minibatch_kernels: int) -> keras.Model:
+    inputs = {key: keras.Input(shape, name=key) for key, shape in LAYERS}
+    log_energy = keras.Input((1,), name="log_energy")
+    parts = [log_energy]
+    for key, shape in LAYERS:
+        x = keras.layers.Reshape((*shape, 1))(inputs[key])
+        x = keras.layers.Conv2D(16, 3, padding="same")(x)
+        x = keras.layers.LeakyReLU(0.2)(x)
+        parts.append(keras.layers.Flatten()(x))
+        # the layer's total fraction of E: what the energy response looks like
+        parts.append(keras.layers.Reshape((1,))(keras.layers.GlobalAveragePooling1D()(
+            keras.layers.Reshape((shape[0] * shape[1], 1))(inputs[key]))))
+    h = keras.layers.Concatenate()(parts)
+    h = keras.layers.Dense(hidden)(h)
+    h = keras.layers.LeakyReLU(0.2)(h)
+    if minibatch_kernels:
+        h = MinibatchDiscrimination(kernels=minibatch_kernels, dim=8)(h)
+    h = keras.layers.Dense(hidden // 2)(h)
+    h = keras.layers.LeakyReLU(0.2)(h)
+    return keras.Model({**inputs, "log_energy": log_energy}, keras.layers.Dense(1, name="logit")(h),
+                       name="discriminator")
+
+
+@keras.saving.register_keras_serializable(package="hepflow")
+class CaloGAN(keras.Model):
+    """The generator and discriminator with a custom ``train_step`` (see the module docstring).
+
+    Trains on batches ``(features, label)`` of the pipeline whose features hold ``layer_0``,
+    ``layer_1``, ``layer_2`` (GeV) and ``energy`` (GeV); the label is ignored. ``model(inputs)``
+    with ``{"energy": (batch, 1), "noise": (batch, latent_dim)}`` returns showers in GeV;
+    :meth:`generate` draws the noise itself.
+
+    Args:
+        latent_dim: Noise dimension.
+        hidden: Width of the dense layers.
+        minibatch_kernels: Minibatch-discrimination projections (0: off).
+        loss: ``"bce"`` or ``"wgan-gp"``.
+        energy_weight: λ_E of the energy constraint.
+        discriminator_steps: Discriminator updates per generator update (5 is usual for WGAN-GP).
+    """
+
+    def __init__(self, *, latent_dim: int = 64, hidden: int = 256, minibatch_kernels: int = 32,
+                 loss: str = "bce", energy_weight: float = 1.0, discriminator_steps: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if loss not in ("bce", "wgan-gp"):
+            raise ValueError(f"loss must be 'bce' or 'wgan-gp'. Received: loss={loss!r}")
+        self.latent_dim, self.hidden, self.minibatch_kernels = int(latent_dim), int(hidden), int(minibatch_kernels)
+        self.loss_name, self.energy_weight = loss, float(energy_weight)
+        self.discriminator_steps = int(discriminator_steps)
+        self.generator = _generator(self.latent_dim, self.hidden)
+        self.discriminator = _discriminator(self.hidden, self.minibatch_kernels)
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.energy_tracker = keras.metrics.Mean(name="energy_loss")
+        self.seed_generator = keras.random.SeedGenerator(0)
+        self.built = True  # the generator and discriminator are built functional models
+
+    # -- inference -------------------------------------------------------------
+    def call(self, inputs, training=False):
+        energy = keras.ops.reshape(keras.ops.cast(inputs["energy"], "float32"), (-1, 1))
+        fractions = self.generator({"noise": inputs["noise"], "log_energy": keras.ops.log(energy)}, training=training)
+        return {key: fractions[key] * keras.ops.reshape(energy, (-1, 1, 1)) for key, _ in LAYERS}
+
+    def generate(self, energy, *, seed=None):
+        """Showers (GeV) for incident energies ``energy`` (GeV, shape (n,) or (n, 1))."""
+        energy = keras.ops.reshape(keras.ops.cast(energy, "float32"), (-1, 1))
+        noise = keras.random.normal((keras.ops.shape(energy)[0], self.latent_dim),
+                                    seed=seed if seed is not None else self.seed_generator)
+        return self({"energy": energy, "noise": noise})
+
+    # -- training --------------------------------------------------------------
+    def compile(self, *, d_optimizer=None, g_optimizer=None, **kwargs):
+        """Two Adam optimizers by default (lr 2e-4, β1 = 0.5; WGAN-GP: lr 1e-4, β = (0.5, 0.9))."""
+        super().compile(**kwargs)
+        betas = (0.5, 0.9) if self.loss_name == "wgan-gp" else (0.5, 0.999)
+        lr = 1e-4 if self.loss_name == "wgan-gp" else 2e-4
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(lr, beta_1=betas[0], beta_2=betas[1])
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(lr, beta_1=betas[0], beta_2=betas[1])
+        # built now, in the strategy's scope, not inside the first traced step
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker, self.energy_tracker]
+
+    def _split(self, data):
+        features = data[0] if isinstance(data, (tuple, list)) else data
+        energy = keras.ops.reshape(keras.ops.cast(features["energy"], "float32"), (-1, 1))
+        scale = keras.ops.reshape(energy, (-1, 1, 1))
+        real = {key: keras.ops.cast(features[key], "float32") / scale for key, _ in LAYERS}
+        return real, energy
+
+    def _critic(self, showers, log_energy, training=True):
+        return self.discriminator({**showers, "log_energy": log_energy}, training=training)
+
+    @staticmethod
+    def _response(showers):
+        return sum(keras.ops.sum(keras.ops.reshape(showers[k], (keras.ops.shape(showers[k])[0], -1)), axis=1)
+                   for k, _ in LAYERS)
+
+    def train_step(self, data):
+        real, energy = self._split(data)
+        batch = keras.ops.shape(energy)[0]
+        log_energy = keras.ops.log(energy)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for _ in range(self.discriminator_steps):
+            noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+            with tf.GradientTape() as tape:
+                fake = self.generator({"noise": noise, "log_energy": log_energy}, training=True)
+                d_real, d_fake = self._critic(real, log_energy), self._critic(fake, log_energy)
+                if self.loss_name == "bce":
+                    d_loss = (keras.ops.mean(keras.ops.softplus(-d_real)) + keras.ops.mean(keras.ops.softplus(d_fake)))
+                else:
+                    d_loss = keras.ops.mean(d_fake) - keras.ops.mean(d_real) + 10.0 * self._gradient_penalty(
+                        real, fake, log_energy)
+                scaled = d_loss / replicas
+            grads = tape.gradient(scaled, self.discriminator.trainable_variables)
+            self.d_optimizer.apply(grads, self.discriminator.trainable_variables)
+        noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        target = keras.ops.mean(self._response(real))
+        with tf.GradientTape() as tape:
+            fake = self.generator({"noise": noise, "log_energy": log_energy}, training=True)
+            d_fake = self._critic(fake, log_energy)
+            adversarial = (keras.ops.mean(keras.ops.softplus(-d_fake)) if self.loss_name == "bce"
+                           else -keras.ops.mean(d_fake))
+            energy_loss = keras.ops.mean(keras.ops.abs(self._response(fake) - target))
+            g_loss = adversarial + self.energy_weight * energy_loss
+            scaled = g_loss / replicas
+        grads = tape.gradient(scaled, self.generator.trainable_variables)
+        self.g_optimizer.apply(grads, self.generator.trainable_variables)
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(adversarial)
+        self.energy_tracker.update_state(energy_loss)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _gradient_penalty(self, real, fake, log_energy):
+        batch = keras.ops.shape(log_energy)[0]
+        eps = keras.random.uniform((batch, 1, 1), seed=self.seed_generator)
+        mixed = {k: eps * real[k] + (1.0 - eps) * fake[k] for k, _ in LAYERS}
+        with tf.GradientTape() as tape:
+            tape.watch(list(mixed.values()))
+            score = self._critic(mixed, log_energy)
+        grads = tape.gradient(score, [mixed[k] for k, _ in LAYERS])
+        norm = keras.ops.sqrt(sum(keras.ops.sum(keras.ops.reshape(g, (batch, -1)) ** 2, axis=1) for g in grads) + 1e-12)
+        return keras.ops.mean((norm - 1.0) ** 2)
+
+    def test_step(self, data):
+        real, energy = self._split(data)
+        log_energy = keras.ops.log(energy)
+        noise = keras.random.normal((keras.ops.shape(energy)[0], self.latent_dim), seed=self.seed_generator)
+        fake = self.generator({"noise": noise, "log_energy": log_energy}, training=False)
+        d_real, d_fake = self._critic(real, log_energy, False), self._critic(fake, log_energy, False)
+        if self.loss_name == "bce":
+            d_loss = keras.ops.mean(keras.ops.softplus(-d_real)) + keras.ops.mean(keras.ops.softplus(d_fake))
+            adversarial = keras.ops.mean(keras.ops.softplus(-d_fake))
+        else:
+            d_loss, adversarial = keras.ops.mean(d_fake) - keras.ops.mean(d_real), -keras.ops.mean(d_fake)
+        energy_loss = keras.ops.mean(keras.ops.abs(self._response(fake) - keras.ops.mean(self._response(real))))
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(adversarial)
+        self.energy_tracker.update_state(energy_loss)
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        return {**super().get_config(), "latent_dim": self.latent_dim, "hidden": self.hidden,
+                "minibatch_kernels": self.minibatch_kernels, "loss": self.loss_name,
+                "energy_weight": self.energy_weight, "discriminator_steps": self.discriminator_steps}
+
+
+def calogan(*, latent_dim: int = 64, hidden: int = 256, minibatch_kernels: int = 32, loss: str = "bce",
+            energy_weight: float = 1.0, discriminator_steps: int = 1, name: str = "calogan") -> CaloGAN:
+    """A :class:`CaloGAN` (factory for configs; see the class for the arguments)."""
+    return CaloGAN(latent_dim=latent_dim, hidden=hidden, minibatch_kernels=minibatch_kernels, loss=loss,
+                   energy_weight=energy_weight, discriminator_steps=discriminator_steps, name=name)
