@@ -74,7 +74,9 @@ def _generator(latent_dim: int, hidden: int) -> keras.Model:
         h = keras.layers.Concatenate()([context, *previous]) if previous else context
         h = keras.layers.Dense(hidden, activation="relu")(h)
         h = keras.layers.Dense(hidden, activation="relu")(h)
-        cells = keras.layers.Dense(shape[0] * shape[1], activation="relu")(h)  # fractions of E, exact zeros
+        # fractions of E, exact zeros; small initial weights so a new generator starts near empty showers
+        cells = keras.layers.Dense(shape[0] * shape[1], activation="relu",
+                                   kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3))(h)
         previous.append(cells)
         outputs[key] = keras.layers.Reshape(shape, name=key)(cells)
     return keras.Model({"noise": noise, "log_energy": log_energy}, outputs, name="generator")
@@ -153,11 +155,11 @@ class CaloGAN(keras.Model):
     # -- training --------------------------------------------------------------
     def compile(self, *, d_optimizer=None, g_optimizer=None, **kwargs):
         """Two Adam optimizers by default (lr 2e-4, β1 = 0.5; WGAN-GP: lr 1e-4, β = (0.5, 0.9))."""
-        super().compile(**kwargs)
         betas = (0.5, 0.9) if self.loss_name == "wgan-gp" else (0.5, 0.999)
         lr = 1e-4 if self.loss_name == "wgan-gp" else 2e-4
         self.d_optimizer = d_optimizer or keras.optimizers.Adam(lr, beta_1=betas[0], beta_2=betas[1])
         self.g_optimizer = g_optimizer or keras.optimizers.Adam(lr, beta_1=betas[0], beta_2=betas[1])
+        super().compile(optimizer=self.g_optimizer, **kwargs)  # model.optimizer: the generator's
         # built now, in the strategy's scope, not inside the first traced step
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
