@@ -175,7 +175,7 @@ def _deposit(n: int, spots, geo: Geometry) -> dict[str, np.ndarray]:
 
 
 def simulate(particle: str, n: int, *, seed: int, energy_range: tuple[float, float] = (1.0, 100.0),
-             geometry: Geometry = GEOMETRY) -> dict[str, np.ndarray]:
+             energies: np.ndarray | None = None, geometry: Geometry = GEOMETRY) -> dict[str, np.ndarray]:
     """Simulates ``n`` showers of ``particle`` with energies uniform in ``energy_range`` (GeV).
 
     Args:
@@ -183,6 +183,8 @@ def simulate(particle: str, n: int, *, seed: int, energy_range: tuple[float, flo
         n: Number of showers.
         seed: Seed; the same seed gives the same showers.
         energy_range: Incident energies (GeV), uniform.
+        energies: The incident energies (GeV) themselves, ``n`` of them, instead of drawing them
+            (e.g. to simulate at a generator's energies).
         geometry: The calorimeter.
 
     Returns:
@@ -195,6 +197,11 @@ def simulate(particle: str, n: int, *, seed: int, energy_range: tuple[float, flo
         raise ValueError(f"Need n ≥ 1 and 0 < Emin < Emax. Received: n={n}, energy_range={energy_range}")
     rng = np.random.default_rng(seed)
     energy = rng.uniform(*energy_range, n)
+    if energies is not None:
+        energy = np.asarray(energies, np.float64).reshape(-1)
+        if len(energy) != n or not np.all(energy > 0):
+            raise ValueError(f"energies must hold n = {n} positive values. Received: {len(energy)} values, "
+                             f"min {energy.min() if len(energy) else None}")
     offset = rng.normal(0.0, 2.0, (n, 2))  # beam spot: a few mm around the centre of the face
     depth_total = geometry.boundaries_mm[-1]
     if particle != "piplus":
