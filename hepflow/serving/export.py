@@ -64,12 +64,7 @@ def export(model, base_dir: str, *, name: str | None = None, raw_inputs: Mapping
     if (raw_inputs is None) != (preprocess is None):
         raise ValueError("Pass raw_inputs and preprocess together (or neither). "
                          f"Received: raw_inputs={raw_inputs!r}, preprocess={preprocess!r}")
-    base = os.path.join(base_dir, name or model.name)
-    version = version or _next_version(base)
-    out = os.path.join(base, str(version))
-    if os.path.exists(out):
-        raise ValueError(f"{out} exists; TF Serving versions are immutable. Pass another version. "
-                         f"Received: version={version}")
+    out = version_folder(base_dir, name or model.name, version)
     names = [t.name for t in model.inputs]
     feature_spec = {t.name: tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=t.name) for t in model.inputs}
 
@@ -93,17 +88,34 @@ def export(model, base_dir: str, *, name: str | None = None, raw_inputs: Mapping
     else:
         archive.add_endpoint("serve", serve_features, input_signature=[feature_spec])
     archive.add_endpoint("serve_features", serve_features, input_signature=[feature_spec])
-    tmp = os.path.join(base, f".{version}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    archive.write_out(tmp, verbose=False)
     meta = dict(metadata or {})
     meta.setdefault("model", model.name)
     meta.setdefault("raw_inputs", {k: {"shape": [None, *v.shape[1:]], "dtype": v.dtype.name}
                                    for k, v in (raw_inputs or feature_spec).items()})
     meta.setdefault("feature_inputs", {k: {"shape": [None, *v.shape[1:]], "dtype": v.dtype.name}
                                        for k, v in feature_spec.items()})
+    return write_archive(archive, out, meta)
+
+
+def version_folder(base_dir: str, name: str, version: int | None) -> str:
+    """``base_dir/name/version`` (default: the next free version), refusing an existing one."""
+    base = os.path.join(base_dir, name)
+    version = version or _next_version(base)
+    out = os.path.join(base, str(version))
+    if os.path.exists(out):
+        raise ValueError(f"{out} exists; TF Serving versions are immutable. Pass another version. "
+                         f"Received: version={version}")
+    return out
+
+
+def write_archive(archive, out: str, metadata: Mapping[str, Any]) -> str:
+    """Writes a Keras ``ExportArchive`` plus ``assets.extra/hepflow.json`` to ``out`` atomically (temp + rename)."""
+    base, version = os.path.split(out)
+    tmp = os.path.join(base, f".{version}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    archive.write_out(tmp, verbose=False)
     os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
     with open(os.path.join(tmp, METADATA_FILE), "w") as f:
-        json.dump(meta, f, indent=1)
+        json.dump(dict(metadata), f, indent=1)
     os.replace(tmp, out)
     return out

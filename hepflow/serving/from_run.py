@@ -36,6 +36,12 @@ def export_run(run_dir: str, base_dir: str, *, version: int | None = None, progr
         raise DataError(f"{run_dir} is not a finished run: model.keras is missing.")
     cfg = load_config(os.path.join(run_dir, "config.yaml"))
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    if cfg["training"]["task"] == "generative":
+        from hepflow.serving.generator import export_generator
+
+        return export_generator(model, base_dir, name=cfg["name"], version=version,
+                                metadata={"samples": [s.to_dict() for s in split_specs(cfg)["train"]],
+                                          "versions": package_versions()})
     splits = split_specs(cfg)
     transform = build_transform(cfg)
     layout = inspect_sample(splits["train"][0], 0)

@@ -79,11 +79,11 @@ def test_mirrored_on_two_devices_reaches_the_single_device_loss(single, pythia_j
     two = run_script(2, "mirrored", tmp_path / "run", overrides(pythia_jets_dir, "training.epochs=2"))
     assert two["strategy"] == "MirroredStrategy" and two["replicas"] == 2 and one["replicas"] == 1
     assert two["train_jets_seen"] == one["train_jets_seen"] == 2 * 20 * 16
-    # Same global batches, gradients all-reduced: only batch normalization sees 8 rows per replica
-    # instead of 16, so the losses agree closely, not bit for bit.
+    # Same global batches, gradients all-reduced, batch norm synchronized over the replicas: the
+    # same optimisation up to the order of floating-point sums (measured: 4e-7 relative).
     for a, b in zip(history(one_dir), history(tmp_path / "run")):
-        assert abs(a["loss"] - b["loss"]) < 0.03 * a["loss"], (a, b)
-        assert abs(a["val_loss"] - b["val_loss"]) < 0.05 * a["val_loss"], (a, b)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (a, b)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4), (a, b)
 
 
 def free_ports(n):
