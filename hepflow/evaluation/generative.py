@@ -231,3 +231,41 @@ def evaluate_generative(run_dir: str, *, out_dir: str | None = None, max_showers
     fake_arrays = {k: np.concatenate(v) for k, v in fake.items()}
     out_dir = out_dir or os.path.join(run_dir, "evaluation")
     return compare_showers(real_arrays, fake_arrays, out_dir=out_dir, seed=seed, log_dir=os.path.join(out_dir, "tb"))
+
+
+def _png_to_tensorboard(writer, tag: str, png: str, step: int) -> None:
+    import tensorflow as tf
+
+    with open(png, "rb") as f:
+        img = tf.image.decode_png(f.read(), channels=4)
+    with writer.as_default():
+        tf.summary.image(tag, img[None], step=step)
+
+
+def generator_monitor(real: Mapping[str, np.ndarray], log_dir: str, *, every: int = 5):
+    """A Keras callback: every ``every`` epochs, shower shapes and average showers of the
+    generator vs ``real`` (showers in GeV with ``energy``) as TensorBoard images.
+    """
+    import keras
+    import tensorflow as tf
+
+    class GeneratorMonitor(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.writer = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % every:
+                return
+            self.writer = self.writer or tf.summary.create_file_writer(log_dir)
+            energy = np.asarray(real["energy"], np.float32).reshape(-1, 1)
+            fake = {k: np.asarray(v) for k, v in self.model.generate(energy, seed=epoch).items()}
+            os.makedirs(log_dir, exist_ok=True)
+            shapes_png = os.path.join(log_dir, "shapes.png")
+            average_png = os.path.join(log_dir, "average_showers.png")
+            _plot_shapes(shape_features(real), shape_features(fake), energy, shapes_png, "[1, 100]")
+            _plot_average_showers(real, fake, average_png)
+            _png_to_tensorboard(self.writer, "shower_shapes", shapes_png, epoch)
+            _png_to_tensorboard(self.writer, "average_showers", average_png, epoch)
+
+    return GeneratorMonitor()

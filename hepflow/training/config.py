@@ -31,6 +31,7 @@ A config (see ``configs/`` for one per model)::
       mixed_precision: false         # true: float16 compute, float32 variables (for GPUs)
       backup_steps: null             # also back up every N steps (always at epoch ends)
       service: null                  # grpc://host:port of a tf.data service (hepflow data-service)
+      monitor_every: 5               # generative: shower plots in TensorBoard every N epochs
 
 Splitting by file keeps the test jets out of training whatever the shuffling, and every run
 on the same ``data`` section sees the same test files.
@@ -60,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "training": {"epochs": 10, "batch_size": 128, "steps_per_epoch": None, "validation_steps": None,
                  "early_stopping": {"patience": 3}, "cache": "auto", "task": "classification", "target": None,
                  "target_scale": 1.0, "strategy": "auto", "mixed_precision": False, "backup_steps": None,
-                 "service": None},
+                 "service": None, "monitor_every": 5},
 }
 
 #: ``learning_rate: {schedule: <name>, ...}`` → the Keras schedule class.

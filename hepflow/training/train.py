@@ -291,6 +291,9 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     if not generative:  # a GAN's losses say little about which epoch is best
         callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "best.keras"), monitor="val_loss",
                                                          save_best_only=True))
+    elif chief:  # shower-shape overlays and average showers in TensorBoard every few epochs
+        callbacks.append(_generator_monitor(splits, os.path.join(out_dir, "tb", "showers"),
+                                            every=int(tcfg.get("monitor_every") or 5)))
     early = tcfg.get("early_stopping")
     if early:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", restore_best_weights=True,
@@ -320,6 +323,18 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     if not chief:
         shutil.rmtree(out_dir, ignore_errors=True)
     return summary
+
+
+def _generator_monitor(splits, log_dir: str, *, every: int):
+    """The generator monitor on up to 2000 validation showers."""
+    import numpy as np
+
+    from hepflow.evaluation.generative import generator_monitor
+
+    ds = make_dataset(splits["validation"], batch_size=2000, epoch="all", shuffle=0, drop_remainder=False)
+    features, _ = next(iter(ds))
+    real = {k: np.asarray(v) for k, v in features.items() if k in ("layer_0", "layer_1", "layer_2", "energy")}
+    return generator_monitor(real, log_dir, every=every)
 
 
 def _validation_roc(cfg, splits, transform, model, out_dir: str) -> None:

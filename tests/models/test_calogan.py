@@ -155,3 +155,18 @@ def test_savedmodel_generates_from_energy_and_seed_without_hepflow(tmp_path):
     ref = model({"energy": tf.constant([[10.0], [80.0]]), "noise": noise})
     for k, (_, total) in got.items():  # same seed, same showers as the model in this process
         assert total == pytest.approx(float(np.sum(ref[k])), rel=1e-5)
+
+
+def test_hepflow_train_runs_the_gan_config_with_shower_plots_in_tensorboard(calo_dir, tmp_path):
+    from hepflow.training import train
+
+    config = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "calo", "eplus_calogan.yaml")
+    summary = train(config, run_dir=str(tmp_path / "run"), verbose=0,
+                    overrides=[f"data.dir={calo_dir}", "training.epochs=1", "training.steps_per_epoch=4",
+                               "training.batch_size=32", "training.monitor_every=1", "training.validation_steps=1",
+                               "model.args.hidden=32"])
+    assert summary["epochs"] == 1 and np.isfinite(summary["last_epoch"]["g_loss"])
+    assert (tmp_path / "run" / "model.keras").is_file() and not (tmp_path / "run" / "best.keras").exists()
+    assert (tmp_path / "run" / "tb" / "showers" / "average_showers.png").is_file()
+    assert any(n.startswith("events") for n in os.listdir(tmp_path / "run" / "tb" / "showers"))
+    assert isinstance(keras.saving.load_model(tmp_path / "run" / "model.keras"), CaloGAN)
