@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
 EXTRAS ?= test,pythia,formats,tfds
 
-.PHONY: install demo test test-slow bench results results-calo clean
+.PHONY: install demo test test-slow bench results results-calo results-calogan clean
 
 install: $(STAMP)
 
@@ -43,6 +43,12 @@ results-calo: install
 	$(VENV)/bin/hepflow evaluate runs/calo/epi_shower_shapes_dnn runs/calo/epi_cnn --out runs/calo/epi_report --markdown --efficiencies 0.9 0.95
 	$(VENV)/bin/hepflow evaluate runs/calo/gammapi_cnn --out runs/calo/gammapi_report --markdown --efficiencies 0.9 0.95
 	$(VENV)/bin/hepflow evaluate runs/calo/eplus_energy_cnn
+
+# the CaloGAN-style generator on the e+ showers of results-calo (about 20 minutes on 2 cores)
+results-calogan: install
+	$(VENV)/bin/hepflow train configs/calo/eplus_calogan.yaml --run-dir runs/calo/eplus_calogan --overwrite
+	$(VENV)/bin/hepflow evaluate runs/calo/eplus_calogan
+	$(VENV)/bin/python tools/bench_calogan.py --run runs/calo/eplus_calogan
 
 clean:
 	rm -rf $(VENV) demo_data bench_data runs *.egg-info

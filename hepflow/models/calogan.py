@@ -30,6 +30,7 @@ import tensorflow as tf
 __all__ = ["CaloGAN", "MinibatchDiscrimination", "calogan"]
 
 LAYERS = (("layer_0", (3, 96)), ("layer_1", (12, 12)), ("layer_2", (12, 6)))
+_CELLS = sum(r * c for _, (r, c) in LAYERS)
 
 
 @keras.saving.register_keras_serializable(package="hepflow")
@@ -74,9 +75,11 @@ def _generator(latent_dim: int, hidden: int) -> keras.Model:
         h = keras.layers.Concatenate()([context, *previous]) if previous else context
         h = keras.layers.Dense(hidden, activation="relu")(h)
         h = keras.layers.Dense(hidden, activation="relu")(h)
-        # fractions of E, exact zeros; small initial weights so a new generator starts near empty showers
+        # fractions of E, exact zeros possible. A new generator spreads E evenly over all 504 cells
+        # (a small positive bias, small weights): every cell starts alive, none stuck at ReLU's zero.
         cells = keras.layers.Dense(shape[0] * shape[1], activation="relu",
-                                   kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3))(h)
+                                   kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3),
+                                   bias_initializer=keras.initializers.Constant(1.0 / _CELLS))(h)
         previous.append(cells)
         outputs[key] = keras.layers.Reshape(shape, name=key)(cells)
     return keras.Model({"noise": noise, "log_energy": log_energy}, outputs, name="generator")

@@ -61,8 +61,10 @@ def test_trains_in_hepflows_loop_and_learns_the_energy_response(calo_dir):
     assert set(h) >= {"d_loss", "g_loss", "energy_loss", "learning_rate"}
     assert all(np.isfinite(v) for values in h.values() for v in values)
     assert h["energy_loss"][-1] < h["energy_loss"][0]
-    # a new generator makes near-empty showers; the energy constraint brings the response to the data's
-    assert before > 0.5 and response_error() < 0.15, (before, response_error())
+    # a new generator spreads E evenly (response ≈ 1, the data's ≈ 0.97); the energy constraint
+    # keeps the response at the data's while the showers take shape
+    after = response_error()
+    assert after < 0.05 and after < before / 2, (before, after)  # measured: 0.12 → 0.006
 
 
 def test_wgan_gp_option_trains(calo_dir):
