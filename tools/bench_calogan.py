@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import hepflow  # noqa: E402,F401  (allocator settings before TensorFlow starts)
+from hepflow.models import calogan  # noqa: E402  (also registers CaloGAN for loading)
 from hepflow.physics.calo_sim import simulate  # noqa: E402
 
 BATCHES = (1, 10, 128, 1024)
@@ -55,8 +56,6 @@ def main() -> None:
 
         model = keras.saving.load_model(os.path.join(args.run, "model.keras"))
     else:
-        from hepflow.models import calogan
-
         model = calogan()
     rng = np.random.default_rng(0)
 

@@ -167,6 +167,15 @@ class CaloGAN(keras.Model):
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
 
+    def get_compile_config(self):
+        return {"d_optimizer": keras.optimizers.serialize(self.d_optimizer),
+                "g_optimizer": keras.optimizers.serialize(self.g_optimizer)}
+
+    def compile_from_config(self, config):
+        """Recompiles a loaded model with optimizers of the saved settings (fresh moments)."""
+        self.compile(d_optimizer=keras.optimizers.deserialize(config["d_optimizer"]),
+                     g_optimizer=keras.optimizers.deserialize(config["g_optimizer"]))
+
     @property
     def metrics(self):
         return [self.d_loss_tracker, self.g_loss_tracker, self.energy_tracker]
