@@ -48,6 +48,7 @@ def test_distorted_showers_are_caught(two_samples):
     assert auc > 0.9
 
 
+@pytest.mark.slow
 def test_compare_showers_writes_report_and_plots(two_samples, tmp_path):
     a, b = two_samples
     fake = {k: b[k] for k in ("layer_0", "layer_1", "layer_2")}

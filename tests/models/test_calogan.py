@@ -67,6 +67,7 @@ def test_trains_in_hepflows_loop_and_learns_the_energy_response(calo_dir):
     assert after < 0.05 and after < before / 2, (before, after)  # measured: 0.12 → 0.006
 
 
+@pytest.mark.slow
 def test_wgan_gp_option_trains(calo_dir):
     model = calogan(latent_dim=8, hidden=32, minibatch_kernels=0, loss="wgan-gp", discriminator_steps=2)
     model.compile()
@@ -124,6 +125,7 @@ print("REPLICAS", strategy.num_replicas_in_sync, "FINITE", all(np.isfinite(v[0])
 """
 
 
+@pytest.mark.slow
 def test_gan_trains_mirrored_on_two_devices(calo_dir):
     proc = subprocess.run([sys.executable, "-c", MIRRORED, str(calo_dir)], capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stderr[-3000:]

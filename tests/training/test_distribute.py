@@ -96,6 +96,7 @@ def free_ports(n):
     return ports
 
 
+@pytest.mark.slow
 def test_two_localhost_workers_train_in_sync_to_the_single_device_loss(single, pythia_jets_dir, tmp_path):
     one_dir, one = single
     cluster = {"worker": [f"localhost:{p}" for p in free_ports(2)]}
@@ -141,6 +142,7 @@ def wait_for_backup(run_dir, proc, *, epoch=None, timeout=240):
     raise AssertionError("no backup appeared")
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(single, pythia_jets_dir, tmp_path):
     over = overrides(pythia_jets_dir, "training.epochs=3", "training.backup_steps=5")
     reference = tmp_path / "reference"
@@ -167,6 +169,7 @@ def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(single, pythia_j
     assert len(env["resumed"]) == 1
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_state_mid_epoch_and_resume_completes(pythia_jets_dir, tmp_path):
     over = overrides(pythia_jets_dir, "training.epochs=2", "training.steps_per_epoch=400", "training.backup_steps=40")
     run = tmp_path / "stopped"
@@ -184,6 +187,7 @@ def test_sigterm_saves_the_state_mid_epoch_and_resume_completes(pythia_jets_dir,
     assert [r["epoch"] for r in history(run)] == [0, 1]
 
 
+@pytest.mark.slow
 def test_training_on_a_data_service_started_by_the_command_line(pythia_jets_dir, tmp_path):
     """`hepflow data-service dispatcher` + two `hepflow data-service worker`s, then `train` with service=."""
     port = free_ports(1)[0]
@@ -231,6 +235,7 @@ def test_runs_list_shows_finished_and_interrupted_runs(single, tmp_path):
         {"finished", "interrupted"}
 
 
+@pytest.mark.slow
 def test_scan_runs_trials_in_parallel_resumes_and_retries_failures_once(pythia_jets_dir, tmp_path):
     """A 2×2 grid (one value fails on purpose), two at a time; rerunning skips what finished."""
     from hepflow.training.scan import run_scan
