@@ -185,10 +185,9 @@ def compare_showers(real: Mapping[str, np.ndarray], fake: Mapping[str, np.ndarra
                                                   seed=seed),
         "classifier_auc_cells": classifier_auc(cells(real), cells(fake), seed=seed),
     }
-    tmp = os.path.join(out_dir, f".generative.json.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(table, f, indent=1)
-    os.replace(tmp, os.path.join(out_dir, "generative.json"))
+    from hepflow.training.train import write_atomic
+
+    write_atomic(os.path.join(out_dir, "generative.json"), json.dumps(table, indent=1))
     if log_dir:
         from hepflow.evaluation.report import _log_tensorboard
 

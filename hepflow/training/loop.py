@@ -63,11 +63,11 @@ class Backup:
         path = self.manager.save()
         if not self.write:
             return
-        tmp = os.path.join(self.directory, f".{_BACKUP_STATE}.tmp-{os.getpid()}")
-        with open(tmp, "w") as f:
-            json.dump({"checkpoint": os.path.basename(path), "epoch": epoch, "step": step,
-                       "completed_epochs": epoch + 1 if logs is not None else epoch, "logs": logs or {}}, f)
-        os.replace(tmp, os.path.join(self.directory, _BACKUP_STATE))
+        from hepflow.training.train import write_atomic
+
+        write_atomic(os.path.join(self.directory, _BACKUP_STATE),
+                     json.dumps({"checkpoint": os.path.basename(path), "epoch": epoch, "step": step,
+                                 "completed_epochs": epoch + 1 if logs is not None else epoch, "logs": logs or {}}))
 
     def restore(self) -> tuple[int, int, dict]:
         """Restores the last backup; returns ``(epoch, step, logs)`` of it, or ``(0, 0, {})``."""

@@ -24,6 +24,7 @@ HParams dashboard (each run logs its hyperparameters; the scan writes the dashbo
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import math
@@ -39,6 +40,7 @@ import yaml
 
 from hepflow.data import DataError
 from hepflow.training.runs import list_runs
+from hepflow.training.train import write_atomic
 
 __all__ = ["load_scan", "scan_trials", "run_scan"]
 
@@ -204,20 +206,17 @@ def _results(scan, names, trials, attempts) -> list[dict[str, Any]]:
     sign = -1 if metric in _HIGHER_IS_BETTER else 1
     rows.sort(key=lambda r: (r.get(metric) is None, sign * (r.get(metric) or 0)))
     columns = list(rows[0]) if rows else []
-    tmp = os.path.join(out, f".results.csv.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, os.path.join(out, "results.csv"))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(os.path.join(out, "results.csv"), text.getvalue())
 
     def cell(v):
         return "—" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
     md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     md += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
-    tmp = os.path.join(out, f".results.md.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(f"Scan of {scan['config']}, sorted by {scan['metric']} (best first)\n\n" + "\n".join(md) + "\n")
-    os.replace(tmp, os.path.join(out, "results.md"))
+    write_atomic(os.path.join(out, "results.md"),
+                 f"Scan of {scan['config']}, sorted by {scan['metric']} (best first)\n\n" + "\n".join(md) + "\n")
     return rows
