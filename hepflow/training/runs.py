@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any
 
-__all__ = ["list_runs", "format_runs"]
+__all__ = ["list_runs", "format_runs", "read_history"]
 
 #: Columns of the table: (header, key in the run record).
 COLUMNS = (("run", "run_dir"), ("model", "model"), ("status", "status"), ("epochs", "epochs"),
@@ -22,18 +22,21 @@ def _read_json(path: str) -> dict[str, Any]:
         return {}
 
 
-def _history(path: str) -> list[dict[str, float]]:
-    try:
-        with open(path, newline="") as f:
-            return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
-    except (OSError, ValueError):
+def read_history(path: str) -> list[dict[str, float]]:
+    """The per-epoch rows of a run's ``history.csv`` (``epoch`` included); ``[]`` when there is none yet."""
+    if not os.path.exists(path):
         return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
 
 
 def _run_record(run_dir: str) -> dict[str, Any]:
     summary = _read_json(os.path.join(run_dir, "summary.json"))
     env = _read_json(os.path.join(run_dir, "environment.json"))
-    epochs = _history(os.path.join(run_dir, "history.csv"))
+    try:
+        epochs = read_history(os.path.join(run_dir, "history.csv"))
+    except (OSError, ValueError):  # an unreadable log still lists the run
+        epochs = []
     if os.path.exists(os.path.join(run_dir, "model.keras")):
         status = "finished"
     elif os.path.exists(os.path.join(run_dir, "backup", "position.json")):

@@ -38,6 +38,7 @@ import yaml
 from hepflow.data import DataError, make_dataset
 from hepflow.training.config import (build_model, build_optimizer, build_transform, load_config, split_specs)
 from hepflow.training.distribute import is_chief, make_strategy, strategy_name, tf_config_workers
+from hepflow.training.runs import read_history
 
 __all__ = ["train", "model_inputs", "write_atomic", "RUN_FILES"]
 
@@ -309,7 +310,8 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
 
     if chief and binary and tcfg.get("task") != "regression":
         _validation_roc(cfg, splits, transform, model, out_dir)
-    epochs = _read_history(os.path.join(out_dir, "history.csv"))
+    epochs = [{k: v for k, v in row.items() if k != "epoch"}  # resumed runs append to history.csv
+              for row in read_history(os.path.join(out_dir, "history.csv"))]
     steps_per_epoch = int(history.params.get("steps") or 0)
     summary = {"name": cfg["name"], "run_dir": run_dir, "model": cfg["model"]["name"],
                "params": int(model.count_params()), "train_seconds": round(train_seconds, 1),
@@ -368,14 +370,3 @@ def _truncate_history(path: str, backup_dir: str) -> None:
     keep = int(pos["completed_epochs"]) if pos else 0
     if len(lines) > keep + 1:
         write_atomic(path, "".join(lines[:keep + 1]))
-
-
-def _read_history(path: str) -> list[dict[str, float]]:
-    """The per-epoch rows of ``history.csv`` (resumed runs append to it)."""
-    import csv
-
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if k != "epoch" and v not in ("", None)}
-                for row in csv.DictReader(f)]
