@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,16 +65,6 @@ print("TIMES " + json.dumps(out))
 """
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def last_json(text: str, tag: str) -> dict:
     lines = [ln for ln in text.splitlines() if ln.startswith(tag + " ")]
     if not lines:
@@ -86,15 +75,16 @@ def last_json(text: str, tag: str) -> dict:
 def run_workers(config: str, overrides: list[str], *, workers: int, cores: list[list[int]] | None,
                 out: str) -> tuple[float, dict]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    ports = free_ports(workers)
+    from hepflow.training.distribute import localhost_tf_configs
+
+    tf_configs = localhost_tf_configs(workers)
     procs = []
     t0 = time.perf_counter()
     for i in range(workers):
         e = dict(env)
         strategy = "default"
         if workers > 1:
-            e["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                                         "task": {"type": "worker", "index": i}})
+            e["TF_CONFIG"] = tf_configs[i]
             strategy = "multi_worker"
         cmd = [sys.executable, "-c", WORKER, config, os.path.join(out, "run"), strategy, *overrides]
         if cores:

@@ -27,7 +27,8 @@ import tensorflow as tf
 
 from hepflow.data import DataError
 
-__all__ = ["STRATEGIES", "make_strategy", "strategy_name", "tf_config_workers", "is_chief"]
+__all__ = ["STRATEGIES", "make_strategy", "strategy_name", "tf_config_workers", "is_chief", "free_ports",
+           "localhost_tf_configs"]
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
@@ -95,3 +96,23 @@ def strategy_name(strategy: tf.distribute.Strategy) -> str:
     if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
         return "DefaultStrategy"
     return type(strategy).__name__
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` TCP ports free on localhost right now (for workers, a dispatcher, ...)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("localhost", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def localhost_tf_configs(workers: int) -> list[str]:
+    """The ``TF_CONFIG`` value of each of ``workers`` worker processes on this machine (free ports)."""
+    cluster = {"worker": [f"localhost:{p}" for p in free_ports(workers)]}
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(workers)]

@@ -11,7 +11,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ import time
 import h5py
 import numpy as np
 import pytest
+
+from hepflow.training.distribute import free_ports, localhost_tf_configs
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "top_tagging", "high_level_dnn.yaml")
 HEPFLOW = [sys.executable, "-m", "hepflow.cli.main"]
@@ -86,23 +87,12 @@ def test_mirrored_on_two_devices_reaches_the_single_device_loss(single, pythia_j
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4), (a, b)
 
 
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
 def test_two_localhost_workers_train_in_sync_to_the_single_device_loss(single, pythia_jets_dir, tmp_path):
     one_dir, one = single
-    cluster = {"worker": [f"localhost:{p}" for p in free_ports(2)]}
     procs = []
-    for i in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+    for tf_config in localhost_tf_configs(2):
+        env = dict(os.environ, TF_CONFIG=tf_config)
         procs.append(subprocess.Popen(
             [sys.executable, "-c", SCRIPT, "1", CONFIG, str(tmp_path / "run"), "auto",
              *overrides(pythia_jets_dir, "training.epochs=2")],
