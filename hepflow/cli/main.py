@@ -38,6 +38,28 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate_jets(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from hepflow.physics.pythia_jets import ANOMALY_SETTINGS, JetSettings, generate_jets
+
+    counts = {}
+    for item in args.process:
+        name, sep, n = item.partition("=")
+        if not sep or not n.isdigit():
+            raise SystemExit(f"hepflow generate jets: --process must look like qcd=30000. Received: {item!r}")
+        counts[name] = int(n)
+    base = ANOMALY_SETTINGS if args.preset == "anomaly" else JetSettings()
+    settings = dataclasses.replace(base, detector=args.detector, mpi=not args.no_mpi)
+    m = generate_jets(args.out, counts=counts, workers=args.workers, chunk_jets=args.chunk_jets, seed=args.seed,
+                      settings=settings, dataset=args.preset)
+    run = m["generated_this_run"]
+    rate = f", {run['jets_per_s']:.1f} jets/s" if run["jets_per_s"] else " (everything was already there)"
+    print(f"{args.out}: " + ", ".join(f"{n:,} {p}" for p, n in m["counts"].items())
+          + f" jets; this run generated {run['jets']} jets in {run['seconds']:.1f} s{rate}")
+    return 0
+
+
 def _generate_calo(args: argparse.Namespace) -> int:
     from hepflow.physics.calo_generate import generate_calo_showers
 
@@ -241,6 +263,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="native: every feature, fastest to read; reference: the published pandas layout")
     p.add_argument("--report", action="store_true", help="print and plot (PNG) mass, τ32 and pT per class")
     p.set_defaults(func=_generate)
+    p = gen.add_parser("jets", help="QCD, top and RPV-gluino jets in one selection (needs [pythia])")
+    p.add_argument("--out", required=True, help="output folder (re-running resumes)")
+    p.add_argument("--process", action="append", required=True,
+                   help="PROCESS=N with PROCESS qcd, top or gluino (repeatable), e.g. --process qcd=30000")
+    p.add_argument("--preset", choices=["anomaly", "top_tagging"], default="anomaly",
+                   help="anomaly: R = 1.0 jets, 800 < pT < 1000 GeV (contain a 400 GeV gluino); "
+                        "top_tagging: R = 0.8, 550 < pT < 650 GeV")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument("--chunk-jets", type=int, default=500, help="jets per chunk file")
+    p.add_argument("--seed", type=int, default=1, help="run seed; chunk seeds derive from it")
+    p.add_argument("--detector", choices=["simple", "none"], default="simple", help="detector response")
+    p.add_argument("--no-mpi", action="store_true", help="switch off multi-parton interactions (faster)")
+    p.set_defaults(func=_generate_jets)
     p = gen.add_parser("calo-showers", help="e+/γ/π+ showers in the CaloGAN geometry and format (parametrized)")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
     p.add_argument("--showers", type=int, required=True, help="showers per particle")

@@ -1,9 +1,18 @@
-"""Top-tagging jets from Pythia 8 + FastJet: hadronic tt̄ (signal) and QCD dijets (background).
+"""Jets from Pythia 8 + FastJet: hadronic tt̄ and RPV gluinos (signals) and QCD dijets (background).
 
 Mirrors the community top-tagging reference dataset (Kasieczka et al., SciPost Phys. 7, 014
 (2019)): 14 TeV, anti-kT R = 0.8 jets with 550 < pT < 650 GeV and |η| < 2, the 200
 leading constituents as (E, px, py, pz). Signal jets are truth-matched: the top, its b
 and both quarks of its W decay lie within ΔR < 0.8 of the jet axis.
+
+The ``gluino`` process is the anomaly-detection signal of the autoencoder study (Farina,
+Nakai, Shih, arXiv:1808.08992): pair-produced gluinos of ``gluino_mass_gev`` (400 GeV) that
+decay through R-parity violation to three light quarks (g̃ → uds or its conjugate), a
+three-prong jet without the W inside a top. Pythia reads the spectrum from an SLHA file
+hepflow writes (every other sparticle at 5 TeV); a gluino jet is kept when the gluino and
+its three quarks lie within ``match_r`` of the jet axis. A 400 GeV three-prong decay fits in
+an R = 0.8 jet only above pT ≈ 2m/R ≈ 1 TeV, so the anomaly data use wider jets at higher
+pT (:data:`ANOMALY_SETTINGS`).
 
 Needs the ``[pythia]`` extra (``pythia8mc``, ``fastjet``).
 """
@@ -14,6 +23,7 @@ import importlib.metadata
 import json
 import math
 import os
+import tempfile
 import time
 from typing import Any
 
@@ -25,10 +35,11 @@ from hepflow.physics.chunks import (chunk_complete, remove_stale_tmp, run_chunks
 from hepflow.physics.detector import DETECTOR_SETTINGS, particle_types, simple_detector
 from hepflow.physics.nsubjettiness import delta_r, nsubjettiness
 
-__all__ = ["JetSettings", "generate_chunk", "generate_top_tagging", "require_pythia"]
+__all__ = ["ANOMALY_SETTINGS", "JetSettings", "PROCESSES", "generate_chunk", "generate_jets", "generate_top_tagging",
+           "require_pythia"]
 
 N_CONSTITUENTS = 200
-PROCESSES = {"top": 1, "qcd": 0}  # process name → label
+PROCESSES = {"qcd": 0, "top": 1, "gluino": 2}  # process name → label stored in the files
 
 
 def require_pythia():
@@ -73,10 +84,15 @@ class JetSettings:
     detector: str = "simple"
     mpi: bool = True
     hadronization: bool = True
+    gluino_mass_gev: float = 400.0
 
     def __post_init__(self) -> None:
         if self.detector not in ("simple", "none"):
             raise ValueError(f"detector must be 'simple' or 'none'. Received: detector={self.detector!r}")
+        if not (self.pt_min_gev < self.pt_max_gev and self.pthat_min_gev < self.pthat_max_gev and self.jet_r > 0):
+            raise ValueError("JetSettings need pt_min_gev < pt_max_gev, pthat_min_gev < pthat_max_gev and jet_r > 0. "
+                             f"Received: pt=({self.pt_min_gev}, {self.pt_max_gev}), "
+                             f"pthat=({self.pthat_min_gev}, {self.pthat_max_gev}), jet_r={self.jet_r}")
 
     def pythia_strings(self, process: str, seed: int) -> list[str]:
         common = [f"Beams:eCM = {self.ecm_gev}", f"PhaseSpace:pTHatMin = {self.pthat_min_gev}",
@@ -90,7 +106,50 @@ class JetSettings:
                              "24:onIfAny = 1 2 3 4 5"]
         if process == "qcd":
             return common + ["HardQCD:all = on"]
-        raise ValueError(f"process must be 'top' or 'qcd'. Received: process={process!r}")
+        if process == "gluino":  # g̃ g̃ pairs, g̃ → uds through the SLHA decay table
+            return common + ["SUSY:gg2gluinogluino = on", "SUSY:qqbar2gluinogluino = on",
+                             f"SLHA:file = {gluino_slha(self.gluino_mass_gev)}", "SLHA:useDecayTable = on"]
+        raise ValueError(f"process must be one of {sorted(PROCESSES)}. Received: process={process!r}")
+
+
+#: Jets for the anomaly-detection studies: R = 1.0 jets at 800 < pT < 1000 GeV contain the
+#: three quarks of a 400 GeV gluino (and of a top); QCD, top and gluino share these settings.
+ANOMALY_SETTINGS = JetSettings(pthat_min_gev=700.0, pthat_max_gev=1100.0, jet_r=1.0, pt_min_gev=800.0,
+                               pt_max_gev=1000.0, match_r=1.0)
+
+_HEAVY_SPARTICLES = (1000001, 1000002, 1000003, 1000004, 1000005, 1000006, 2000001, 2000002, 2000003, 2000004,
+                     2000005, 2000006, 1000011, 1000012, 1000013, 1000014, 1000015, 1000016, 2000011, 2000013,
+                     2000015, 1000022, 1000023, 1000025, 1000035, 1000024, 1000037, 35, 36, 37)
+
+
+def _slha_text(gluino_mass_gev: float) -> str:
+    """A minimal SLHA spectrum: a light gluino decaying to uds (RPV, λ''₁₁₂), all else at 5 TeV."""
+    lines = ["# hepflow: RPV gluino spectrum for Pythia 8", "BLOCK MODSEL", "    1   0",
+             "BLOCK SMINPUTS", "    1   1.279340E+02", "    2   1.166370E-05", "    3   1.180000E-01",
+             "    4   9.118760E+01", "    5   4.200000E+00", "    6   1.730000E+02", "    7   1.777000E+00",
+             "BLOCK MINPAR", "    3   1.000000E+01", "BLOCK MASS", "   25   1.250000E+02",
+             *(f"   {pid}   5.000000E+03" for pid in _HEAVY_SPARTICLES),
+             f"   1000021   {gluino_mass_gev:.6E}", "   1000039   1.000000E+05"]
+    for block, n in (("NMIX", 4), ("UMIX", 2), ("VMIX", 2), ("STOPMIX", 2), ("SBOTMIX", 2), ("STAUMIX", 2)):
+        lines.append(f"BLOCK {block}")
+        lines += [f"  {i} {j}  {float(i == j):.6E}" for i in range(1, n + 1) for j in range(1, n + 1)]
+    lines += ["BLOCK ALPHA", "   -1.000000E-01", "BLOCK HMIX Q= 1.0E+03", "    1   5.0E+03", "    2   1.0E+01",
+              "    4   2.5E+07", "BLOCK YU Q= 1.0E+03", "  3 3  9.0E-01", "BLOCK YD Q= 1.0E+03", "  3 3  1.0E-01",
+              "BLOCK YE Q= 1.0E+03", "  3 3  1.0E-01",
+              "DECAY   1000021   1.000000E-02", "    5.000000E-01   3   1   2   3", "    5.000000E-01   3  -1  -2  -3"]
+    return "\n".join(lines) + "\n"
+
+
+def gluino_slha(gluino_mass_gev: float) -> str:
+    """Writes (once, atomically) the gluino spectrum Pythia reads and returns its path."""
+    path = os.path.join(tempfile.gettempdir(), f"hepflow-rpv-gluino-{gluino_mass_gev:g}.slha")
+    text = _slha_text(gluino_mass_gev)
+    if not os.path.exists(path) or open(path).read() != text:
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    return path
 
 
 def _top_partons(ev) -> list[tuple[np.ndarray, list[np.ndarray]]]:
@@ -115,6 +174,22 @@ def _top_partons(ev) -> list[tuple[np.ndarray, list[np.ndarray]]]:
     return out
 
 
+def _gluino_partons(ev) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """(gluino four-vector, its three quark momenta) for each gluino that decayed to quarks."""
+    out = []
+    for i in range(ev.size()):
+        g = ev[i]
+        if g.id() != 1000021 or g.iBotCopyId() != i or g.daughter1() <= 0:
+            continue
+        quarks = [ev[d] for d in range(g.daughter1(), g.daughter2() + 1) if 1 <= abs(ev[d].id()) <= 5]
+        if len(quarks) == 3:
+            out.append((np.array([g.e(), g.px(), g.py(), g.pz()]), [np.array([q.px(), q.py(), q.pz()]) for q in quarks]))
+    return out
+
+
+_TRUTH = {"top": _top_partons, "gluino": _gluino_partons}  # signal process → its resonances
+
+
 def _eta_phi(px, py, pz):
     return np.arcsinh(pz / np.maximum(np.hypot(px, py), 1e-9)), np.arctan2(py, px)
 
@@ -127,7 +202,8 @@ def generate_chunk(process: str, n_jets: int, seed: int, settings: JetSettings =
         ``(arrays, info)``: arrays ``constituents`` (n, 200, 4) float32 (E, px, py, pz in GeV,
         pT-ordered, zero-padded), ``charge`` and ``type`` (n, 200) int8, ``pt``, ``eta``,
         ``phi``, ``mass`` (n,) float32, ``n_constituents`` (n,) int32, ``tau`` (n, 3) float32
-        (τ1, τ2, τ3), ``truth_top`` (n, 4) float32 (E, px, py, pz; zero for QCD),
+        (τ1, τ2, τ3), ``truth_top`` (n, 4) float32 (E, px, py, pz of the matched top or gluino;
+        the reference format's name; zero for QCD),
         ``label`` (n,) int8; info with the events tried and the cross section.
     """
     import fastjet
@@ -159,12 +235,12 @@ def generate_chunk(process: str, n_jets: int, seed: int, settings: JetSettings =
             pj.set_user_index(k)
             particles.append(pj)
         cs = fastjet.ClusterSequence(particles, jet_def)
-        tops = _top_partons(ev) if process == "top" else []
+        tops = _TRUTH[process](ev) if process in _TRUTH else []
         for jet in fastjet.sorted_by_pt(cs.inclusive_jets(settings.pt_min_gev)):
             if not (settings.pt_min_gev < jet.pt() < settings.pt_max_gev and abs(jet.eta()) < settings.eta_max):
                 continue
             truth = np.zeros(4)
-            if process == "top":
+            if process in _TRUTH:
                 matched = None
                 for top, prongs in tops:
                     teta, tphi = _eta_phi(*top[1:])
@@ -279,21 +355,41 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
 
     ``file_format`` is ``"native"`` (every feature, read fastest by hepflow) or
     ``"reference"`` (the published pandas layout: constituents, truth top, label).
-    Each chunk has its own seed derived from ``seed``; chunks already complete are skipped,
-    so re-running the same command after an interruption finishes the job without
-    duplicating or losing jets. Writes ``manifest.json`` (settings, seeds, versions, counts,
-    cross sections) atomically at the end.
+    See :func:`generate_jets` for chunks, seeds, resuming and the manifest.
+    """
+    if n_jets <= 0:
+        raise ValueError(f"n_jets must be > 0. Received: {n_jets}")
+    return generate_jets(out_dir, counts={"top": n_jets // 2, "qcd": n_jets - n_jets // 2}, workers=workers,
+                         chunk_jets=chunk_jets, seed=seed, settings=settings, file_format=file_format,
+                         progress=progress, dataset="top_tagging")
+
+
+def generate_jets(out_dir: str, *, counts: dict[str, int], workers: int = 2, chunk_jets: int = 1000, seed: int = 1,
+                  settings: JetSettings = JetSettings(), file_format: str = "native", progress: bool = True,
+                  dataset: str = "jets") -> dict[str, Any]:
+    """Generates ``counts[process]`` jets of each process as chunk files ``<process>_NNNNN.h5``.
+
+    Each chunk has its own seed derived from ``seed``, the process and the chunk index;
+    chunks already complete are skipped, so re-running the same command after an
+    interruption finishes the job without duplicating or losing jets. Writes
+    ``manifest.json`` (settings, seeds, versions, counts, cross sections) atomically at the end.
+
+    Args:
+        counts: Process name (``qcd``, ``top``, ``gluino``) → jets, e.g. ``{"qcd": 30000, "gluino": 5000}``.
     """
     require_pythia()
     if file_format not in ("native", "reference"):
         raise ValueError(f"file_format must be 'native' or 'reference'. Received: {file_format!r}")
-    if n_jets <= 0 or chunk_jets <= 0 or workers <= 0:
-        raise ValueError(f"n_jets, chunk_jets and workers must be > 0. Received: {n_jets}, {chunk_jets}, {workers}")
+    unknown = sorted(set(counts) - set(PROCESSES))
+    if unknown or not counts:
+        raise ValueError(f"counts must name processes of {sorted(PROCESSES)}. Received: {dict(counts)!r}")
+    if min(counts.values()) <= 0 or chunk_jets <= 0 or workers <= 0:
+        raise ValueError(f"jet counts, chunk_jets and workers must be > 0. Received: counts={dict(counts)!r}, "
+                         f"chunk_jets={chunk_jets}, workers={workers}")
     os.makedirs(out_dir, exist_ok=True)
     remove_stale_tmp(out_dir)
     jobs, done = [], []
-    for process in ("top", "qcd"):
-        want = n_jets // 2 if process == "top" else n_jets - n_jets // 2
+    for process, want in counts.items():
         for index in range(math.ceil(want / chunk_jets)):
             n = min(chunk_jets, want - index * chunk_jets)
             job = (out_dir, process, index, n, _chunk_seed(seed, process, index), settings, file_format)
@@ -301,7 +397,8 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
             want_chunk = {"seed": job[4], "format": file_format, "settings": dataclasses.asdict(settings)}
             (done if chunk_complete(path, {"n_jets": n}, want_chunk) else jobs).append(job)
     t0 = time.perf_counter()
-    results = run_chunks(_run_chunk, jobs, workers=workers, total=n_jets, done=sum(j[3] for j in done),
+    total = sum(counts.values())
+    results = run_chunks(_run_chunk, jobs, workers=workers, total=total, done=sum(j[3] for j in done),
                          size=lambda r: r["n_jets"], unit="jet", progress=progress)
     elapsed = time.perf_counter() - t0
     chunks = []
@@ -309,13 +406,13 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
         with open(sidecar_path(os.path.join(out_dir, f"{job[1]}_{job[2]:05d}.h5"))) as f:
             chunks.append(json.load(f))
     manifest = {
-        "dataset": "top_tagging", "format": file_format, "seed": seed, "n_jets": n_jets, "chunk_jets": chunk_jets,
+        "dataset": dataset, "format": file_format, "seed": seed, "n_jets": total, "chunk_jets": chunk_jets,
         "settings": dataclasses.asdict(settings),
         "detector_settings": DETECTOR_SETTINGS if settings.detector == "simple" else None,
         "versions": {pkg: importlib.metadata.version(pkg) for pkg in ("pythia8mc", "fastjet", "h5py", "numpy")},
-        "counts": {p: sum(c["n_jets"] for c in chunks if c["process"] == p) for p in PROCESSES},
+        "counts": {p: sum(c["n_jets"] for c in chunks if c["process"] == p) for p in counts},
         "cross_section_mb": {p: float(np.mean([c["sigma_gen_mb"] for c in chunks if c["process"] == p]))
-                             for p in PROCESSES if any(c["process"] == p for c in chunks)},
+                             for p in counts if any(c["process"] == p for c in chunks)},
         "chunks": chunks,
         "generated_this_run": {"chunks": len(results), "jets": sum(r["n_jets"] for r in results),
                                "seconds": elapsed,

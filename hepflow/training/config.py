@@ -24,7 +24,10 @@ A config (see ``configs/`` for one per model)::
       early_stopping: {patience: 3}  # on val_loss; null to switch off
       cache: auto                    # pipeline cache: auto, memory, a folder, or null
       task: classification           # or regression: predict the feature `target` (divided by target_scale),
-                                     # or generative: a model with its own train_step (calogan)
+                                     # or generative: a model with its own train_step and optimizers (calogan),
+                                     # or anomaly: an autoencoder's own train_step, labels ignored (pca,
+                                     # dense_autoencoder, conv_autoencoder, vae, adversarial_autoencoder),
+                                     # or proportions: learning from label proportions (label_proportions)
       target: null                   # e.g. energy
       target_scale: 1.0
       strategy: auto                 # auto, default, mirrored or multi_worker (hepflow.training.distribute)
@@ -49,9 +52,10 @@ import yaml
 from hepflow.data import Compose, DataError, Normalize, SampleSpec
 
 __all__ = ["load_config", "apply_overrides", "split_specs", "build_transform", "build_model", "build_optimizer",
-           "SPLITS", "SCHEDULES"]
+           "SPLITS", "SCHEDULES", "TASKS"]
 
 SPLITS = ("train", "validation", "test")
+TASKS = ("classification", "regression", "generative", "anomaly", "proportions")
 
 DEFAULTS: dict[str, Any] = {
     "seed": 1,
@@ -163,10 +167,10 @@ def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Sequen
                         f"below 1. Received: split={split!r}")
     _transform_items(cfg["transform"], where)
     task = cfg["training"]["task"]
-    if task not in ("classification", "regression", "generative") or \
-            (task == "regression") != bool(cfg["training"]["target"]):
+    if task not in TASKS or (task == "regression") != bool(cfg["training"]["target"]):
         raise DataError(f"{where}: `training.task` must be classification, generative (a model with its own "
-                        "train_step, e.g. calogan), or regression with a `training.target` "
+                        "train_step, e.g. calogan), anomaly (an autoencoder), proportions (label_proportions) "
+                        "or regression with a `training.target` "
                         f"feature. Received: task={task!r}, target={cfg['training']['target']!r}")
     from hepflow.training.distribute import STRATEGIES
 

@@ -257,11 +257,14 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
             model = build_model(cfg)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    generative = tcfg.get("task") == "generative"
+    task = tcfg.get("task")
+    generative = task == "generative"
     with strategy.scope():
-        binary = not generative and model.outputs[0].shape[-1] == 1
+        binary = task in ("classification", "regression") and model.outputs[0].shape[-1] == 1
         if generative:  # the model's own train_step and optimizers
             model.compile()
+        elif task in ("anomaly", "proportions"):  # the model's own train_step, the config's optimizer
+            model.compile(optimizer=build_optimizer(cfg))
         elif tcfg.get("task") == "regression":
             model.compile(optimizer=build_optimizer(cfg), loss="mse", metrics=["mae"])
         else:
@@ -308,7 +311,7 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     model.save(tmp)
     os.replace(tmp, os.path.join(out_dir, "model.keras"))
 
-    if chief and binary and tcfg.get("task") != "regression":
+    if chief and binary and task == "classification":
         _validation_roc(cfg, splits, transform, model, out_dir)
     epochs = [{k: v for k, v in row.items() if k != "epoch"}  # resumed runs append to history.csv
               for row in read_history(os.path.join(out_dir, "history.csv"))]

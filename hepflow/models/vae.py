@@ -1,0 +1,140 @@
+"""A variational autoencoder with TensorFlow Probability distributions, for anomaly detection.
+
+The encoder gives a diagonal Gaussian posterior q(z|x), the prior p(z) is a standard normal,
+and the reconstruction likelihood p(x|z) is a Gaussian around the decoder's output with one
+learned width (so the balance between reconstruction and KL term adjusts to the data's
+scale). The loss is the negative ELBO with a β-weighted KL term (β-VAE, Higgins et al. 2017):
+``−E_q[log p(x|z)] + β · KL(q(z|x) ‖ p(z))``. As anomaly score, ``score="reconstruction"``
+(the error of the posterior mean's reconstruction, as for a plain autoencoder) or
+``score="elbo"`` (the negative ELBO, with the KL term estimated in closed form).
+
+Needs ``tensorflow-probability`` (and the ``tf-keras`` it imports), in hepflow's ``[anomaly]``
+extra.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from hepflow.models.autoencoders import Autoencoder, _features, reconstruction_error
+
+__all__ = ["VariationalAutoencoder", "require_tfp", "vae"]
+
+
+def require_tfp():
+    """Imports ``tensorflow_probability`` or raises an ImportError naming the extra."""
+    try:
+        import tensorflow_probability as tfp
+    except ImportError as e:
+        raise ImportError("The variational autoencoder needs TensorFlow Probability: pip install -e '.[anomaly]' "
+                          f"(tensorflow-probability, tf-keras). Missing: {e.name}") from None
+    return tfp
+
+
+@keras.saving.register_keras_serializable(package="hepflow")
+class VariationalAutoencoder(Autoencoder):
+    """A VAE (see the module docstring); the architecture arguments are those of :class:`Autoencoder`.
+
+    Args:
+        beta: Weight β of the KL term.
+        score: ``"reconstruction"`` or ``"elbo"`` (negative ELBO per example).
+        **kwargs: :class:`Autoencoder` arguments (``input_shape``, ``latent_dim``, ``architecture``, ...).
+    """
+
+    def __init__(self, *, beta: float = 1.0, score: str = "reconstruction", **kwargs):
+        if score not in ("reconstruction", "elbo"):
+            raise ValueError(f"score must be 'reconstruction' or 'elbo'. Received: score={score!r}")
+        if not float(beta) >= 0:
+            raise ValueError(f"beta must be ≥ 0. Received: beta={beta}")
+        require_tfp()
+        super().__init__(**kwargs)
+        self.beta, self.score_name = float(beta), score
+        # log of the reconstruction likelihood's width, in the scaled input units
+        self.log_sigma = self.add_weight(shape=(), initializer=keras.initializers.Constant(math.log(0.1)),
+                                         name="log_sigma")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.seed_generator = keras.random.SeedGenerator(0)
+
+    def _latent_outputs(self) -> int:
+        return 2 * self.latent_dim  # posterior mean and log standard deviation
+
+    def posterior(self, x, training=False):
+        """q(z|x) as a ``tfp.distributions.MultivariateNormalDiag`` (``x`` in scaled units)."""
+        tfd = require_tfp().distributions
+        h = self.encoder(x, training=training)
+        mean, log_std = h[:, :self.latent_dim], h[:, self.latent_dim:]
+        return tfd.MultivariateNormalDiag(loc=mean, scale_diag=tf.exp(tf.clip_by_value(log_std, -10.0, 5.0)))
+
+    def prior(self):
+        tfd = require_tfp().distributions
+        return tfd.MultivariateNormalDiag(loc=tf.zeros(self.latent_dim), scale_diag=tf.ones(self.latent_dim))
+
+    def likelihood(self, z, training=False):
+        """p(x|z): independent Gaussians around the decoder's output with the learned width."""
+        tfd = require_tfp().distributions
+        mean = self.decoder(z, training=training)
+        return tfd.Independent(tfd.Normal(loc=mean, scale=tf.exp(self.log_sigma)),
+                               reinterpreted_batch_ndims=len(self.input_shape_))
+
+    def _terms(self, x, training: bool):
+        q = self.posterior(x, training)
+        z = q.mean()
+        if training:  # reparametrized sample, from the model's own seed generator (deterministic when seeded)
+            z = z + q.stddev() * keras.random.normal(tf.shape(z), seed=self.seed_generator)
+        nll = -self.likelihood(z, training).log_prob(x)
+        kl = require_tfp().distributions.kl_divergence(q, self.prior())
+        return nll, kl
+
+    def call(self, inputs, training=False):
+        return self.decoder(self.posterior(self._input(inputs), training).mean(), training=training) / self.input_scale
+
+    def score(self, inputs):
+        x = self._input(inputs)
+        if self.score_name == "reconstruction":
+            return reconstruction_error(x, self.decoder(self.posterior(x).mean(), training=False))
+        nll, kl = self._terms(x, False)
+        return nll + kl
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+
+    def _negative_elbo(self, nll, kl):
+        return tf.reduce_mean(nll) + self.beta * tf.reduce_mean(kl)
+
+    def train_step(self, data):
+        x = self._input(_features(data))
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            nll, kl = self._terms(x, True)
+            loss = self._negative_elbo(nll, kl)
+            scaled = loss / replicas
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self._track(loss, nll, kl)
+
+    def test_step(self, data):
+        nll, kl = self._terms(self._input(_features(data)), False)
+        return self._track(self._negative_elbo(nll, kl), nll, kl)
+
+    def _track(self, loss, nll, kl):
+        self.loss_tracker.update_state(loss)
+        self.reconstruction_tracker.update_state(tf.reduce_mean(nll))
+        self.kl_tracker.update_state(tf.reduce_mean(kl))
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        return {**super().get_config(), "beta": self.beta, "score": self.score_name}
+
+
+def vae(*, input_shape: Sequence[int], latent_dim: int = 6, architecture: str = "conv", beta: float = 1.0,
+        score: str = "reconstruction", hidden: Sequence[int] = (512, 128, 32), filters: Sequence[int] = (16, 32),
+        dense: int = 64, input_key: str = "image", input_scale: float = 1.0, name: str = "vae") -> VariationalAutoencoder:
+    """A :class:`VariationalAutoencoder` (factory for configs)."""
+    return VariationalAutoencoder(input_shape=input_shape, latent_dim=latent_dim, architecture=architecture,
+                                  beta=beta, score=score, hidden=hidden, filters=filters, dense=dense,
+                                  input_key=input_key, input_scale=input_scale, name=name)
