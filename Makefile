@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
-EXTRAS ?= test,pythia,formats,tfds
+EXTRAS ?= test,pythia,formats,tfds,anomaly
 
 .PHONY: install demo test test-slow bench results results-calo results-calogan clean
 

@@ -79,3 +79,18 @@ def calo_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("calo_showers")
     generate_calo_showers(str(d), n_showers=240, chunk_showers=40, workers=1, seed=1, progress=False)
     return d
+
+
+@pytest.fixture(scope="session")
+def anomaly_jets_dir(tmp_path_factory):
+    """Real Pythia jets in the anomaly selection (R = 1.0, 800-1000 GeV, no MPI for speed): 200 QCD,
+    60 gluino and 60 top jets in files of 10 (about 20 s on 2 cores)."""
+    pytest.importorskip("pythia8mc")
+    import dataclasses
+
+    from hepflow.physics.pythia_jets import ANOMALY_SETTINGS, generate_jets
+
+    d = tmp_path_factory.mktemp("anomaly_jets")
+    generate_jets(str(d), counts={"qcd": 200, "gluino": 60, "top": 60}, workers=2, chunk_jets=10, seed=1,
+                  settings=dataclasses.replace(ANOMALY_SETTINGS, mpi=False), progress=False)
+    return d

@@ -60,6 +60,16 @@ def _generate_jets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_anomaly(args: argparse.Namespace) -> int:
+    from hepflow.evaluation.anomaly_study import format_study, run_anomaly_study
+
+    report = run_anomaly_study(args.data, args.out, epochs=args.epochs, classifier_epochs=args.classifier_epochs,
+                               steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, verbose=2)
+    print(format_study(report))
+    print(f"report: {args.out}/report.md, plots: {args.out}/*.png, runs: {args.out}/runs")
+    return 0
+
+
 def _generate_calo(args: argparse.Namespace) -> int:
     from hepflow.physics.calo_generate import generate_calo_showers
 
@@ -287,6 +297,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--emin", type=float, default=1.0, help="lowest incident energy (GeV)")
     p.add_argument("--emax", type=float, default=100.0, help="highest incident energy (GeV)")
     p.set_defaults(func=_generate_calo)
+    p = sub.add_parser("study", help="studies that train and evaluate many runs")
+    st = p.add_subparsers(dest="study", required=True)
+    p = st.add_parser("anomaly", help="autoencoders, VAE, decorrelation, contamination, bump hunt, CWoLa, LLP")
+    p.add_argument("--data", default="data/anomaly", help="qcd/gluino/top chunk files (hepflow generate jets)")
+    p.add_argument("--out", default="runs/anomaly", help="runs, report.md, report.json and plots (rerun resumes)")
+    p.add_argument("--epochs", type=int, default=5, help="autoencoder epochs")
+    p.add_argument("--classifier-epochs", type=int, default=8, help="CWoLa, LLP and supervised epochs")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="bound the steps per epoch")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size of every run")
+    p.set_defaults(func=_study_anomaly)
     p = sub.add_parser("datasets", help="tfds datasets of hepflow")
     ds_sub = p.add_subparsers(dest="action", required=True)
     p = ds_sub.add_parser("build", help="build a tfds dataset offline (no apache-beam needed)")

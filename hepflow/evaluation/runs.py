@@ -36,7 +36,8 @@ def score_specs(model, specs: Sequence[SampleSpec], *, transform=None, batch_siz
 
     Returns:
         ``(record_ids (n, 3), labels (n,), scores (n,))`` sorted by record id. For a softmax
-        model the score is the probability of class 1.
+        model the score is the probability of class 1; for a model with a ``score`` method
+        (the anomaly models) it is what that method returns.
     """
     import tensorflow as tf
 
@@ -45,11 +46,14 @@ def score_specs(model, specs: Sequence[SampleSpec], *, transform=None, batch_siz
     ds = make_dataset(specs, batch_size=batch_size, transform=transform, epoch="all", shuffle=0,
                       drop_remainder=False, with_record_id=True)
     ds = model_inputs(model, ds.map(lambda x, y: (x, y, x[RECORD_ID])))
-    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    if hasattr(model, "score"):  # anomaly models: their own score (e.g. the reconstruction error)
+        predict = tf.function(lambda x: model.score(x), reduce_retracing=True)
+    else:
+        predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     ids, labels, scores = [], [], []
     for x, y, rid in tqdm(ds, total=len(ds), desc=desc, unit="batch", disable=not progress):
-        out = predict(x).numpy()
-        scores.append(out[:, 0] if out.shape[-1] == 1 else out[:, 1])
+        out = np.asarray(predict(x))
+        scores.append(out if out.ndim == 1 else out[:, 0] if out.shape[-1] == 1 else out[:, 1])
         ids.append(rid.numpy())
         labels.append(y.numpy())
     return tuple(sort_by_record(np.concatenate(ids), np.concatenate(labels), np.concatenate(scores)))

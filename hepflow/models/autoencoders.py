@@ -49,8 +49,8 @@ def _dense_coders(input_shape, latent_dim: int, hidden: Sequence[int], latent_ou
     h = z
     for width in reversed(hidden):
         h = keras.layers.Dense(width, activation="relu")(h)
-    # ReLU output: jet images are non-negative and mostly empty
-    out = keras.layers.Reshape(tuple(input_shape))(keras.layers.Dense(size, activation="relu")(h))
+    # linear output: a ReLU output layer can die at zero and never recover
+    out = keras.layers.Reshape(tuple(input_shape))(keras.layers.Dense(size)(h))
     return encoder, keras.Model(z, out, name="decoder")
 
 
@@ -75,7 +75,7 @@ def _conv_coders(input_shape, latent_dim: int, filters: Sequence[int], dense: in
     for f in reversed(filters):
         h = keras.layers.UpSampling2D(2)(h)
         h = keras.layers.Conv2D(f, 3, padding="same", activation="relu")(h)
-    out = keras.layers.Conv2D(channels, 3, padding="same", activation="relu", name="reconstruction")(h)
+    out = keras.layers.Conv2D(channels, 3, padding="same", name="reconstruction")(h)
     return encoder, keras.Model(z, out, name="decoder")
 
 
@@ -176,7 +176,8 @@ class PCA(OwnStepModel):
     batches it sees (one epoch is enough; more epochs keep adding the same moments); the
     ``components`` leading eigenvectors of the covariance are computed exactly (``eigh``) the
     first time the model is used after new training data. The score is the mean squared
-    error of the projection onto them. One device only (the moments are not all-reduced).
+    error of the projection onto them. The training ``loss`` is that error with the components
+    of the epoch before (none in the first). One device only (the moments are not all-reduced).
 
     Args:
         input_shape: Shape of one input.
@@ -221,8 +222,9 @@ class PCA(OwnStepModel):
         self.stale.assign(0.0)
         return tf.constant(0)
 
-    def _project(self, flat):
-        tf.cond(self.stale > 0, self._update_basis, lambda: tf.constant(0))
+    def _project(self, flat, update: bool = True):
+        if update:
+            tf.cond(self.stale > 0, self._update_basis, lambda: tf.constant(0))
         centred = flat - self.mean
         return tf.matmul(tf.matmul(centred, self.basis), self.basis, transpose_b=True) + self.mean
 
@@ -244,12 +246,15 @@ class PCA(OwnStepModel):
     def train_step(self, data):
         if tf.distribute.get_strategy().num_replicas_in_sync > 1:
             raise ValueError("PCA accumulates moments on one device; train it with training.strategy: default.")
-        flat = tf.cast(self._flat(_features(data)), tf.float64)
+        flat = self._flat(_features(data))
+        # the reported loss: the error with the components as they stood before this epoch's data
+        self.loss_tracker.update_state(keras.ops.mean(reconstruction_error(flat, self._project(flat, update=False))))
+        flat = tf.cast(flat, tf.float64)
         self.count.assign_add(tf.cast(tf.shape(flat)[0], tf.float64))
         self.sum.assign_add(tf.reduce_sum(flat, axis=0))
         self.outer.assign_add(tf.matmul(flat, flat, transpose_a=True))
         self.stale.assign(1.0)
-        return {"jets": tf.cast(self.count, tf.float32)}  # no loss to descend: the moments are the training
+        return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
         self.loss_tracker.update_state(keras.ops.mean(self.score(_features(data))))

@@ -2,8 +2,10 @@
 
 The encoder gives a diagonal Gaussian posterior q(z|x), the prior p(z) is a standard normal,
 and the reconstruction likelihood p(x|z) is a Gaussian around the decoder's output with one
-learned width (so the balance between reconstruction and KL term adjusts to the data's
-scale). The loss is the negative ELBO with a β-weighted KL term (β-VAE, Higgins et al. 2017):
+width σ for all pixels, set to its maximum-likelihood value — the root mean squared error of
+the batch — in every training step (the "σ-VAE" of Rybkin, Daniilidis, Levine,
+arXiv:2006.13202), so the balance between reconstruction and KL term adapts to the data's
+scale with nothing to tune; a running average of σ² serves validation and scoring. The loss is the negative ELBO with a β-weighted KL term (β-VAE, Higgins et al. 2017):
 ``−E_q[log p(x|z)] + β · KL(q(z|x) ‖ p(z))``. As anomaly score, ``score="reconstruction"``
 (the error of the posterior mean's reconstruction, as for a plain autoencoder) or
 ``score="elbo"`` (the negative ELBO, with the KL term estimated in closed form).
@@ -13,7 +15,6 @@ extra.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import keras
@@ -52,9 +53,9 @@ class VariationalAutoencoder(Autoencoder):
         require_tfp()
         super().__init__(**kwargs)
         self.beta, self.score_name = float(beta), score
-        # log of the reconstruction likelihood's width, in the scaled input units
-        self.log_sigma = self.add_weight(shape=(), initializer=keras.initializers.Constant(math.log(0.1)),
-                                         name="log_sigma")
+        # σ² of the reconstruction likelihood (scaled input units), a running average over training batches
+        self.sigma2 = self.add_weight(shape=(), initializer="ones", trainable=False, name="sigma2",
+                                      aggregation="mean")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
         self.seed_generator = keras.random.SeedGenerator(0)
@@ -74,10 +75,12 @@ class VariationalAutoencoder(Autoencoder):
         return tfd.MultivariateNormalDiag(loc=tf.zeros(self.latent_dim), scale_diag=tf.ones(self.latent_dim))
 
     def likelihood(self, z, training=False):
-        """p(x|z): independent Gaussians around the decoder's output with the learned width."""
+        """p(x|z): independent Gaussians of the running σ² around the decoder's output."""
+        return self._gaussian(self.decoder(z, training=training), self.sigma2)
+
+    def _gaussian(self, mean, sigma2):
         tfd = require_tfp().distributions
-        mean = self.decoder(z, training=training)
-        return tfd.Independent(tfd.Normal(loc=mean, scale=tf.exp(self.log_sigma)),
+        return tfd.Independent(tfd.Normal(loc=mean, scale=tf.sqrt(sigma2)),
                                reinterpreted_batch_ndims=len(self.input_shape_))
 
     def _terms(self, x, training: bool):
@@ -85,7 +88,12 @@ class VariationalAutoencoder(Autoencoder):
         z = q.mean()
         if training:  # reparametrized sample, from the model's own seed generator (deterministic when seeded)
             z = z + q.stddev() * keras.random.normal(tf.shape(z), seed=self.seed_generator)
-        nll = -self.likelihood(z, training).log_prob(x)
+        mean = self.decoder(z, training=training)
+        sigma2 = self.sigma2
+        if training:  # σ² at its maximum-likelihood value for this batch
+            sigma2 = tf.maximum(tf.stop_gradient(tf.reduce_mean(tf.square(x - mean))), 1e-6)
+            self.sigma2.assign(0.95 * self.sigma2 + 0.05 * sigma2)
+        nll = -self._gaussian(mean, sigma2).log_prob(x)
         kl = require_tfp().distributions.kl_divergence(q, self.prior())
         return nll, kl
 

@@ -108,7 +108,8 @@ class JetSettings:
             return common + ["HardQCD:all = on"]
         if process == "gluino":  # g̃ g̃ pairs, g̃ → uds through the SLHA decay table
             return common + ["SUSY:gg2gluinogluino = on", "SUSY:qqbar2gluinogluino = on",
-                             f"SLHA:file = {gluino_slha(self.gluino_mass_gev)}", "SLHA:useDecayTable = on"]
+                             f"SLHA:file = {gluino_slha(self.gluino_mass_gev)}", "SLHA:useDecayTable = on",
+                             "SLHA:verbose = 0"]
         raise ValueError(f"process must be one of {sorted(PROCESSES)}. Received: process={process!r}")
 
 
@@ -144,7 +145,11 @@ def gluino_slha(gluino_mass_gev: float) -> str:
     """Writes (once, atomically) the gluino spectrum Pythia reads and returns its path."""
     path = os.path.join(tempfile.gettempdir(), f"hepflow-rpv-gluino-{gluino_mass_gev:g}.slha")
     text = _slha_text(gluino_mass_gev)
-    if not os.path.exists(path) or open(path).read() != text:
+    current = None
+    if os.path.exists(path):
+        with open(path) as f:
+            current = f.read()
+    if current != text:
         tmp = f"{path}.tmp-{os.getpid()}"
         with open(tmp, "w") as f:
             f.write(text)

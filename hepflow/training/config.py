@@ -11,6 +11,7 @@ A config (see ``configs/`` for one per model)::
         - {name: top, files: "top_*.h5", keys: [constituents, mass, tau], label: 1}
       split: {validation: 0.1, test: 0.1}   # fractions of each sample's files, in sorted order:
                                             # train first, then validation, test last
+      mix: exact                     # or sampled: rates too small for exact per-batch shares (1 % contamination)
     transform:                       # applied in order inside the pipeline (TF ops)
       - jet_images: {npix: 37}
     model: {name: macaluso_shih_cnn, args: {input_shape: [37, 37, 1]}}
@@ -59,7 +60,7 @@ TASKS = ("classification", "regression", "generative", "anomaly", "proportions")
 
 DEFAULTS: dict[str, Any] = {
     "seed": 1,
-    "data": {"dir": ".", "split": {"validation": 0.1, "test": 0.1}},
+    "data": {"dir": ".", "split": {"validation": 0.1, "test": 0.1}, "mix": "exact"},
     "transform": [],
     "optimizer": {"name": "adam", "learning_rate": 1e-3},
     "training": {"epochs": 10, "batch_size": 128, "steps_per_epoch": None, "validation_steps": None,
@@ -166,6 +167,8 @@ def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Sequen
         raise DataError(f"{where}: `data.split` must map validation/test to fractions in [0, 1) summing "
                         f"below 1. Received: split={split!r}")
     _transform_items(cfg["transform"], where)
+    if cfg["data"].get("mix") not in ("exact", "sampled"):
+        raise DataError(f"{where}: `data.mix` must be 'exact' or 'sampled'. Received: mix={cfg['data'].get('mix')!r}")
     task = cfg["training"]["task"]
     if task not in TASKS or (task == "regression") != bool(cfg["training"]["target"]):
         raise DataError(f"{where}: `training.task` must be classification, generative (a model with its own "

@@ -145,22 +145,22 @@ def _datasets(cfg: Mapping[str, Any], splits, transform, model, workers: int):
     target = tcfg.get("target") if tcfg.get("task") == "regression" else None
     scale = float(tcfg.get("target_scale") or 1.0)
     cache = tcfg.get("cache")
-
+    mix = cfg["data"].get("mix", "exact")
     service = tcfg.get("service")
 
     def train_ds(batch: int, shard=None):
         if service:  # the service's workers read and transform; each chunk once per epoch
             return model_inputs(model, make_dataset(
                 splits["train"], batch_size=batch, transform=transform, epoch=int(steps) if steps else "shortest",
-                seed=seed, service=service), target=target, target_scale=scale)
+                seed=seed, service=service, mix=mix), target=target, target_scale=scale)
         return model_inputs(model, make_dataset(
             splits["train"], batch_size=batch, transform=transform, epoch=int(steps) * workers if steps else "shortest",
-            seed=seed, cache=cache, shard=shard), target=target, target_scale=scale)
+            seed=seed, cache=cache, shard=shard, mix=mix), target=target, target_scale=scale)
 
     def val_ds(batch: int, shard=None):
         if val_steps:  # a class-balanced, shuffled subset: cheaper for costly models
             ds = make_dataset(splits["validation"], batch_size=batch, transform=transform,
-                              epoch=int(val_steps) * workers, seed=seed + 1, shard=shard)
+                              epoch=int(val_steps) * workers, seed=seed + 1, shard=shard, mix=mix)
         else:
             ds = make_dataset(splits["validation"], batch_size=batch, transform=transform, epoch="all", shuffle=0,
                               drop_remainder=False, seed=seed, cache="memory" if cache else None, shard=shard)

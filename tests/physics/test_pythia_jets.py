@@ -148,3 +148,29 @@ def test_resuming_with_another_seed_is_refused(tmp_path):
     m = generate_top_tagging(str(tmp_path), n_jets=4, workers=1, chunk_jets=2, seed=7, progress=False,
                              settings=JetSettings(hadronization=False))
     assert m["generated_this_run"]["jets"] == 0 and m["counts"] == {"top": 2, "qcd": 2}
+
+
+def test_gluino_jets_are_contained_400_gev_three_prong_resonances():
+    import dataclasses
+
+    from hepflow.physics.pythia_jets import ANOMALY_SETTINGS, PROCESSES, generate_chunk
+
+    settings = dataclasses.replace(ANOMALY_SETTINGS, mpi=False)
+    a, info = generate_chunk("gluino", 8, seed=11, settings=settings)
+    assert (a["label"] == PROCESSES["gluino"]).all()
+    truth = a["truth_top"].astype(np.float64)
+    truth_mass = np.sqrt(np.maximum(truth[:, 0] ** 2 - (truth[:, 1:] ** 2).sum(1), 0))
+    np.testing.assert_allclose(truth_mass, 400.0, atol=2.0)  # the matched gluino (width 10 MeV)
+    assert ((a["pt"] > 800) & (a["pt"] < 1000)).all()
+    # the three quarks lie inside the jet: its mass is near the gluino's (FSR and UE move it)
+    assert 330 < np.median(a["mass"]) < 480, a["mass"]
+    assert info["events"] >= 4  # two gluinos per event at most
+
+
+def test_generate_jets_validates_processes(tmp_path):
+    from hepflow.physics.pythia_jets import JetSettings, generate_jets
+
+    with pytest.raises(ValueError, match="counts must name processes"):
+        generate_jets(str(tmp_path), counts={"stop": 10})
+    with pytest.raises(ValueError, match="pt_min_gev < pt_max_gev"):
+        JetSettings(pt_min_gev=900, pt_max_gev=800)

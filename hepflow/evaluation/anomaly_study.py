@@ -1,0 +1,303 @@
+"""The anomaly-detection and weak-supervision studies on generated QCD, top and gluino jets.
+
+``run_anomaly_study(data_dir, out_dir)`` (``hepflow study anomaly``) trains every model through
+``hepflow.training.train`` (so each is an ordinary run directory with TensorBoard logs and a
+``.keras`` model) and writes ``report.md``, ``report.json`` and the plots:
+
+1. **Autoencoders** trained on QCD only — PCA, dense, convolutional, VAE (scored by
+   reconstruction error and by −ELBO), mass-decorrelated with each λ — scored on the test
+   QCD, gluino and top jets: AUC and 1/εB at εS = 0.3 and 0.5, ROC plots per signal.
+2. **Contamination**: the convolutional autoencoder trained with 1 % and 10 % gluinos in the
+   QCD sample.
+3. **Mass sculpting**: the QCD mass distribution after a cut keeping 50 % of the gluinos,
+   Jensen–Shannon divergence to the uncut one, for the plain and the decorrelated autoencoders.
+4. **Bump hunt**: QCD test jets with an injected gluino fraction; a cut on each autoencoder's
+   score keeping 10 % of the data; a sideband fit and the significance in the 350–450 GeV window.
+5. **Weak supervision** in the same window: CWoLa (signal region vs sidebands of QCD with
+   injected gluinos, several injected fractions) and learning from label proportions (two
+   mixtures of known gluino fraction), against the fully supervised classifier, each on
+   (τ21, τ32) and on jet images; AUC on the test jets of the signal region.
+
+Files are partitioned once per process: the last ``test_fraction`` of the sorted chunk files
+are the test jets of every study, the rest the training (and validation) jets.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from hepflow.data import DataError, SampleSpec
+from hepflow.evaluation.anomaly import bump_hunt, mass_sculpting, plot_mass_cut
+from hepflow.evaluation.metrics import auc, threshold_at
+from hepflow.evaluation.report import format_report, json_safe, tagger_report
+
+__all__ = ["run_anomaly_study", "AUTOENCODERS", "SIGNAL_REGION", "SIDEBANDS"]
+
+IMAGE = {"jet_images": {"npix": 40, "half_width": 1.2}}  # R = 1.0 jets, with a margin
+IMAGE_SHAPE = [40, 40, 1]
+AE_ARGS = {"input_shape": IMAGE_SHAPE, "latent_dim": 6, "input_scale": 1000.0}
+
+#: Name → model section of the autoencoders trained on QCD.
+AUTOENCODERS: dict[str, dict[str, Any]] = {
+    "pca": {"name": "pca", "args": {"input_shape": IMAGE_SHAPE, "components": 6, "input_scale": 1000.0}},
+    "dense_autoencoder": {"name": "dense_autoencoder", "args": dict(AE_ARGS)},
+    "conv_autoencoder": {"name": "conv_autoencoder", "args": dict(AE_ARGS)},
+    "vae": {"name": "vae", "args": {**AE_ARGS, "beta": 1.0, "score": "reconstruction"}},
+}
+SIGNAL_REGION = (350.0, 450.0)
+SIDEBANDS = ((275.0, 350.0), (450.0, 525.0))
+
+
+def _in_ranges(ranges) -> str:
+    return " | ".join(f"((mass > {lo:g}) & (mass < {hi:g}))" for lo, hi in ranges)
+_KEYS = ["constituents", "mass", "pt", "tau"]
+
+
+def _partition(data_dir: str, test_fraction: float) -> dict[str, dict[str, list[str]]]:
+    out = {}
+    for process in ("qcd", "gluino", "top"):
+        files = sorted(f for f in os.listdir(data_dir) if f.startswith(f"{process}_") and f.endswith(".h5"))
+        if len(files) < 3:
+            raise DataError(f"The anomaly study needs ≥ 3 chunk files of '{process}' jets in {data_dir}. Received: "
+                            f"{len(files)}. Make them with: hepflow generate jets --out {data_dir} "
+                            "--process qcd=30000 --process gluino=6000 --process top=6000")
+        n_test = max(1, round(test_fraction * len(files)))
+        out[process] = {"train": files[:-n_test], "test": files[-n_test:]}
+    return out
+
+
+def _config(name: str, data_dir: str, samples: list[dict], model: Mapping[str, Any], transform: list, *,
+            task: str, epochs: int, batch_size: int, seed: int, steps: int | None) -> dict[str, Any]:
+    # sampled mixing: 1 % contamination or a small injection gets no exact share of a batch
+    return {"name": name, "seed": seed, "data": {"dir": data_dir, "samples": samples, "split": {"validation": 0.15, "test": 0.0},
+                                                 "mix": "sampled" if len(samples) > 1 else "exact"},
+            "transform": transform, "model": copy.deepcopy(dict(model)), "optimizer": {"name": "adam", "learning_rate": 1e-3},
+            "training": {"epochs": epochs, "batch_size": batch_size, "steps_per_epoch": steps, "early_stopping": None,
+                         "cache": "memory", "task": task, "strategy": "default"}}
+
+
+def _train(cfg: dict[str, Any], run_dir: str, verbose) -> str:
+    from hepflow.training.train import train
+
+    if os.path.exists(os.path.join(run_dir, "summary.json")):  # finished before: reuse (rerun resumes the study)
+        return run_dir
+    train(cfg, run_dir=run_dir, overwrite=True, verbose=verbose)
+    return run_dir
+
+
+def _load(run_dir: str):
+    import keras
+
+    import hepflow.models  # noqa: F401 -- registers hepflow's classes for loading
+
+    return keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+
+
+def _scores(run_dir: str, specs: Sequence[SampleSpec], transform, *, score: str | None = None):
+    """``(labels, scores)`` of every row of ``specs``, sorted by record id."""
+    from hepflow.evaluation.runs import score_specs
+
+    model = _load(run_dir)
+    if score is not None:
+        model.score_name = score
+    return score_specs(model, specs, transform=transform, progress=False)[1:]
+
+
+def run_anomaly_study(data_dir: str, out_dir: str, *, epochs: int = 5, classifier_epochs: int = 8,
+                      batch_size: int = 128, steps_per_epoch: int | None = None,
+                      adversary_weights: Sequence[float] = (1.0, 10.0), contaminations: Sequence[float] = (0.01, 0.1),
+                      injections: Sequence[float] = (0.05, 0.1, 0.2), bump_injection: float = 0.01,
+                      label_fractions: Sequence[float] = (0.2, 0.6), test_fraction: float = 0.2, seed: int = 1,
+                      signal_region: Sequence[float] = SIGNAL_REGION,
+                      sidebands: Sequence[Sequence[float]] = SIDEBANDS, verbose: int | str = 2) -> dict[str, Any]:
+    """Runs every study of the module docstring; returns (and writes) the report.
+
+    Args:
+        data_dir: Chunk files ``qcd_*.h5``, ``gluino_*.h5``, ``top_*.h5`` (``hepflow generate jets``).
+        out_dir: Runs go to ``out_dir/runs/<name>``; ``report.md``, ``report.json`` and PNGs to ``out_dir``.
+        epochs: Autoencoder epochs. classifier_epochs: CWoLa/LLP/supervised epochs.
+        steps_per_epoch: Bound the steps per epoch (``None``: one pass over the training files).
+        adversary_weights: λ of the mass-decorrelated autoencoders.
+        contaminations: Gluino fractions in the autoencoder's training sample.
+        injections: Gluino-to-QCD ratios injected for CWoLa.
+        bump_injection: Gluino-to-QCD ratio injected into the test QCD for the bump hunt.
+        label_fractions: Gluino fractions of the two LLP mixtures.
+        signal_region, sidebands: Jet-mass ranges (GeV) of the bump hunt's window and fit
+            exclusion, CWoLa's two mixed samples and the weak-supervision test jets.
+    """
+    from hepflow.training.config import build_transform
+
+    parts = _partition(data_dir, test_fraction)
+    sr_cut, sb_cut = _in_ranges([signal_region]), _in_ranges(sidebands)
+    runs = os.path.join(out_dir, "runs")
+    os.makedirs(runs, exist_ok=True)
+    common = dict(epochs=epochs, batch_size=batch_size, seed=seed, steps=steps_per_epoch)
+
+    def sample(name, process, label, *, split="train", rate=1.0, selection=None, files=None):
+        entry = {"name": name, "files": files if files is not None else parts[process][split], "keys": list(_KEYS),
+                 "label": label, "rate": rate}
+        if selection:
+            entry["selection"] = selection
+        return entry
+
+    # -- 1-2: autoencoders on QCD, decorrelated ones, contaminated ones --------------------------
+    ae_models = dict(AUTOENCODERS)
+    for lam in adversary_weights:
+        ae_models[f"adversarial_lambda{lam:g}"] = {"name": "adversarial_autoencoder",
+                                                   "args": {**AE_ARGS, "adversary_weight": float(lam)}}
+    ae_runs: dict[str, str] = {}
+    for name, model in ae_models.items():
+        cfg = _config(name, data_dir, [sample("qcd", "qcd", 0)], model, [IMAGE], task="anomaly", **common)
+        ae_runs[name] = _train(cfg, os.path.join(runs, name), verbose)
+    for frac in contaminations:
+        name = f"conv_autoencoder_contaminated_{frac:g}"
+        cfg = _config(name, data_dir, [sample("qcd", "qcd", 0, rate=1 - frac), sample("gluino", "gluino", 0, rate=frac)],
+                      AUTOENCODERS["conv_autoencoder"], [IMAGE], task="anomaly", **common)
+        ae_runs[name] = _train(cfg, os.path.join(runs, name), verbose)
+
+    base_dir = os.path.abspath(data_dir)
+    test_specs = [SampleSpec(name=p, files=[os.path.join(base_dir, f) for f in parts[p]["test"]], keys=_KEYS, label=lab)
+                  for p, lab in (("qcd", 0), ("gluino", 1), ("top", 2))]
+    transform = build_transform({"transform": [IMAGE]})
+    from hepflow.evaluation.runs import high_level_arrays
+
+    truth = high_level_arrays(test_specs)
+    labels, mass = truth["label"].astype(int), truth["mass"]
+    scores: dict[str, np.ndarray] = {}
+    for name, run_dir in ae_runs.items():
+        scored_labels, scores[name] = _scores(run_dir, test_specs, transform)
+        if not np.array_equal(scored_labels.astype(int), labels):
+            raise RuntimeError("Scores and truth are not aligned by record id")  # never expected
+        if ae_models.get(name, {}).get("name") == "vae":
+            scores["vae_elbo"] = _scores(run_dir, test_specs, transform, score="elbo")[1]
+    report: dict[str, Any] = {"data_dir": data_dir, "test_jets": {p: int((labels == k).sum()) for k, p in
+                                                                  enumerate(("qcd", "gluino", "top"))}}
+    for k, signal in ((1, "gluino"), (2, "top")):
+        keep = (labels == 0) | (labels == k)
+        report[f"autoencoders_{signal}"] = tagger_report(
+            labels[keep] == k, {n: s[keep] for n, s in scores.items()}, out_dir=os.path.join(out_dir, signal),
+            log_dir=os.path.join(out_dir, "tb", signal))
+
+    # -- 3: sculpting at εS(gluino) = 0.5 ---------------------------------------------------------
+    qcd, glu = labels == 0, labels == 1
+    sculpt, cuts = {}, {}
+    for name in ["conv_autoencoder", *[n for n in ae_runs if n.startswith("adversarial_")], "pca", "dense_autoencoder"]:
+        s = scores[name]
+        thr = threshold_at(np.r_[np.ones(glu.sum()), np.zeros(qcd.sum())], np.r_[s[glu], s[qcd]], 0.5)
+        sculpt[name] = mass_sculpting(mass[qcd], s[qcd], thr)
+        cuts[f"{name} (JS {sculpt[name]['js_divergence']:.3f})"] = s[qcd] >= thr
+    report["sculpting"] = sculpt
+    plot_mass_cut(mass[qcd], cuts, os.path.join(out_dir, "sculpting.png"),
+                  title="QCD jet mass after cuts keeping 50 % of gluinos")
+
+    # -- 4: bump hunt on QCD + injected gluinos ---------------------------------------------------
+    rng = np.random.default_rng(seed)
+    n_inject = int(round(bump_injection * qcd.sum()))
+    injected = rng.choice(np.flatnonzero(glu), size=min(n_inject, int(glu.sum())), replace=False)
+    data = np.r_[np.flatnonzero(qcd), injected]
+    hunts = {}
+    for name in ["no cut", "conv_autoencoder", *[n for n in ae_runs if n.startswith("adversarial_")]]:
+        s = scores[name][data] if name in scores else None
+        thr = float(np.quantile(s, 0.9)) if s is not None else None  # keep 10 % of the data
+        try:
+            hunts[name] = bump_hunt(mass[data], s, threshold=thr, window=signal_region,
+                                    out_png=os.path.join(out_dir, f"bump_hunt_{name.replace(' ', '_')}.png"),
+                                    title=f"QCD + {len(injected)} gluinos, "
+                                          + ("no cut" if s is None else f"{name} score in the top 10 %"))
+        except ValueError as e:  # too few jets to fit (small samples): reported, not fatal
+            hunts[name] = {"error": str(e)}
+    report["bump_hunt"] = {"injected_gluinos": int(len(injected)), "qcd_jets": int(qcd.sum()),
+                           "window": list(signal_region), "results": hunts}
+
+    # -- 5: weak supervision in the signal region ---------------------------------------------------
+    classifiers = {"tau": ({"name": "high_level_dnn", "args": {"features": ["tau21", "tau32"]}},
+                           [IMAGE, {"high_level_features": {}}]),
+                   "image": ({"name": "jet_cnn", "args": {"input_shape": IMAGE_SHAPE}}, [IMAGE])}
+    ccommon = {**common, "epochs": classifier_epochs}
+    counts = _counts(data_dir, parts, signal_region, sidebands)
+    weak_runs: dict[str, tuple[str, str]] = {}
+    for feat, (model, tr) in classifiers.items():
+        cfg = _config(f"supervised_{feat}", data_dir, [sample("qcd_sr", "qcd", 0, selection=sr_cut),
+                                                       sample("gluino_sr", "gluino", 1, selection=sr_cut)],
+                      model, tr, task="classification", **ccommon)
+        weak_runs[f"supervised ({feat})"] = (_train(cfg, os.path.join(runs, f"supervised_{feat}"), verbose), feat)
+        for inj in injections if feat == "tau" else injections[-1:]:
+            n_sig = inj * counts["qcd"]["all"]
+            samples = [sample("qcd_sr", "qcd", 1, selection=sr_cut, rate=counts["qcd"]["sr"]),
+                       sample("gluino_sr", "gluino", 1, selection=sr_cut, rate=n_sig * counts["gluino"]["sr_fraction"]),
+                       sample("qcd_sb", "qcd", 0, selection=sb_cut, rate=counts["qcd"]["sb"]),
+                       sample("gluino_sb", "gluino", 0, selection=sb_cut, rate=n_sig * counts["gluino"]["sb_fraction"])]
+            name = f"cwola_{feat}_{inj:g}"
+            cfg = _config(name, data_dir, samples, model, tr, task="classification", **ccommon)
+            weak_runs[f"CWoLa S/B={inj:g} ({feat})"] = (_train(cfg, os.path.join(runs, name), verbose), feat)
+        halves = {p: (parts[p]["train"][0::2], parts[p]["train"][1::2]) for p in ("qcd", "gluino")}
+        samples = []
+        for i, f in enumerate(label_fractions[:2]):
+            samples += [sample(f"qcd_mix{i}", "qcd", [float(f)], rate=1 - f, files=halves["qcd"][i]),
+                        sample(f"gluino_mix{i}", "gluino", [float(f)], rate=f, files=halves["gluino"][i])]
+        llp_model = {"name": "label_proportions", "args": {"classifier": model["name"], "classifier_args": model["args"]}}
+        cfg = _config(f"llp_{feat}", data_dir, samples, llp_model, tr, task="proportions", **ccommon)
+        weak_runs[f"LLP f={label_fractions[0]:g}/{label_fractions[1]:g} ({feat})"] = (
+            _train(cfg, os.path.join(runs, f"llp_{feat}"), verbose), feat)
+    sr_specs = [SampleSpec(**{**s.to_dict(), "selection": sr_cut}) for s in test_specs[:2]]
+    sr_labels = None
+    weak = {}
+    for name, (run_dir, feat) in weak_runs.items():
+        sr_labels, s = _scores(run_dir, sr_specs, build_transform({"transform": classifiers[feat][1]}))
+        weak[name] = {"auc": auc(sr_labels, s)}
+    report["weak_supervision"] = {"signal_region": list(signal_region), "sidebands": [list(b) for b in sidebands],
+                                  "test_jets_in_sr": {"qcd": int((sr_labels == 0).sum()), "gluino": int((sr_labels == 1).sum())},
+                                  "auc": weak}
+    report["runs"] = {**ae_runs, **{k: v[0] for k, v in weak_runs.items()}}
+    with open(os.path.join(out_dir, "report.json"), "w") as f:
+        json.dump(json_safe(report), f, indent=1)
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write(format_study(report))
+    return report
+
+
+def _counts(data_dir: str, parts, signal_region, sidebands) -> dict[str, dict[str, float]]:
+    """Training-jet counts in the signal region and sidebands (for CWoLa's mixing rates)."""
+    import h5py
+
+    out = {}
+    for p in ("qcd", "gluino"):
+        m = np.concatenate([h5py.File(os.path.join(data_dir, f), "r")["mass"][:] for f in parts[p]["train"]])
+        sr = (m > signal_region[0]) & (m < signal_region[1])
+        sb = np.zeros_like(sr)
+        for lo, hi in sidebands:
+            sb |= (m > lo) & (m < hi)
+        out[p] = {"all": float(len(m)), "sr": float(sr.sum()), "sb": float(sb.sum()),
+                  "sr_fraction": float(sr.mean()), "sb_fraction": float(sb.mean())}
+        if sr.sum() == 0 or sb.sum() == 0:
+            raise DataError(f"No '{p}' training jets in the signal region or sidebands of {data_dir}.")
+    return out
+
+
+def format_study(report: Mapping[str, Any]) -> str:
+    """The study's report as Markdown tables."""
+    lines = [f"Test jets: {report['test_jets']}", ""]
+    for signal in ("gluino", "top"):
+        lines += [f"### Autoencoders trained on QCD, signal {signal}", "",
+                  format_report(report[f"autoencoders_{signal}"], markdown=True), ""]
+    lines += ["### Mass sculpting (QCD after a cut keeping 50 % of gluinos)", "",
+              "| model | JS divergence | QCD efficiency |", "|---|---:|---:|"]
+    lines += [f"| {n} | {r['js_divergence']:.4f} | {r['background_efficiency']:.3f} |"
+              for n, r in report["sculpting"].items()]
+    bh = report["bump_hunt"]
+    lines += ["", f"### Bump hunt: {bh['qcd_jets']} QCD + {bh['injected_gluinos']} gluino test jets, "
+              f"window {bh['window'][0]:g}–{bh['window'][1]:g} GeV", "",
+              "| cut | jets | observed | fitted background | significance | χ²/bin |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {n} | {r['jets']} | {r['observed']:.0f} | {r['expected']:.1f} | {r['significance']:.2f} | "
+              f"{r['chi2_per_bin']:.2f} |" if "error" not in r else f"| {n} | {r['error']} | | | | |"
+              for n, r in bh["results"].items()]
+    ws = report["weak_supervision"]
+    lines += ["", f"### Weak supervision: gluino vs QCD test jets in the signal region {ws['test_jets_in_sr']}", "",
+              "| classifier | AUC |", "|---|---:|"]
+    lines += [f"| {n} | {r['auc']:.4f} |" for n, r in ws["auc"].items()]
+    return "\n".join(lines) + "\n"
