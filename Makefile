@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
 EXTRAS ?= test,pythia,formats,tfds,anomaly
 
-.PHONY: install demo test test-slow bench results results-calo results-calogan clean
+.PHONY: install demo test test-slow bench results results-calo results-calogan results-anomaly clean
 
 install: $(STAMP)
 
@@ -49,6 +49,11 @@ results-calogan: install
 	$(VENV)/bin/hepflow train configs/calo/eplus_calogan.yaml --run-dir runs/calo/eplus_calogan --overwrite
 	$(VENV)/bin/hepflow evaluate runs/calo/eplus_calogan
 	$(VENV)/bin/python tools/bench_calogan.py --run runs/calo/eplus_calogan
+
+# docs/anomaly.md: QCD, top and gluino jets (about 25 min on 2 cores), then every anomaly study
+results-anomaly: install
+	$(VENV)/bin/hepflow generate jets --out data/anomaly --process qcd=30000 --process gluino=6000 --process top=6000
+	$(VENV)/bin/hepflow study anomaly --data data/anomaly --out runs/anomaly
 
 clean:
 	rm -rf $(VENV) demo_data bench_data runs *.egg-info

@@ -52,3 +52,14 @@ def test_train_and_evaluate_commands(pythia_jets_dir, tmp_path, capsys):
     assert os.path.isfile(os.path.join(run, "evaluation", "roc.png"))
     assert main(["train", cfg, "--run-dir", run]) == 2
     assert "already holds a finished run" in capsys.readouterr().err
+
+
+def test_generate_jets_refuses_a_malformed_process(tmp_path):
+    import pytest
+
+    from hepflow.cli.main import main
+
+    with pytest.raises(SystemExit, match="--process must look like qcd=30000"):
+        main(["generate", "jets", "--out", str(tmp_path), "--process", "gluino"])
+    with pytest.raises(ValueError, match="counts must name processes"):
+        main(["generate", "jets", "--out", str(tmp_path), "--process", "stop=10"])
