@@ -36,7 +36,7 @@ from hepflow.evaluation.anomaly import bump_hunt, mass_sculpting, plot_mass_cut
 from hepflow.evaluation.metrics import auc, threshold_at
 from hepflow.evaluation.report import format_report, json_safe, tagger_report
 
-__all__ = ["run_anomaly_study", "AUTOENCODERS", "SIGNAL_REGION", "SIDEBANDS"]
+__all__ = ["run_anomaly_study", "evaluate_anomaly_run", "format_study", "AUTOENCODERS", "SIGNAL_REGION", "SIDEBANDS"]
 
 IMAGE = {"jet_images": {"npix": 40, "half_width": 1.2}}  # R = 1.0 jets, with a margin
 IMAGE_SHAPE = [40, 40, 1]
@@ -301,3 +301,46 @@ def format_study(report: Mapping[str, Any]) -> str:
               "| classifier | AUC |", "|---|---:|"]
     lines += [f"| {n} | {r['auc']:.4f} |" for n, r in ws["auc"].items()]
     return "\n".join(lines) + "\n"
+
+
+def evaluate_anomaly_run(run_dir: str, signals: Mapping[str, str], *, out_dir: str | None = None,
+                         efficiencies: Sequence[float] = (0.3, 0.5)) -> dict[str, dict[str, float]]:
+    """Scores one anomaly run's test background and signal files: AUC, 1/εB, ROC per signal.
+
+    Args:
+        run_dir: A finished run of an anomaly model (``training.task: anomaly``).
+        signals: Signal name → file glob, e.g. ``{"gluino": "data/anomaly/gluino_0001*.h5"}``.
+            Test-split samples whose files match a signal glob are not counted as background.
+        out_dir: Where ``<signal>/roc.png`` and ``anomaly.json`` go; default ``<run_dir>/evaluation``.
+
+    Returns:
+        Signal name → metrics of the run's score.
+    """
+    from hepflow.training.config import build_transform, load_config, split_specs
+
+    cfg = load_config(os.path.join(run_dir, "config.yaml"))
+    if not signals:
+        raise DataError(f"{run_dir} is an anomaly run: name the signal files to score against its background, "
+                        "e.g. --signal gluino='data/anomaly/gluino_*.h5'.")
+    out_dir = out_dir or os.path.join(run_dir, "evaluation")
+    signal_specs = {n: SampleSpec(name=n, files=g, keys=_keys_of(cfg), label=1) for n, g in signals.items()}
+    signal_files = {f for spec in signal_specs.values() for f in spec.resolve_files()}
+    background = [s for s in split_specs(cfg)["test"] if not set(s.resolve_files()) & signal_files]
+    if not background:
+        raise DataError(f"{run_dir}: no background test files left (its test split: data.split.test).")
+    background = [SampleSpec(**{**s.to_dict(), "label": 0}) for s in background]
+    transform = build_transform(cfg)
+    table = {}
+    for name, spec in signal_specs.items():
+        labels, scores = _scores(run_dir, background + [spec], transform)
+        table[name] = tagger_report(labels == 1, {cfg["name"]: scores}, out_dir=os.path.join(out_dir, name),
+                                    efficiencies=tuple(efficiencies),
+                                    log_dir=os.path.join(out_dir, "tb", name))[cfg["name"]]
+    with open(os.path.join(out_dir, "anomaly.json"), "w") as f:
+        json.dump(json_safe(table), f, indent=1)
+    return table
+
+
+def _keys_of(cfg: Mapping[str, Any]) -> list[str] | dict[str, str]:
+    """The keys the run's samples read (the signal files are read with the same ones)."""
+    return cfg["data"]["samples"][0]["keys"]

@@ -83,6 +83,14 @@ def test_conv_autoencoder_config_trains_on_real_jets(anomaly_jets_dir, tmp_path)
     assert len(scores) == 80 and np.isfinite(scores).all() and (scores > 0).all()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["model"] == "conv_autoencoder" and summary["params"] > 10_000
+    # hepflow evaluate on an anomaly run: its test QCD against signal files
+    assert main(["evaluate", str(run), "--signal", f"gluino={anomaly_jets_dir}/gluino_0000[45].h5",
+                 "--signal", f"top={anomaly_jets_dir}/top_0000[45].h5"]) == 0
+    table = json.loads((run / "evaluation" / "anomaly.json").read_text())
+    assert set(table) == {"gluino", "top"} and all(0 <= r["auc"] <= 1 for r in table.values())
+    assert (run / "evaluation" / "gluino" / "roc.png").exists()
+    with pytest.raises(SystemExit, match="--signal must look like"):
+        main(["evaluate", str(run), "--signal", "gluino"])
 
 
 @pytest.mark.slow
