@@ -64,7 +64,8 @@ def _study_anomaly(args: argparse.Namespace) -> int:
     from hepflow.evaluation.anomaly_study import format_study, run_anomaly_study
 
     report = run_anomaly_study(args.data, args.out, epochs=args.epochs, classifier_epochs=args.classifier_epochs,
-                               steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, verbose=2)
+                               steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                               adversary_weights=args.adversary_weights, verbose=2)
     print(format_study(report))
     print(f"report: {args.out}/report.md, plots: {args.out}/*.png, runs: {args.out}/runs")
     return 0
@@ -317,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--classifier-epochs", type=int, default=8, help="CWoLa, LLP and supervised epochs")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="bound the steps per epoch")
     p.add_argument("--batch-size", type=int, default=128, help="batch size of every run")
+    p.add_argument("--adversary-weights", type=float, nargs="+", default=[1.0, 10.0, 100.0], metavar="LAMBDA",
+                   help="λ of the mass-decorrelated autoencoders")
     p.set_defaults(func=_study_anomaly)
     p = sub.add_parser("datasets", help="tfds datasets of hepflow")
     ds_sub = p.add_subparsers(dest="action", required=True)

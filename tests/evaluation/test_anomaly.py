@@ -101,7 +101,7 @@ def test_anomaly_study_end_to_end(anomaly_jets_dir, tmp_path):
     out = tmp_path / "study"
     report = run_anomaly_study(str(anomaly_jets_dir), str(out), epochs=1, classifier_epochs=1, batch_size=8,
                                signal_region=(150, 450), sidebands=((40, 150), (450, 700)), bump_injection=0.5,
-                               verbose=0)
+                               injections=(0.1, 0.2), verbose=0)
     names = {"pca", "dense_autoencoder", "conv_autoencoder", "vae", "vae_elbo", "adversarial_lambda1",
              "adversarial_lambda10", "conv_autoencoder_contaminated_0.01", "conv_autoencoder_contaminated_0.1"}
     for signal in ("gluino", "top"):
@@ -113,6 +113,6 @@ def test_anomaly_study_end_to_end(anomaly_jets_dir, tmp_path):
     assert set(report["bump_hunt"]["results"]) == {"no cut", "conv_autoencoder", "adversarial_lambda1",
                                                    "adversarial_lambda10"}
     weak = report["weak_supervision"]["auc"]
-    assert {"supervised (tau)", "CWoLa S/B=0.1 (tau)", "LLP f=0.2/0.6 (image)"} <= set(weak)
+    assert {"supervised (tau)", "CWoLa S/B=0.1 (tau)", "CWoLa S/B=0.2 (image)", "LLP f=0.2/0.6 (image)"} <= set(weak)
     assert (out / "report.md").read_text().count("|") > 50
     assert json.loads((out / "report.json").read_text())["test_jets"]["qcd"] == 40
