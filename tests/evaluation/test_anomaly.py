@@ -103,7 +103,8 @@ def test_anomaly_study_end_to_end(anomaly_jets_dir, tmp_path):
                                signal_region=(150, 450), sidebands=((40, 150), (450, 700)), bump_injection=0.5,
                                injections=(0.1, 0.2), verbose=0)
     names = {"pca", "dense_autoencoder", "conv_autoencoder", "vae", "vae_elbo", "adversarial_lambda1",
-             "adversarial_lambda10", "conv_autoencoder_contaminated_0.01", "conv_autoencoder_contaminated_0.1"}
+             "adversarial_lambda10", "adversarial_lambda100", "conv_autoencoder_contaminated_0.01",
+             "conv_autoencoder_contaminated_0.1"}
     for signal in ("gluino", "top"):
         assert set(report[f"autoencoders_{signal}"]) == names
         assert all(0 <= r["auc"] <= 1 for r in report[f"autoencoders_{signal}"].values())
@@ -111,7 +112,8 @@ def test_anomaly_study_end_to_end(anomaly_jets_dir, tmp_path):
     assert report["test_jets"] == {"qcd": 40, "gluino": 10, "top": 10}
     assert set(report["sculpting"]) >= {"conv_autoencoder", "adversarial_lambda1", "adversarial_lambda10"}
     assert set(report["bump_hunt"]["results"]) == {"no cut", "conv_autoencoder", "adversarial_lambda1",
-                                                   "adversarial_lambda10"}
+                                                   "adversarial_lambda10", "adversarial_lambda100"}
+    assert report["sculpting"]["random cut (statistical floor)"]["js_divergence"] >= 0
     weak = report["weak_supervision"]["auc"]
     assert {"supervised (tau)", "CWoLa S/B=0.1 (tau)", "CWoLa S/B=0.2 (image)", "LLP f=0.2/0.6 (image)"} <= set(weak)
     assert (out / "report.md").read_text().count("|") > 50
