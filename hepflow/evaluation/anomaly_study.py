@@ -35,6 +35,7 @@ from hepflow.data import DataError, SampleSpec
 from hepflow.evaluation.anomaly import bump_hunt, mass_sculpting, plot_mass_cut
 from hepflow.evaluation.metrics import auc, threshold_at
 from hepflow.evaluation.report import format_report, json_safe, tagger_report
+from hepflow.training.train import write_atomic
 
 __all__ = ["run_anomaly_study", "evaluate_anomaly_run", "format_study", "AUTOENCODERS", "SIGNAL_REGION", "SIDEBANDS"]
 
@@ -258,10 +259,8 @@ def run_anomaly_study(data_dir: str, out_dir: str, *, epochs: int = 5, classifie
                                   "test_jets_in_sr": {"qcd": int((sr_labels == 0).sum()), "gluino": int((sr_labels == 1).sum())},
                                   "auc": weak}
     report["runs"] = {**ae_runs, **{k: v[0] for k, v in weak_runs.items()}}
-    with open(os.path.join(out_dir, "report.json"), "w") as f:
-        json.dump(json_safe(report), f, indent=1)
-    with open(os.path.join(out_dir, "report.md"), "w") as f:
-        f.write(format_study(report))
+    write_atomic(os.path.join(out_dir, "report.json"), json.dumps(json_safe(report), indent=1))
+    write_atomic(os.path.join(out_dir, "report.md"), format_study(report))
     return report
 
 
@@ -340,8 +339,7 @@ def evaluate_anomaly_run(run_dir: str, signals: Mapping[str, str], *, out_dir: s
         table[name] = tagger_report(labels == 1, {cfg["name"]: scores}, out_dir=os.path.join(out_dir, name),
                                     efficiencies=tuple(efficiencies),
                                     log_dir=os.path.join(out_dir, "tb", name))[cfg["name"]]
-    with open(os.path.join(out_dir, "anomaly.json"), "w") as f:
-        json.dump(json_safe(table), f, indent=1)
+    write_atomic(os.path.join(out_dir, "anomaly.json"), json.dumps(json_safe(table), indent=1))
     return table
 
 
