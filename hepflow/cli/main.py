@@ -185,7 +185,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print("largest W1/σ: " + ", ".join(f"{k} {v:.3f}" for k, v in worst))
         print(json.dumps({k: v for k, v in table.items() if k != "wasserstein"}))
         return 0
-    if task == "anomaly":
+    if task in ("anomaly", "proportions"):  # no truth labels in the config: name the signal files
         from hepflow.evaluation.anomaly_study import evaluate_anomaly_run
 
         bad = [item for item in args.signal if "=" not in item]
@@ -363,7 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="report folder (default RUN_DIR/evaluation for one run)")
     p.add_argument("--no-baselines", action="store_true", help="skip the cut-based tagger and the BDT")
     p.add_argument("--signal", action="append", default=[], metavar="NAME=GLOB",
-                   help="anomaly runs: signal files to score against the run's test background (repeatable)")
+                   help="anomaly and label-proportion runs: signal files to score against the run's test "
+                        "background (repeatable)")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--efficiencies", type=float, nargs="+", default=[0.3, 0.5], metavar="EFF",
                    help="signal efficiencies of the rejection columns (default 0.3 0.5; e.g. 0.9 0.95 "

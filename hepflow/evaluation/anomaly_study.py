@@ -311,7 +311,8 @@ def evaluate_anomaly_run(run_dir: str, signals: Mapping[str, str], *, out_dir: s
     """Scores one anomaly run's test background and signal files: AUC, 1/εB, ROC per signal.
 
     Args:
-        run_dir: A finished run of an anomaly model (``training.task: anomaly``).
+        run_dir: A finished run of an anomaly model (``training.task: anomaly``) or of a
+            label-proportions classifier (``proportions``), whose configs hold no truth labels.
         signals: Signal name → file glob, e.g. ``{"gluino": "data/anomaly/gluino_0001*.h5"}``.
             Test-split samples whose files match a signal glob are not counted as background.
         out_dir: Where ``<signal>/roc.png`` and ``anomaly.json`` go; default ``<run_dir>/evaluation``.
@@ -323,7 +324,7 @@ def evaluate_anomaly_run(run_dir: str, signals: Mapping[str, str], *, out_dir: s
 
     cfg = load_config(os.path.join(run_dir, "config.yaml"))
     if not signals:
-        raise DataError(f"{run_dir} is an anomaly run: name the signal files to score against its background, "
+        raise DataError(f"{run_dir} has no truth labels: name the signal files to score against its background, "
                         "e.g. --signal gluino='data/anomaly/gluino_*.h5'.")
     out_dir = out_dir or os.path.join(run_dir, "evaluation")
     signal_specs = {n: SampleSpec(name=n, files=g, keys=_keys_of(cfg), label=1) for n, g in signals.items()}
