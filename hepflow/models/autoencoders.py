@@ -36,6 +36,16 @@ def _features(data):
     return data[0] if isinstance(data, (tuple, list)) else data
 
 
+def _feature(features, key: str, model: str):
+    """``features[key]`` (or ``features`` itself when it is a tensor), with a clear error when missing."""
+    if not isinstance(features, dict):
+        return features
+    if key not in features:
+        raise KeyError(f"Model '{model}' reads the feature '{key}'; the batch has {sorted(features)}. Check the "
+                       "config's transform (jet_images makes 'image') or the model's input_key.")
+    return features[key]
+
+
 def _dense_coders(input_shape, latent_dim: int, hidden: Sequence[int], latent_outputs: int):
     size = 1
     for d in input_shape:
@@ -124,7 +134,7 @@ class Autoencoder(OwnStepModel):
         return _conv_coders(self.input_shape_, self.latent_dim, self.filters, self.dense, latent_outputs)
 
     def _input(self, features):
-        x = features[self.input_key] if isinstance(features, dict) else features
+        x = _feature(features, self.input_key, self.name)
         x = keras.ops.cast(x, "float32")
         if tuple(x.shape[1:]) != self.input_shape_ and len(x.shape) == len(self.input_shape_):
             x = keras.ops.reshape(x, (-1, *self.input_shape_))  # e.g. (batch, n, n) images without channels
@@ -209,7 +219,7 @@ class PCA(OwnStepModel):
         self.built = True
 
     def _flat(self, features):
-        x = features[self.input_key] if isinstance(features, dict) else features
+        x = _feature(features, self.input_key, self.name)
         return keras.ops.reshape(keras.ops.cast(x, "float32"), (-1, self.size)) * self.input_scale
 
     def _update_basis(self):

@@ -68,6 +68,9 @@ def test_autoencoders_learn_the_background_and_flag_the_anomaly(factory, tmp_pat
 
 
 def test_bad_autoencoder_arguments():
+    model = models.dense_autoencoder(input_shape=(8, 8, 1), hidden=(16,))
+    with pytest.raises(KeyError, match="reads the feature 'image'"):
+        model.score({"constituents": np.zeros((2, 8, 8, 1), "float32")})
     with pytest.raises(ValueError, match="architecture must be"):
         models.autoencoders.Autoencoder(input_shape=(8, 8, 1), architecture="rnn")
     with pytest.raises(ValueError, match="multiples of 4"):
