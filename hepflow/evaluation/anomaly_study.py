@@ -35,7 +35,7 @@ from hepflow.data import DataError, SampleSpec
 from hepflow.evaluation.anomaly import bump_hunt, mass_sculpting, plot_mass_cut
 from hepflow.evaluation.metrics import auc, threshold_at
 from hepflow.evaluation.report import format_report, json_safe, tagger_report
-from hepflow.training.train import write_atomic
+from hepflow.io import write_atomic
 
 __all__ = ["run_anomaly_study", "evaluate_anomaly_run", "format_study", "AUTOENCODERS", "SIGNAL_REGION", "SIDEBANDS"]
 

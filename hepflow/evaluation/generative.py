@@ -185,7 +185,7 @@ def compare_showers(real: Mapping[str, np.ndarray], fake: Mapping[str, np.ndarra
                                                   seed=seed),
         "classifier_auc_cells": classifier_auc(cells(real), cells(fake), seed=seed),
     }
-    from hepflow.training.train import write_atomic
+    from hepflow.io import write_atomic
 
     write_atomic(os.path.join(out_dir, "generative.json"), json.dumps(table, indent=1))
     if log_dir:

@@ -118,7 +118,7 @@ def evaluate_regression(run_dir: str, *, out_dir: str | None = None, bins: int =
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "resolution.png"), dpi=100)
     plt.close(fig)
-    from hepflow.training.train import write_atomic
+    from hepflow.io import write_atomic
 
     write_atomic(os.path.join(out_dir, "regression.json"), json.dumps(
         {"test_showers": int(len(true)), "fits": table,

@@ -250,7 +250,7 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
     for peer, info in peer_info.items():
         table[peer].update(info)
     row_count = {"test_jets": int(len(labels)), "test_signal": int(np.sum(labels == 1))}
-    from hepflow.training.train import write_atomic
+    from hepflow.io import write_atomic
 
     write_atomic(os.path.join(out_dir, "report.json"), json.dumps(json_safe({"test": row_count, "taggers": table}), indent=1))
     write_atomic(os.path.join(out_dir, "report.txt"), format_report(table, tuple(efficiencies)) + "\n")

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from hepflow.data.formats.calogan import write_calogan
+from hepflow.io import write_json_atomic
 from hepflow.physics.calo_sim import GEOMETRY, PARTICLES, simulate
-from hepflow.physics.chunks import (chunk_complete, remove_stale_tmp, run_chunks, sidecar_path, write_json_atomic,
+from hepflow.physics.chunks import (chunk_complete, remove_stale_tmp, run_chunks, sidecar_path,
                                     write_sidecar)
 
 __all__ = ["generate_calo_showers"]

@@ -12,18 +12,13 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["sidecar_path", "chunk_complete", "write_sidecar", "remove_stale_tmp", "run_chunks", "write_json_atomic"]
+from hepflow.io import write_json_atomic
+
+__all__ = ["sidecar_path", "chunk_complete", "write_sidecar", "remove_stale_tmp", "run_chunks"]
 
 
 def sidecar_path(path: str) -> str:
     return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.json")
-
-
-def write_json_atomic(path: str, obj: Any, **kwargs) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, **kwargs)
-    os.replace(tmp, path)
 
 
 def write_sidecar(path: str, record: Mapping[str, Any]) -> None:

@@ -30,7 +30,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hepflow.physics.chunks import (chunk_complete, remove_stale_tmp, run_chunks, sidecar_path, write_json_atomic,
+from hepflow.io import write_atomic, write_json_atomic
+from hepflow.physics.chunks import (chunk_complete, remove_stale_tmp, run_chunks, sidecar_path,
                                     write_sidecar)
 from hepflow.physics.detector import DETECTOR_SETTINGS, particle_types, simple_detector
 from hepflow.physics.nsubjettiness import delta_r, nsubjettiness
@@ -150,10 +151,7 @@ def gluino_slha(gluino_mass_gev: float) -> str:
         with open(path) as f:
             current = f.read()
     if current != text:
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_atomic(path, text)
     return path
 
 

@@ -63,7 +63,7 @@ class Backup:
         path = self.manager.save()
         if not self.write:
             return
-        from hepflow.training.train import write_atomic
+        from hepflow.io import write_atomic
 
         write_atomic(os.path.join(self.directory, _BACKUP_STATE),
                      json.dumps({"checkpoint": os.path.basename(path), "epoch": epoch, "step": step,

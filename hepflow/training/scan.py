@@ -40,7 +40,7 @@ import yaml
 
 from hepflow.data import DataError
 from hepflow.training.runs import list_runs
-from hepflow.training.train import write_atomic
+from hepflow.io import write_atomic
 
 __all__ = ["load_scan", "scan_trials", "run_scan"]
 

@@ -36,21 +36,14 @@ import tensorflow as tf
 import yaml
 
 from hepflow.data import DataError, make_dataset
+from hepflow.io import write_atomic
 from hepflow.training.config import (build_model, build_optimizer, build_transform, load_config, split_specs)
 from hepflow.training.distribute import is_chief, make_strategy, strategy_name, tf_config_workers
 from hepflow.training.runs import read_history
 
-__all__ = ["train", "model_inputs", "write_atomic", "RUN_FILES"]
+__all__ = ["train", "model_inputs", "RUN_FILES"]
 
 RUN_FILES = ("config.yaml", "samples.yaml", "environment.json", "history.csv", "model.keras", "summary.json")
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def model_inputs(model, dataset, *, target: str | None = None, target_scale: float = 1.0):
