@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from hepflow.models.autoencoders import Autoencoder, _features, reconstruction_error
+from hepflow.models.autoencoders import Autoencoder, _features
 
 __all__ = ["MassDecorrelatedAutoencoder", "adversarial_autoencoder"]
 
@@ -91,9 +91,6 @@ class MassDecorrelatedAutoencoder(Autoencoder):
     def _adversary_loss(self, errors, mass_class, training: bool):
         logits = self.adversary(tf.math.log(errors[:, None] + 1e-8), training=training)
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=mass_class, logits=logits))
-
-    def _errors(self, x, training: bool):
-        return reconstruction_error(x, self.decoder(self.encoder(x, training=training), training=training))
 
     def train_step(self, data):
         features = _features(data)

@@ -146,16 +146,18 @@ class Autoencoder(OwnStepModel):
 
     def score(self, inputs):
         """The anomaly score per example: the reconstruction error (scaled units)."""
-        x = self._input(inputs)
-        return reconstruction_error(x, self.decoder(self.encoder(x, training=False), training=False))
+        return self._errors(self._input(inputs), False)
 
     @property
     def metrics(self):
         return [self.loss_tracker]
 
+    def _errors(self, x, training: bool):
+        """Reconstruction error per example of scaled inputs ``x``."""
+        return reconstruction_error(x, self.decoder(self.encoder(x, training=training), training=training))
+
     def _loss(self, x, training: bool):
-        return keras.ops.mean(reconstruction_error(x, self.decoder(self.encoder(x, training=training),
-                                                                   training=training)))
+        return keras.ops.mean(self._errors(x, training))
 
     def train_step(self, data):
         x = self._input(_features(data))
