@@ -61,18 +61,12 @@ class MassDecorrelatedAutoencoder(Autoencoder):
         self.adversary_tracker = keras.metrics.Mean(name="adversary_loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
 
+    compiled_optimizers = ("optimizer", "adversary_optimizer")
+
     def compile(self, optimizer="adam", adversary_optimizer=None, **kwargs):
         super().compile(optimizer=optimizer, **kwargs)
         self.adversary_optimizer = adversary_optimizer or keras.optimizers.Adam(self.adversary_learning_rate)
         self.adversary_optimizer.build(self.adversary.trainable_variables)
-
-    def get_compile_config(self):
-        return {"optimizer": keras.optimizers.serialize(self.optimizer),
-                "adversary_optimizer": keras.optimizers.serialize(self.adversary_optimizer)}
-
-    def compile_from_config(self, config):
-        self.compile(optimizer=keras.optimizers.deserialize(config["optimizer"]),
-                     adversary_optimizer=keras.optimizers.deserialize(config["adversary_optimizer"]))
 
     @property
     def autoencoder_variables(self):

@@ -27,6 +27,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from hepflow.models.base import SavedOptimizers
+
 __all__ = ["CaloGAN", "MinibatchDiscrimination", "calogan"]
 
 LAYERS = (("layer_0", (3, 96)), ("layer_1", (12, 12)), ("layer_2", (12, 6)))
@@ -109,7 +111,7 @@ def _discriminator(hidden: int, minibatch_kernels: int) -> keras.Model:
 
 
 @keras.saving.register_keras_serializable(package="hepflow")
-class CaloGAN(keras.Model):
+class CaloGAN(SavedOptimizers, keras.Model):
     """The generator and discriminator with a custom ``train_step`` (see the module docstring).
 
     Trains on batches ``(features, label)`` of the pipeline whose features hold ``layer_0``,
@@ -156,6 +158,8 @@ class CaloGAN(keras.Model):
         return self({"energy": energy, "noise": noise})
 
     # -- training --------------------------------------------------------------
+    compiled_optimizers = ("d_optimizer", "g_optimizer")
+
     def compile(self, *, d_optimizer=None, g_optimizer=None, **kwargs):
         """Two Adam optimizers by default (lr 2e-4, β1 = 0.5; WGAN-GP: lr 1e-4, β = (0.5, 0.9))."""
         betas = (0.5, 0.9) if self.loss_name == "wgan-gp" else (0.5, 0.999)
@@ -166,15 +170,6 @@ class CaloGAN(keras.Model):
         # built now, in the strategy's scope, not inside the first traced step
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
-
-    def get_compile_config(self):
-        return {"d_optimizer": keras.optimizers.serialize(self.d_optimizer),
-                "g_optimizer": keras.optimizers.serialize(self.g_optimizer)}
-
-    def compile_from_config(self, config):
-        """Recompiles a loaded model with optimizers of the saved settings (fresh moments)."""
-        self.compile(d_optimizer=keras.optimizers.deserialize(config["d_optimizer"]),
-                     g_optimizer=keras.optimizers.deserialize(config["g_optimizer"]))
 
     @property
     def metrics(self):
