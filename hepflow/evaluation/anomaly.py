@@ -129,14 +129,7 @@ def bump_hunt(mass, scores=None, *, threshold: float | None = None, window: Sequ
         ax.errorbar(centers, counts, yerr=np.sqrt(np.maximum(counts, 1)), fmt="k.", label="data")
         ax.plot(centers, fitted, "r-", label="sideband fit")
         ax.axvspan(*window, color="orange", alpha=0.2, label=f"window: Z = {result['significance']:.1f}")
-        ax.set_xlabel("jet mass [GeV]")
-        ax.set_ylabel(f"jets / {bin_width:g} GeV")
-        ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        os.makedirs(os.path.dirname(out_png) or ".", exist_ok=True)
-        fig.savefig(out_png, dpi=100)
-        plt.close(fig)
+        _save_mass_plot(fig, ax, out_png, ylabel=f"jets / {bin_width:g} GeV", title=title, legend_size=8)
     return result
 
 
@@ -154,12 +147,19 @@ def plot_mass_cut(background_mass, cuts: dict[str, np.ndarray], out_png: str, *,
     for name, keep in cuts.items():
         if np.any(keep):
             ax.hist(mass[keep], bins, density=True, histtype="step", label=name)
+    _save_mass_plot(fig, ax, out_png, ylabel="density", title=title, legend_size=7)
+    return out_png
+
+
+def _save_mass_plot(fig, ax, out_png: str, *, ylabel: str, title: str, legend_size: int) -> None:
+    """Labels a jet-mass plot, writes it as PNG (making the folder) and closes the figure."""
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("jet mass [GeV]")
-    ax.set_ylabel("density")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
     os.makedirs(os.path.dirname(out_png) or ".", exist_ok=True)
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
-    return out_png

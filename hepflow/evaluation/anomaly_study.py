@@ -279,7 +279,11 @@ def _counts(data_dir: str, parts, signal_region, sidebands) -> dict[str, dict[st
 
     out = {}
     for p in ("qcd", "gluino"):
-        m = np.concatenate([h5py.File(os.path.join(data_dir, f), "r")["mass"][:] for f in parts[p]["train"]])
+        masses = []
+        for name in parts[p]["train"]:
+            with h5py.File(os.path.join(data_dir, name), "r") as f:
+                masses.append(f["mass"][:])
+        m = np.concatenate(masses)
         sr = (m > signal_region[0]) & (m < signal_region[1])
         sb = np.zeros_like(sr)
         for lo, hi in sidebands:
