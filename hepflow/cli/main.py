@@ -177,13 +177,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     if task == "generative":
         from hepflow.evaluation.generative import evaluate_generative
 
-        table = evaluate_generative(args.run_dirs[0], out_dir=args.out)
-        worst = sorted(table["wasserstein"].items(), key=lambda kv: -kv[1])[:5]
-        print(f"{table['n']} test showers vs generated at the same energies")
-        print(f"classifier AUC (0.5 = indistinguishable): shower shapes {table['classifier_auc_features']:.3f}, "
-              f"cells {table['classifier_auc_cells']:.3f}; Fréchet distance (shapes) {table['frechet']:.3f}")
-        print("largest W1/σ: " + ", ".join(f"{k} {v:.3f}" for k, v in worst))
-        print(json.dumps({k: v for k, v in table.items() if k != "wasserstein"}))
+        result = evaluate_generative(args.run_dirs[0], out_dir=args.out)
+        tables = result.get("samples", {"": result})
+        for name, table in tables.items():
+            worst = sorted(table["wasserstein"].items(), key=lambda kv: -kv[1])[:5]
+            print(f"{name + ': ' if name else ''}{table['n']} test showers vs generated at the same energies")
+            print(f"classifier AUC (0.5 = indistinguishable): shower shapes {table['classifier_auc_features']:.3f}, "
+                  f"cells {table['classifier_auc_cells']:.3f}; Fréchet distance (shapes) {table['frechet']:.3f}")
+            print("largest W1/σ: " + ", ".join(f"{k} {v:.3f}" for k, v in worst))
+        summary = {name: {k: v for k, v in table.items() if k != "wasserstein"} for name, table in tables.items()}
+        print(json.dumps(summary.get("", summary)))
         return 0
     if task in ("anomaly", "proportions"):  # no truth labels in the config: name the signal files
         from hepflow.evaluation.anomaly_study import evaluate_anomaly_run

@@ -198,27 +198,46 @@ def compare_showers(real: Mapping[str, np.ndarray], fake: Mapping[str, np.ndarra
 def evaluate_generative(run_dir: str, *, out_dir: str | None = None, max_showers: int = 5000, seed: int = 0) -> dict:
     """Scores a generator run: its test showers against showers it generates at the same energies.
 
-    Reads up to ``max_showers`` showers of the run's test files through the pipeline, generates
-    one shower per row at that row's energy with the run's ``model.keras``, and calls
-    :func:`compare_showers`; results go to ``RUN_DIR/evaluation`` by default.
+    Reads up to ``max_showers`` showers of each test sample of the run through the pipeline,
+    generates one shower per row at that row's energy (and, for a generator conditioned on
+    several particle types, the sample's label as particle) with the run's ``model.keras``, and
+    calls :func:`compare_showers`; results go to ``RUN_DIR/evaluation`` by default.
+
+    Returns:
+        The table of :func:`compare_showers` for a run of one sample; for several samples
+        ``{"samples": {name: table}}``, each written to ``OUT_DIR/<name>``.
     """
     import keras
-    import tensorflow as tf
 
-    from hepflow.data import make_dataset
     from hepflow.training.config import load_config, split_specs
 
     cfg = load_config(os.path.join(run_dir, "config.yaml"))
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
-    ds = make_dataset(split_specs(cfg)["test"], batch_size=1024, epoch="all", shuffle=0, drop_remainder=False,
-                      seed=int(cfg["seed"]))
+    out_dir = out_dir or os.path.join(run_dir, "evaluation")
+    specs = split_specs(cfg)["test"]
+    tables = {}
+    for spec in specs:
+        real, fake = _real_and_generated(model, spec, max_showers=max_showers, seed=seed, run_seed=int(cfg["seed"]))
+        where = out_dir if len(specs) == 1 else os.path.join(out_dir, spec.name)
+        tables[spec.name] = compare_showers(real, fake, out_dir=where, seed=seed, log_dir=os.path.join(where, "tb"))
+    return next(iter(tables.values())) if len(specs) == 1 else {"samples": tables}
+
+
+def _real_and_generated(model, spec, *, max_showers: int, seed: int, run_seed: int):
+    """Up to ``max_showers`` showers of one sample and the model's showers at the same conditions."""
+    import tensorflow as tf
+
+    from hepflow.data import make_dataset
+
+    ds = make_dataset([spec], batch_size=1024, epoch="all", shuffle=0, drop_remainder=False, seed=run_seed)
+    particle = int(spec.label) if getattr(model, "particles", 1) > 1 else None
     real: dict[str, list] = {k: [] for k in (*LAYER_KEYS, "energy")}
     fake: dict[str, list] = {k: [] for k in LAYER_KEYS}
     seen = 0
     for features, _ in ds:
         take = min(max_showers - seen, int(features["energy"].shape[0]))
         energy = tf.reshape(tf.cast(features["energy"][:take], tf.float32), (-1, 1))
-        out = model.generate(energy, seed=seed + seen)
+        out = model.generate(energy, particle=particle, seed=seed + seen)
         for k in LAYER_KEYS:
             real[k].append(np.asarray(features[k][:take]))
             fake[k].append(np.asarray(out[k]))
@@ -226,10 +245,7 @@ def evaluate_generative(run_dir: str, *, out_dir: str | None = None, max_showers
         seen += take
         if seen >= max_showers:
             break
-    real_arrays = {k: np.concatenate(v) for k, v in real.items()}
-    fake_arrays = {k: np.concatenate(v) for k, v in fake.items()}
-    out_dir = out_dir or os.path.join(run_dir, "evaluation")
-    return compare_showers(real_arrays, fake_arrays, out_dir=out_dir, seed=seed, log_dir=os.path.join(out_dir, "tb"))
+    return {k: np.concatenate(v) for k, v in real.items()}, {k: np.concatenate(v) for k, v in fake.items()}
 
 
 def _png_to_tensorboard(writer, tag: str, png: str, step: int) -> None:
@@ -243,7 +259,8 @@ def _png_to_tensorboard(writer, tag: str, png: str, step: int) -> None:
 
 def generator_monitor(real: Mapping[str, np.ndarray], log_dir: str, *, every: int = 5):
     """A Keras callback: every ``every`` epochs, shower shapes and average showers of the
-    generator vs ``real`` (showers in GeV with ``energy``) as TensorBoard images.
+    generator vs ``real`` (showers in GeV with ``energy``, and ``particle`` ids for a generator of
+    several particle types) as TensorBoard images.
     """
     import keras
     import tensorflow as tf
@@ -258,7 +275,8 @@ def generator_monitor(real: Mapping[str, np.ndarray], log_dir: str, *, every: in
                 return
             self.writer = self.writer or tf.summary.create_file_writer(log_dir)
             energy = np.asarray(real["energy"], np.float32).reshape(-1, 1)
-            fake = {k: np.asarray(v) for k, v in self.model.generate(energy, seed=epoch).items()}
+            particle = real.get("particle") if getattr(self.model, "particles", 1) > 1 else None
+            fake = {k: np.asarray(v) for k, v in self.model.generate(energy, particle=particle, seed=epoch).items()}
             os.makedirs(log_dir, exist_ok=True)
             shapes_png = os.path.join(log_dir, "shapes.png")
             average_png = os.path.join(log_dir, "average_showers.png")

@@ -3,9 +3,10 @@
 After the CaloGAN study (Paganini, de Oliveira, Nachman, Phys. Rev. D 97, 014021 (2018),
 arXiv:1712.10321), with its ingredients and hepflow's choices where the issue leaves room:
 
-* **Energy conditioning.** The generator sees ``log(E / 1 GeV)`` beside the noise and produces
-  each cell as a *fraction of E* (ReLU: exact zeros, so showers can be sparse); the shower in
-  GeV is that times E. The discriminator sees the showers as fractions of E plus ``log E``.
+* **Conditioning.** The generator sees ``log(E / 1 GeV)`` (and, with ``particles > 1``, the
+  particle type one-hot: the sample's label) beside the noise and produces each cell as a
+  *fraction of E* (ReLU: exact zeros, so showers can be sparse); the shower in GeV is that times
+  E. The discriminator sees the showers as fractions of E plus the same conditions.
 * **Layer-to-layer conditioning.** Layer 1 is generated from the noise, the energy and layer 0;
   layer 2 from those and layer 1 — each layer sees the previous ones, as the shower develops.
 * **Minibatch discrimination** (Salimans et al., arXiv:1606.03498) in the discriminator, so a
@@ -68,10 +69,19 @@ class MinibatchDiscrimination(keras.layers.Layer):
         return {**super().get_config(), "kernels": self.kernels, "dim": self.dim}
 
 
-def _generator(latent_dim: int, hidden: int) -> keras.Model:
-    noise = keras.Input((latent_dim,), name="noise")
-    log_energy = keras.Input((1,), name="log_energy")
-    context = keras.layers.Concatenate()([noise, log_energy])
+def _conditions(latent_dim: int | None, particles: int):
+    """The conditioning inputs (``noise`` when ``latent_dim``, ``log_energy``, ``particle``
+    one-hot when ``particles > 1``), and the list of them a network concatenates."""
+    inputs = {"noise": keras.Input((latent_dim,), name="noise")} if latent_dim else {}
+    inputs["log_energy"] = keras.Input((1,), name="log_energy")
+    if particles > 1:
+        inputs["particle"] = keras.Input((particles,), name="particle")
+    return inputs, list(inputs.values())
+
+
+def _generator(latent_dim: int, hidden: int, particles: int) -> keras.Model:
+    inputs, context = _conditions(latent_dim, particles)
+    context = keras.layers.Concatenate()(context)
     outputs, previous = {}, []
     for key, shape in LAYERS:
         h = keras.layers.Concatenate()([context, *previous]) if previous else context
@@ -84,21 +94,20 @@ def _generator(latent_dim: int, hidden: int) -> keras.Model:
                                    bias_initializer=keras.initializers.Constant(1.0 / _CELLS))(h)
         previous.append(cells)
         outputs[key] = keras.layers.Reshape(shape, name=key)(cells)
-    return keras.Model({"noise": noise, "log_energy": log_energy}, outputs, name="generator")
+    return keras.Model(inputs, outputs, name="generator")
 
 
-def _discriminator(hidden: int, minibatch_kernels: int) -> keras.Model:
-    inputs = {key: keras.Input(shape, name=key) for key, shape in LAYERS}
-    log_energy = keras.Input((1,), name="log_energy")
-    parts = [log_energy]
+def _discriminator(hidden: int, minibatch_kernels: int, particles: int) -> keras.Model:
+    showers = {key: keras.Input(shape, name=key) for key, shape in LAYERS}
+    inputs, parts = _conditions(None, particles)
     for key, shape in LAYERS:
-        x = keras.layers.Reshape((*shape, 1))(inputs[key])
+        x = keras.layers.Reshape((*shape, 1))(showers[key])
         x = keras.layers.Conv2D(16, 3, padding="same")(x)
         x = keras.layers.LeakyReLU(0.2)(x)
         parts.append(keras.layers.Flatten()(x))
         # the layer's total fraction of E: what the energy response looks like
         parts.append(keras.layers.Reshape((1,))(keras.layers.GlobalAveragePooling1D()(
-            keras.layers.Reshape((shape[0] * shape[1], 1))(inputs[key]))))
+            keras.layers.Reshape((shape[0] * shape[1], 1))(showers[key]))))
     h = keras.layers.Concatenate()(parts)
     h = keras.layers.Dense(hidden)(h)
     h = keras.layers.LeakyReLU(0.2)(h)
@@ -106,8 +115,7 @@ def _discriminator(hidden: int, minibatch_kernels: int) -> keras.Model:
         h = MinibatchDiscrimination(kernels=minibatch_kernels, dim=8)(h)
     h = keras.layers.Dense(hidden // 2)(h)
     h = keras.layers.LeakyReLU(0.2)(h)
-    return keras.Model({**inputs, "log_energy": log_energy}, keras.layers.Dense(1, name="logit")(h),
-                       name="discriminator")
+    return keras.Model({**showers, **inputs}, keras.layers.Dense(1, name="logit")(h), name="discriminator")
 
 
 @keras.saving.register_keras_serializable(package="hepflow")
@@ -115,9 +123,10 @@ class CaloGAN(SavedOptimizers, keras.Model):
     """The generator and discriminator with a custom ``train_step`` (see the module docstring).
 
     Trains on batches ``(features, label)`` of the pipeline whose features hold ``layer_0``,
-    ``layer_1``, ``layer_2`` (GeV) and ``energy`` (GeV); the label is ignored. ``model(inputs)``
-    with ``{"energy": (batch, 1), "noise": (batch, latent_dim)}`` returns showers in GeV;
-    :meth:`generate` draws the noise itself.
+    ``layer_1``, ``layer_2`` (GeV) and ``energy`` (GeV); with ``particles > 1`` the label is the
+    particle type (0 … particles − 1), otherwise it is ignored. ``model(inputs)`` with
+    ``{"energy": (batch, 1), "noise": (batch, latent_dim)}`` (plus ``"particle"``: (batch,) ints
+    when ``particles > 1``) returns showers in GeV; :meth:`generate` draws the noise itself.
 
     Args:
         latent_dim: Noise dimension.
@@ -126,18 +135,22 @@ class CaloGAN(SavedOptimizers, keras.Model):
         loss: ``"bce"`` or ``"wgan-gp"``.
         energy_weight: λ_E of the energy constraint.
         discriminator_steps: Discriminator updates per generator update (5 is usual for WGAN-GP).
+        particles: Number of particle types it is conditioned on (1: one particle, no input).
     """
 
     def __init__(self, *, latent_dim: int = 64, hidden: int = 256, minibatch_kernels: int = 32,
-                 loss: str = "bce", energy_weight: float = 1.0, discriminator_steps: int = 1, **kwargs):
+                 loss: str = "bce", energy_weight: float = 1.0, discriminator_steps: int = 1, particles: int = 1,
+                 **kwargs):
         super().__init__(**kwargs)
         if loss not in ("bce", "wgan-gp"):
             raise ValueError(f"loss must be 'bce' or 'wgan-gp'. Received: loss={loss!r}")
+        if int(particles) < 1:
+            raise ValueError(f"particles must be ≥ 1. Received: particles={particles}")
         self.latent_dim, self.hidden, self.minibatch_kernels = int(latent_dim), int(hidden), int(minibatch_kernels)
         self.loss_name, self.energy_weight = loss, float(energy_weight)
-        self.discriminator_steps = int(discriminator_steps)
-        self.generator = _generator(self.latent_dim, self.hidden)
-        self.discriminator = _discriminator(self.hidden, self.minibatch_kernels)
+        self.discriminator_steps, self.particles = int(discriminator_steps), int(particles)
+        self.generator = _generator(self.latent_dim, self.hidden, self.particles)
+        self.discriminator = _discriminator(self.hidden, self.minibatch_kernels, self.particles)
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.energy_tracker = keras.metrics.Mean(name="energy_loss")
@@ -145,17 +158,35 @@ class CaloGAN(SavedOptimizers, keras.Model):
         self.built = True  # the generator and discriminator are built functional models
 
     # -- inference -------------------------------------------------------------
+    def _conditions(self, energy, particle):
+        """``{"log_energy", "particle" (one-hot, several particle types only)}`` for energies
+        (batch, 1) and particle ids."""
+        out = {"log_energy": keras.ops.log(energy)}
+        if self.particles > 1:
+            if particle is None:
+                raise ValueError(f"This generator is conditioned on {self.particles} particle types: pass "
+                                 f"`particle` (ints 0 … {self.particles - 1}). Received: particle=None")
+            ids = keras.ops.reshape(keras.ops.cast(particle, "int32"), (-1,))
+            out["particle"] = keras.ops.one_hot(ids, self.particles)
+        return out
+
     def call(self, inputs, training=False):
         energy = keras.ops.reshape(keras.ops.cast(inputs["energy"], "float32"), (-1, 1))
-        fractions = self.generator({"noise": inputs["noise"], "log_energy": keras.ops.log(energy)}, training=training)
+        conditions = self._conditions(energy, inputs.get("particle"))
+        fractions = self.generator({"noise": inputs["noise"], **conditions}, training=training)
         return {key: fractions[key] * keras.ops.reshape(energy, (-1, 1, 1)) for key, _ in LAYERS}
 
-    def generate(self, energy, *, seed=None):
-        """Showers (GeV) for incident energies ``energy`` (GeV, shape (n,) or (n, 1))."""
+    def generate(self, energy, *, particle=None, seed=None):
+        """Showers (GeV) for incident energies ``energy`` (GeV, shape (n,) or (n, 1)) and, for a
+        generator of several particle types, ``particle`` ids (one int or n of them)."""
         energy = keras.ops.reshape(keras.ops.cast(energy, "float32"), (-1, 1))
-        noise = keras.random.normal((keras.ops.shape(energy)[0], self.latent_dim),
-                                    seed=seed if seed is not None else self.seed_generator)
-        return self({"energy": energy, "noise": noise})
+        n = keras.ops.shape(energy)[0]
+        noise = keras.random.normal((n, self.latent_dim), seed=seed if seed is not None else self.seed_generator)
+        inputs = {"energy": energy, "noise": noise}
+        if particle is not None:
+            ids = keras.ops.reshape(keras.ops.cast(particle, "int32"), (-1,))
+            inputs["particle"] = keras.ops.broadcast_to(ids, (n,))
+        return self(inputs)
 
     # -- training --------------------------------------------------------------
     compiled_optimizers = ("d_optimizer", "g_optimizer")
@@ -176,91 +207,96 @@ class CaloGAN(SavedOptimizers, keras.Model):
         return [self.d_loss_tracker, self.g_loss_tracker, self.energy_tracker]
 
     def _split(self, data):
+        """Real showers as fractions of E, and the conditions of the batch."""
         features = data[0] if isinstance(data, (tuple, list)) else data
+        label = data[1] if isinstance(data, (tuple, list)) and len(data) > 1 else None
         energy = keras.ops.reshape(keras.ops.cast(features["energy"], "float32"), (-1, 1))
         scale = keras.ops.reshape(energy, (-1, 1, 1))
         real = {key: keras.ops.cast(features[key], "float32") / scale for key, _ in LAYERS}
-        return real, energy
+        return real, self._conditions(energy, label)
 
-    def _critic(self, showers, log_energy, training=True):
-        return self.discriminator({**showers, "log_energy": log_energy}, training=training)
+    def _fake(self, conditions, training=True):
+        batch = keras.ops.shape(conditions["log_energy"])[0]
+        noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        return self.generator({"noise": noise, **conditions}, training=training)
+
+    def _critic(self, showers, conditions, training=True):
+        return self.discriminator({**showers, **conditions}, training=training)
 
     @staticmethod
     def _response(showers):
         return sum(keras.ops.sum(keras.ops.reshape(showers[k], (keras.ops.shape(showers[k])[0], -1)), axis=1)
                    for k, _ in LAYERS)
 
+    def _d_loss(self, d_real, d_fake):
+        """The discriminator's loss (without the gradient penalty)."""
+        if self.loss_name == "bce":
+            return keras.ops.mean(keras.ops.softplus(-d_real)) + keras.ops.mean(keras.ops.softplus(d_fake))
+        return keras.ops.mean(d_fake) - keras.ops.mean(d_real)
+
+    def _adversarial(self, d_fake):
+        """The generator's adversarial loss (non-saturating for ``bce``)."""
+        return keras.ops.mean(keras.ops.softplus(-d_fake)) if self.loss_name == "bce" else -keras.ops.mean(d_fake)
+
     def train_step(self, data):
-        real, energy = self._split(data)
-        batch = keras.ops.shape(energy)[0]
-        log_energy = keras.ops.log(energy)
+        real, conditions = self._split(data)
+        target = keras.ops.mean(self._response(real))
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for _ in range(self.discriminator_steps):
-            noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
             with tf.GradientTape() as tape:
-                fake = self.generator({"noise": noise, "log_energy": log_energy}, training=True)
-                d_real, d_fake = self._critic(real, log_energy), self._critic(fake, log_energy)
-                if self.loss_name == "bce":
-                    d_loss = (keras.ops.mean(keras.ops.softplus(-d_real)) + keras.ops.mean(keras.ops.softplus(d_fake)))
-                else:
-                    d_loss = keras.ops.mean(d_fake) - keras.ops.mean(d_real) + 10.0 * self._gradient_penalty(
-                        real, fake, log_energy)
+                fake = self._fake(conditions)
+                d_loss = self._d_loss(self._critic(real, conditions), self._critic(fake, conditions))
+                if self.loss_name == "wgan-gp":
+                    d_loss += 10.0 * self._gradient_penalty(real, fake, conditions)
                 scaled = d_loss / replicas
             grads = tape.gradient(scaled, self.discriminator.trainable_variables)
             self.d_optimizer.apply(grads, self.discriminator.trainable_variables)
-        noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
-        target = keras.ops.mean(self._response(real))
         with tf.GradientTape() as tape:
-            fake = self.generator({"noise": noise, "log_energy": log_energy}, training=True)
-            d_fake = self._critic(fake, log_energy)
-            adversarial = (keras.ops.mean(keras.ops.softplus(-d_fake)) if self.loss_name == "bce"
-                           else -keras.ops.mean(d_fake))
+            fake = self._fake(conditions)
+            adversarial = self._adversarial(self._critic(fake, conditions))
             energy_loss = keras.ops.mean(keras.ops.abs(self._response(fake) - target))
             g_loss = adversarial + self.energy_weight * energy_loss
             scaled = g_loss / replicas
         grads = tape.gradient(scaled, self.generator.trainable_variables)
         self.g_optimizer.apply(grads, self.generator.trainable_variables)
+        return self._track(d_loss, adversarial, energy_loss)
+
+    def _track(self, d_loss, adversarial, energy_loss):
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(adversarial)
         self.energy_tracker.update_state(energy_loss)
         return {m.name: m.result() for m in self.metrics}
 
-    def _gradient_penalty(self, real, fake, log_energy):
-        batch = keras.ops.shape(log_energy)[0]
+    def _gradient_penalty(self, real, fake, conditions):
+        batch = keras.ops.shape(conditions["log_energy"])[0]
         eps = keras.random.uniform((batch, 1, 1), seed=self.seed_generator)
         mixed = {k: eps * real[k] + (1.0 - eps) * fake[k] for k, _ in LAYERS}
         with tf.GradientTape() as tape:
             tape.watch(list(mixed.values()))
-            score = self._critic(mixed, log_energy)
+            score = self._critic(mixed, conditions)
         grads = tape.gradient(score, [mixed[k] for k, _ in LAYERS])
         norm = keras.ops.sqrt(sum(keras.ops.sum(keras.ops.reshape(g, (batch, -1)) ** 2, axis=1) for g in grads) + 1e-12)
         return keras.ops.mean((norm - 1.0) ** 2)
 
     def test_step(self, data):
-        real, energy = self._split(data)
-        log_energy = keras.ops.log(energy)
-        noise = keras.random.normal((keras.ops.shape(energy)[0], self.latent_dim), seed=self.seed_generator)
-        fake = self.generator({"noise": noise, "log_energy": log_energy}, training=False)
-        d_real, d_fake = self._critic(real, log_energy, False), self._critic(fake, log_energy, False)
-        if self.loss_name == "bce":
-            d_loss = keras.ops.mean(keras.ops.softplus(-d_real)) + keras.ops.mean(keras.ops.softplus(d_fake))
-            adversarial = keras.ops.mean(keras.ops.softplus(-d_fake))
-        else:
-            d_loss, adversarial = keras.ops.mean(d_fake) - keras.ops.mean(d_real), -keras.ops.mean(d_fake)
+        real, conditions = self._split(data)
+        fake = self._fake(conditions, training=False)
+        d_fake = self._critic(fake, conditions, False)
+        d_loss = self._d_loss(self._critic(real, conditions, False), d_fake)
         energy_loss = keras.ops.mean(keras.ops.abs(self._response(fake) - keras.ops.mean(self._response(real))))
-        self.d_loss_tracker.update_state(d_loss)
-        self.g_loss_tracker.update_state(adversarial)
-        self.energy_tracker.update_state(energy_loss)
-        return {m.name: m.result() for m in self.metrics}
+        return self._track(d_loss, self._adversarial(d_fake), energy_loss)
 
     def get_config(self):
         return {**super().get_config(), "latent_dim": self.latent_dim, "hidden": self.hidden,
                 "minibatch_kernels": self.minibatch_kernels, "loss": self.loss_name,
-                "energy_weight": self.energy_weight, "discriminator_steps": self.discriminator_steps}
+                "energy_weight": self.energy_weight, "discriminator_steps": self.discriminator_steps,
+                "particles": self.particles}
 
 
 def calogan(*, latent_dim: int = 64, hidden: int = 256, minibatch_kernels: int = 32, loss: str = "bce",
-            energy_weight: float = 1.0, discriminator_steps: int = 1, name: str = "calogan") -> CaloGAN:
+            energy_weight: float = 1.0, discriminator_steps: int = 1, particles: int = 1,
+            name: str = "calogan") -> CaloGAN:
     """A :class:`CaloGAN` (factory for configs; see the class for the arguments)."""
     return CaloGAN(latent_dim=latent_dim, hidden=hidden, minibatch_kernels=minibatch_kernels, loss=loss,
-                   energy_weight=energy_weight, discriminator_steps=discriminator_steps, name=name)
+                   energy_weight=energy_weight, discriminator_steps=discriminator_steps, particles=particles,
+                   name=name)

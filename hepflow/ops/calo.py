@@ -33,7 +33,8 @@ def _width(profile: tf.Tensor, total: tf.Tensor) -> tf.Tensor:
     x = tf.range(tf.shape(profile)[1], dtype=tf.float32)[None, :]
     mean = tf.math.divide_no_nan(tf.reduce_sum(profile * x, 1), total)
     variance = tf.math.divide_no_nan(tf.reduce_sum(profile * (x - mean[:, None]) ** 2, 1), total)  # centred: stable
-    return tf.sqrt(variance)
+    positive = variance > 0  # sqrt with a finite gradient at 0 (a generator's loss differentiates through it)
+    return tf.where(positive, tf.sqrt(tf.where(positive, variance, 1.0)), 0.0)
 
 
 def shower_shapes(layers: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:

@@ -330,8 +330,9 @@ def _generator_monitor(splits, log_dir: str, *, every: int):
     from hepflow.evaluation.generative import generator_monitor
 
     ds = make_dataset(splits["validation"], batch_size=2000, epoch="all", shuffle=0, drop_remainder=False)
-    features, _ = next(iter(ds))
+    features, labels = next(iter(ds))
     real = {k: np.asarray(v) for k, v in features.items() if k in ("layer_0", "layer_1", "layer_2", "energy")}
+    real["particle"] = np.asarray(labels).reshape(-1).astype(np.int64)  # used by generators of several particles
     return generator_monitor(real, log_dir, every=every)
 
 
