@@ -22,7 +22,7 @@ A config (see ``configs/`` for one per model)::
       batch_size: 128
       steps_per_epoch: null          # null: one pass over the training files per epoch
       validation_steps: null         # null: every validation jet; N: N balanced, shuffled batches
-      early_stopping: {patience: 3}  # on val_loss; null to switch off
+      early_stopping: {patience: 3}  # monitor: val_loss (default) or another val_ metric; null: off
       cache: auto                    # pipeline cache: auto, memory, a folder, or null
       task: classification           # or regression: predict the feature `target` (divided by target_scale),
                                      # or generative: a model with its own train_step and optimizers (calogan),

@@ -6,8 +6,9 @@ The run directory holds everything needed to inspect, evaluate or reproduce the 
     samples.yaml       the train/validation/test files of every sample, with sizes and mtimes
     environment.json   package versions, git revision, host, start and end time
     history.csv        loss and metrics per epoch
-    best.keras         the model with the lowest validation loss so far
-    model.keras        the final model (best weights when early stopping restores them)
+    best.keras         the model of the best epoch so far (``training.early_stopping.monitor``,
+                       default val_loss; a GAN keeps one only with early stopping)
+    model.keras        the final model (the best epoch's weights with early stopping)
     summary.json       parameters, training time, jets seen, final metrics
     backup/            the last state (model, optimizer, seeds, position) for ``resume``
     validation/        classifiers: the final model's ROC curve on the validation files (roc.png)
@@ -37,6 +38,7 @@ import yaml
 
 from hepflow.data import DataError, make_dataset
 from hepflow.io import write_atomic
+from hepflow.training.best_epoch import best_epoch_callbacks
 from hepflow.training.config import (build_model, build_optimizer, build_transform, load_config, split_specs)
 from hepflow.training.distribute import is_chief, make_strategy, strategy_name, tf_config_workers
 from hepflow.training.runs import read_history
@@ -285,16 +287,11 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
 
     callbacks = [keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=resume),
                  keras.callbacks.TensorBoard(os.path.join(out_dir, "tb"), write_graph=False)]
-    if not generative:  # a GAN's losses say little about which epoch is best
-        callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "best.keras"), monitor="val_loss",
-                                                         save_best_only=True))
-    elif chief:  # shower-shape overlays and average showers in TensorBoard every few epochs
+    callbacks += best_epoch_callbacks(tcfg.get("early_stopping"), out_dir=out_dir, generative=generative,
+                                      history=read_history(os.path.join(out_dir, "history.csv")) if resume else [])
+    if generative and chief:  # shower-shape overlays and average showers in TensorBoard every few epochs
         callbacks.append(_generator_monitor(splits, os.path.join(out_dir, "tb", "showers"),
                                             every=int(tcfg.get("monitor_every") or 5)))
-    early = tcfg.get("early_stopping")
-    if early:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", restore_best_weights=True,
-                                                       patience=int(early.get("patience", 3))))
     t0 = time.perf_counter()
     history = fit(model, train_data, validation_data=val_data, epochs=int(tcfg["epochs"]), callbacks=callbacks,
                   verbose=verbose if chief else 0, backup_dir=os.path.join(out_dir, "backup"),
