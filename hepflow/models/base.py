@@ -9,11 +9,14 @@ __all__ = ["OwnStepModel", "SavedOptimizers"]
 class SavedOptimizers:
     """Mixin for a ``keras.Model`` whose ``compile`` takes its optimizers as keyword arguments:
     the settings of those named in ``compiled_optimizers`` go into ``.keras`` files, and a loaded
-    model is compiled with optimizers of the same settings (fresh moments)."""
+    model is compiled with optimizers of the same settings (fresh moments). An uncompiled model
+    saves no compile config and loads uncompiled."""
 
     compiled_optimizers: tuple[str, ...] = ("optimizer",)
 
     def get_compile_config(self):
+        if not getattr(self, "compiled", False):
+            return None
         return {name: keras.optimizers.serialize(getattr(self, name)) for name in self.compiled_optimizers}
 
     def compile_from_config(self, config):

@@ -14,6 +14,11 @@ arXiv:1712.10321), with its ingredients and hepflow's choices where the issue le
   readout threshold read zero, as in a real readout (without it every ReLU cell with a tiny
   positive output counts as hit); the gradient passes straight through (Bengio et al.,
   arXiv:1308.3432), so a suppressed cell can still be raised.
+* **Energy quanta** (``cell_quantum``, GeV; off by default): generated cells are rounded to
+  multiples of the readout quantum, straight-through like the threshold (a rounding to the
+  nearest quantum also zeroes cells below half a quantum). hepflow's simulation deposits energy
+  in 10 MeV quanta, so every simulated cell is an exact multiple of 10 MeV; without the rounding
+  the discriminator tells generated from simulated showers by the cell values alone.
 * **Minibatch discrimination** (Salimans et al., arXiv:1606.03498) in the discriminator, so a
   generator that collapses to one shower is caught.
 * **Energy constraint.** An auxiliary generator loss ``λ_E · mean |Σ_cells / E − r|``, where
@@ -44,7 +49,7 @@ import tensorflow as tf
 from hepflow.models.base import SavedOptimizers
 from hepflow.ops.calo import shower_shapes
 
-__all__ = ["CaloGAN", "MinibatchDiscrimination", "ZeroSuppression", "calogan", "feature_matching_loss"]
+__all__ = ["CaloGAN", "MinibatchDiscrimination", "Quantization", "ZeroSuppression", "calogan", "feature_matching_loss"]
 
 LAYERS = (("layer_0", (3, 96)), ("layer_1", (12, 12)), ("layer_2", (12, 6)))
 _CELLS = sum(r * c for _, (r, c) in LAYERS)
@@ -77,6 +82,35 @@ class ZeroSuppression(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "threshold": self.threshold}
+
+
+@keras.saving.register_keras_serializable(package="hepflow")
+class Quantization(keras.layers.Layer):
+    """Cells (fractions of E) rounded to multiples of ``quantum`` GeV, with a straight-through gradient.
+
+    Inputs are ``[cells (batch, n) ≥ 0, log_energy (batch, 1)]``; a cell of energy ``c`` GeV
+    reads ``round(c / quantum) · quantum``, so cells below half a quantum read zero.
+
+    Args:
+        quantum: The readout quantum in GeV (0: no rounding).
+    """
+
+    def __init__(self, *, quantum: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.quantum = float(quantum)
+
+    def call(self, inputs):
+        cells, log_energy = inputs
+        if self.quantum <= 0:
+            return cells
+        step = self.quantum * keras.ops.exp(-log_energy)  # the quantum as a fraction of E
+        return cells + keras.ops.stop_gradient(keras.ops.round(cells / step) * step - cells)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "quantum": self.quantum}
 
 
 @keras.saving.register_keras_serializable(package="hepflow")
@@ -145,7 +179,8 @@ def _conditions(latent_dim: int | None, particles: int):
     return inputs, list(inputs.values())
 
 
-def _generator(latent_dim: int, hidden: int, particles: int, cell_threshold: float) -> keras.Model:
+def _generator(latent_dim: int, hidden: int, particles: int, cell_threshold: float,
+               cell_quantum: float) -> keras.Model:
     inputs, context = _conditions(latent_dim, particles)
     context = keras.layers.Concatenate()(context)
     outputs, previous = {}, []
@@ -160,6 +195,8 @@ def _generator(latent_dim: int, hidden: int, particles: int, cell_threshold: flo
                                    bias_initializer=keras.initializers.Constant(1.0 / _CELLS))(h)
         if cell_threshold > 0:
             cells = ZeroSuppression(threshold=cell_threshold)([cells, inputs["log_energy"]])
+        if cell_quantum > 0:
+            cells = Quantization(quantum=cell_quantum)([cells, inputs["log_energy"]])
         previous.append(cells)
         outputs[key] = keras.layers.Reshape(shape, name=key)(cells)
     return keras.Model(inputs, outputs, name="generator")
@@ -205,23 +242,26 @@ class CaloGAN(SavedOptimizers, keras.Model):
         discriminator_steps: Discriminator updates per generator update (5 is usual for WGAN-GP).
         particles: Number of particle types it is conditioned on (1: one particle, no input).
         cell_threshold: Readout threshold (GeV) below which generated cells read zero (0: none).
+        cell_quantum: Readout quantum (GeV) generated cells are rounded to (0: none).
         feature_weight: Weight of the physics feature-matching loss (0: off).
     """
 
     def __init__(self, *, latent_dim: int = 64, hidden: int = 256, minibatch_kernels: int = 32,
                  loss: str = "bce", energy_weight: float = 1.0, discriminator_steps: int = 1, particles: int = 1,
-                 cell_threshold: float = 0.0, feature_weight: float = 1.0, **kwargs):
+                 cell_threshold: float = 0.0, cell_quantum: float = 0.0, feature_weight: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         if loss not in ("bce", "wgan-gp"):
             raise ValueError(f"loss must be 'bce' or 'wgan-gp'. Received: loss={loss!r}")
-        if int(particles) < 1 or float(cell_threshold) < 0:
-            raise ValueError(f"Need particles ≥ 1 and cell_threshold ≥ 0. Received: particles={particles}, "
-                             f"cell_threshold={cell_threshold}")
+        if int(particles) < 1 or float(cell_threshold) < 0 or float(cell_quantum) < 0:
+            raise ValueError(f"Need particles ≥ 1, cell_threshold ≥ 0 and cell_quantum ≥ 0. Received: "
+                             f"particles={particles}, cell_threshold={cell_threshold}, cell_quantum={cell_quantum}")
         self.latent_dim, self.hidden, self.minibatch_kernels = int(latent_dim), int(hidden), int(minibatch_kernels)
         self.loss_name, self.energy_weight = loss, float(energy_weight)
         self.discriminator_steps, self.particles = int(discriminator_steps), int(particles)
-        self.cell_threshold, self.feature_weight = float(cell_threshold), float(feature_weight)
-        self.generator = _generator(self.latent_dim, self.hidden, self.particles, self.cell_threshold)
+        self.cell_threshold, self.cell_quantum = float(cell_threshold), float(cell_quantum)
+        self.feature_weight = float(feature_weight)
+        self.generator = _generator(self.latent_dim, self.hidden, self.particles, self.cell_threshold,
+                                    self.cell_quantum)
         self.discriminator = _discriminator(self.hidden, self.minibatch_kernels, self.particles)
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
@@ -371,13 +411,14 @@ class CaloGAN(SavedOptimizers, keras.Model):
                 "minibatch_kernels": self.minibatch_kernels, "loss": self.loss_name,
                 "energy_weight": self.energy_weight, "discriminator_steps": self.discriminator_steps,
                 "particles": self.particles, "cell_threshold": self.cell_threshold,
-                "feature_weight": self.feature_weight}
+                "cell_quantum": self.cell_quantum, "feature_weight": self.feature_weight}
 
 
 def calogan(*, latent_dim: int = 64, hidden: int = 256, minibatch_kernels: int = 32, loss: str = "bce",
             energy_weight: float = 1.0, discriminator_steps: int = 1, particles: int = 1,
-            cell_threshold: float = 0.0, feature_weight: float = 1.0, name: str = "calogan") -> CaloGAN:
+            cell_threshold: float = 0.0, cell_quantum: float = 0.0, feature_weight: float = 1.0,
+            name: str = "calogan") -> CaloGAN:
     """A :class:`CaloGAN` (factory for configs; see the class for the arguments)."""
     return CaloGAN(latent_dim=latent_dim, hidden=hidden, minibatch_kernels=minibatch_kernels, loss=loss,
                    energy_weight=energy_weight, discriminator_steps=discriminator_steps, particles=particles,
-                   cell_threshold=cell_threshold, feature_weight=feature_weight, name=name)
+                   cell_threshold=cell_threshold, cell_quantum=cell_quantum, feature_weight=feature_weight, name=name)

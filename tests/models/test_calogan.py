@@ -171,7 +171,8 @@ def test_hepflow_train_runs_the_gan_config_with_shower_plots_in_tensorboard(calo
                                "training.batch_size=32", "training.monitor_every=1", "training.validation_steps=1",
                                "model.args.hidden=32"])
     assert summary["epochs"] == 1 and np.isfinite(summary["last_epoch"]["g_loss"])
-    assert (tmp_path / "run" / "model.keras").is_file() and not (tmp_path / "run" / "best.keras").exists()
+    # the config keeps the epoch with the best validation feature matching
+    assert (tmp_path / "run" / "model.keras").is_file() and (tmp_path / "run" / "best.keras").is_file()
     assert (tmp_path / "run" / "tb" / "showers" / "average_showers.png").is_file()
     assert any(n.startswith("events") for n in os.listdir(tmp_path / "run" / "tb" / "showers"))
     assert isinstance(keras.saving.load_model(tmp_path / "run" / "model.keras"), CaloGAN)
@@ -263,3 +264,27 @@ def test_zero_suppression_reads_zero_below_threshold_and_passes_the_gradient():
     for k, v in showers.items():  # exact zeros or at least the threshold, never below
         v = np.asarray(v)
         assert np.all((v == 0) | (v >= 0.005 - 1e-7)), k
+
+
+def test_quantization_rounds_cells_to_the_readout_quantum_and_passes_the_gradient(tmp_path):
+    import tensorflow as tf
+
+    from hepflow.models.calogan import Quantization
+
+    layer = Quantization(quantum=0.01)
+    cells = tf.Variable([[0.0004, 0.0006, 0.00149, 0.0016, 0.0]])  # fractions of 10 GeV: 4, 6, 14.9, 16, 0 MeV
+    log_energy = tf.math.log(tf.constant([[10.0]]))
+    with tf.GradientTape() as tape:
+        out = layer([cells, log_energy])
+        total = tf.reduce_sum(out * tf.constant([[1.0, 2.0, 3.0, 4.0, 5.0]]))
+    np.testing.assert_allclose(out.numpy() * 10.0, [[0.0, 0.01, 0.01, 0.02, 0.0]], atol=1e-7)
+    np.testing.assert_allclose(tape.gradient(total, cells).numpy(), [[1.0, 2.0, 3.0, 4.0, 5.0]])
+    gan = calogan(latent_dim=8, hidden=32, minibatch_kernels=4, cell_quantum=0.01)
+    gan.save(tmp_path / "gan.keras")
+    reloaded = keras.saving.load_model(tmp_path / "gan.keras")
+    energy = np.array([[3.0], [70.0]], np.float32)
+    showers, again = gan.generate(energy, seed=2), reloaded.generate(energy, seed=2)
+    for k, v in showers.items():  # whole 10 MeV quanta, like the simulation's cells
+        v = np.asarray(v, np.float64)
+        np.testing.assert_allclose(v / 0.01, np.round(v / 0.01), atol=2e-3, err_msg=k)
+        np.testing.assert_array_equal(v, np.asarray(again[k]))
