@@ -44,7 +44,7 @@ results-calo: install
 	$(VENV)/bin/hepflow evaluate runs/calo/gammapi_cnn --out runs/calo/gammapi_report --markdown --efficiencies 0.9 0.95
 	$(VENV)/bin/hepflow evaluate runs/calo/eplus_energy_cnn
 
-# the CaloGAN-style generator on the e+ showers of results-calo (about 20 minutes on 2 cores)
+# the CaloGAN-style generator on the e+ showers of results-calo (about 25 minutes on 2 cores)
 results-calogan: install
 	$(VENV)/bin/hepflow train configs/calo/eplus_calogan.yaml --run-dir runs/calo/eplus_calogan --overwrite
 	$(VENV)/bin/hepflow evaluate runs/calo/eplus_calogan
