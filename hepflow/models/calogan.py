@@ -22,13 +22,15 @@ arXiv:1712.10321), with its ingredients and hepflow's choices where the issue le
 * **Minibatch discrimination** (Salimans et al., arXiv:1606.03498) in the discriminator, so a
   generator that collapses to one shower is caught.
 * **Energy constraint.** An auxiliary generator loss ``λ_E · mean |Σ_cells / E − r|``, where
-  ``r`` is the mean response (deposit / E) of the real showers in the same batch: the total
+  ``r`` is the mean response (deposit / E) of the real showers in the same batch (of the same
+  particle type, with ``particles > 1``: a pion's response is not an electron's): the total
   generated energy follows the requested energy (hepflow's form of CaloGAN's energy loss; the
   response of a real calorimeter is below 1 because of leakage and overflow).
 * **Physics feature matching** (``feature_weight``): an auxiliary generator loss that matches
   the batch mean and standard deviation of the differentiable shower shapes of
   :mod:`hepflow.ops.calo` (layer fractions, log response, depth, widths, E_ratio), each in
-  units of the real batch's spread, between generated and real showers at the same energies —
+  units of the real batch's spread, between generated and real showers at the same energies
+  (within each particle type, with ``particles > 1``) —
   the feature matching of Salimans et al. (arXiv:1606.03498) on physics features instead of
   discriminator features. A discriminator that has already won (as CaloGAN's does within a few
   hundred steps on these showers) gives the generator almost no gradient; this loss keeps
@@ -159,14 +161,33 @@ def _matched_features(fractions, energy):
     return keras.ops.stack([shapes[k] for k in MATCHED_SHAPES] + [keras.ops.log(response + 1e-6)], axis=-1)
 
 
-def feature_matching_loss(real, fake):
-    """Mean over features of |Δ mean| + |Δ std| between two (batch, F) sets, in units of the real std."""
-    def std(x):  # finite gradient when a feature does not vary in the batch
-        return keras.ops.sqrt(keras.ops.var(x, axis=0) + 1e-6)
+def feature_matching_loss(real, fake, groups=None):
+    """Mean over features of |Δ mean| + |Δ std| between two (batch, F) sets, in units of the real std.
 
-    scale = std(real) + 1e-3
-    mean = keras.ops.abs(keras.ops.mean(fake, axis=0) - keras.ops.mean(real, axis=0)) / scale
-    return keras.ops.mean(mean + keras.ops.abs(std(fake) - std(real)) / scale)
+    Args:
+        real: (batch, F) features of real showers.
+        fake: (batch, F) features of generated showers with the same conditions, row by row.
+        groups: (batch, G) one-hot membership (the particle type): the moments are matched
+            within each group and the groups present in the batch are averaged. ``None``: one group.
+    """
+    if groups is None:
+        groups = keras.ops.ones_like(real[:, :1])
+    counts = keras.ops.sum(groups, axis=0)  # (G,)
+    n = keras.ops.maximum(counts, 1.0)[:, None]
+
+    def moments(x):  # (G, F) means and spreads; finite gradient when a feature does not vary
+        mean = keras.ops.matmul(keras.ops.transpose(groups), x) / n
+        centred = x[:, None, :] - mean[None, :, :]  # (batch, G, F)
+        var = keras.ops.sum(groups[:, :, None] * centred ** 2, axis=0) / n
+        return mean, keras.ops.sqrt(var + 1e-6)
+
+    real_mean, real_std = moments(real)
+    fake_mean, fake_std = moments(fake)
+    scale = real_std + 1e-3
+    per_group = keras.ops.mean((keras.ops.abs(fake_mean - real_mean) + keras.ops.abs(fake_std - real_std)) / scale,
+                               axis=-1)
+    present = keras.ops.cast(counts > 0, per_group.dtype)
+    return keras.ops.sum(per_group * present) / keras.ops.maximum(keras.ops.sum(present), 1.0)
 
 
 def _conditions(latent_dim: int | None, particles: int):
@@ -336,6 +357,15 @@ class CaloGAN(SavedOptimizers, keras.Model):
     def _critic(self, showers, conditions, training=True):
         return self.discriminator({**showers, **conditions}, training=training)
 
+    def _target_response(self, real, conditions):
+        """The mean response (deposit / E) of the real showers, per particle type when there are several."""
+        response = self._response(real)
+        if "particle" not in conditions:
+            return keras.ops.mean(response)
+        groups = conditions["particle"]  # (batch, particles) one-hot
+        means = keras.ops.matmul(response[None, :], groups)[0] / keras.ops.maximum(keras.ops.sum(groups, axis=0), 1.0)
+        return keras.ops.matmul(groups, means[:, None])[:, 0]
+
     @staticmethod
     def _response(showers):
         return sum(keras.ops.sum(keras.ops.reshape(showers[k], (keras.ops.shape(showers[k])[0], -1)), axis=1)
@@ -353,8 +383,9 @@ class CaloGAN(SavedOptimizers, keras.Model):
 
     def train_step(self, data):
         real, conditions = self._split(data)
-        target = keras.ops.mean(self._response(real))
+        target = self._target_response(real, conditions)
         energy = keras.ops.exp(conditions["log_energy"])
+        groups = conditions.get("particle")
         real_features = _matched_features(real, energy) if self.feature_weight else None
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for _ in range(self.discriminator_steps):
@@ -370,7 +401,7 @@ class CaloGAN(SavedOptimizers, keras.Model):
             fake = self._fake(conditions)
             adversarial = self._adversarial(self._critic(fake, conditions))
             energy_loss = keras.ops.mean(keras.ops.abs(self._response(fake) - target))
-            feature_loss = (feature_matching_loss(real_features, _matched_features(fake, energy))
+            feature_loss = (feature_matching_loss(real_features, _matched_features(fake, energy), groups)
                             if self.feature_weight else keras.ops.zeros(()))
             g_loss = adversarial + self.energy_weight * energy_loss + self.feature_weight * feature_loss
             scaled = g_loss / replicas
@@ -401,9 +432,10 @@ class CaloGAN(SavedOptimizers, keras.Model):
         fake = self._fake(conditions, training=False)
         d_fake = self._critic(fake, conditions, False)
         d_loss = self._d_loss(self._critic(real, conditions, False), d_fake)
-        energy_loss = keras.ops.mean(keras.ops.abs(self._response(fake) - keras.ops.mean(self._response(real))))
+        energy_loss = keras.ops.mean(keras.ops.abs(self._response(fake) - self._target_response(real, conditions)))
         energy = keras.ops.exp(conditions["log_energy"])
-        feature_loss = feature_matching_loss(_matched_features(real, energy), _matched_features(fake, energy))
+        feature_loss = feature_matching_loss(_matched_features(real, energy), _matched_features(fake, energy),
+                                             conditions.get("particle"))
         return self._track(d_loss, self._adversarial(d_fake), energy_loss, feature_loss)
 
     def get_config(self):

@@ -224,6 +224,26 @@ def test_feature_matching_loss_is_the_moment_distance_in_units_of_the_real_sprea
     assert float(feature_matching_loss(real, wider)) == pytest.approx(expected, rel=1e-3)
 
 
+def test_feature_matching_with_particle_groups_compares_each_particle_with_its_own_kind():
+    from hepflow.models.calogan import feature_matching_loss
+
+    rng = np.random.default_rng(1)
+    electrons = rng.normal(size=(300, 2)).astype(np.float32)
+    pions = rng.normal(loc=5.0, size=(300, 2)).astype(np.float32)
+    real = np.concatenate([electrons, pions])
+    groups = np.repeat(np.eye(3, dtype=np.float32)[:2], 300, axis=0)  # two of three types present
+    # the same mixture with the labels swapped: pooled moments agree, per-particle ones do not
+    swapped = np.concatenate([pions, electrons])
+    assert float(feature_matching_loss(real, swapped)) == pytest.approx(0.0, abs=1e-5)
+    per_particle = float(feature_matching_loss(real, swapped, groups))
+    assert per_particle > 4.0  # each mean is ~5 σ off
+    assert float(feature_matching_loss(real, real, groups)) == pytest.approx(0.0, abs=1e-6)
+    # a group's loss is that group's plain loss; absent groups do not count
+    shifted = real + np.concatenate([np.zeros((300, 2)), np.full((300, 2), 0.5)]).astype(np.float32)
+    expected = (0.0 + float(feature_matching_loss(pions, pions + 0.5))) / 2
+    assert float(feature_matching_loss(real, shifted, groups)) == pytest.approx(expected, rel=1e-4)
+
+
 def test_feature_matching_moves_energy_into_the_right_layers(calo_dir):
     """A new generator spreads E over all 504 cells (57 % in layer 0; the data: ~20 %); with the
     feature-matching loss the layer fractions move to the data's within a few dozen steps."""
