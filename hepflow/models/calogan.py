@@ -57,12 +57,30 @@ LAYERS = (("layer_0", (3, 96)), ("layer_1", (12, 12)), ("layer_2", (12, 6)))
 _CELLS = sum(r * c for _, (r, c) in LAYERS)
 
 
-@keras.saving.register_keras_serializable(package="hepflow")
-class ZeroSuppression(keras.layers.Layer):
-    """Cells (fractions of E) whose energy is below ``threshold`` GeV read zero.
+class _StraightThroughReadout(keras.layers.Layer):
+    """Base of the readout layers: inputs ``[cells (batch, n) ≥ 0 as fractions of E, log_energy
+    (batch, 1)]``; the forward pass returns :meth:`read` of the cells, the gradient is the identity
+    (straight-through, Bengio et al., arXiv:1308.3432), so a cell read as zero can still be raised."""
 
-    Inputs are ``[cells (batch, n) ≥ 0, log_energy (batch, 1)]``. The forward pass zeroes the
-    cells; the gradient is the identity (straight-through), so a suppressed cell can still be raised.
+    def active(self) -> bool:
+        raise NotImplementedError
+
+    def read(self, cells, log_energy):
+        raise NotImplementedError
+
+    def call(self, inputs):
+        cells, log_energy = inputs
+        if not self.active():
+            return cells
+        return cells + keras.ops.stop_gradient(self.read(cells, log_energy) - cells)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package="hepflow")
+class ZeroSuppression(_StraightThroughReadout):
+    """Cells (fractions of E) whose energy is below ``threshold`` GeV read zero (straight-through).
 
     Args:
         threshold: Readout threshold in GeV (0: no suppression).
@@ -72,26 +90,20 @@ class ZeroSuppression(keras.layers.Layer):
         super().__init__(**kwargs)
         self.threshold = float(threshold)
 
-    def call(self, inputs):
-        cells, log_energy = inputs
-        if self.threshold <= 0:
-            return cells
-        above = keras.ops.cast(cells * keras.ops.exp(log_energy) >= self.threshold, cells.dtype)
-        return cells + keras.ops.stop_gradient(cells * above - cells)
+    def active(self) -> bool:
+        return self.threshold > 0
 
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
+    def read(self, cells, log_energy):
+        return cells * keras.ops.cast(cells * keras.ops.exp(log_energy) >= self.threshold, cells.dtype)
 
     def get_config(self):
         return {**super().get_config(), "threshold": self.threshold}
 
 
 @keras.saving.register_keras_serializable(package="hepflow")
-class Quantization(keras.layers.Layer):
-    """Cells (fractions of E) rounded to multiples of ``quantum`` GeV, with a straight-through gradient.
-
-    Inputs are ``[cells (batch, n) ≥ 0, log_energy (batch, 1)]``; a cell of energy ``c`` GeV
-    reads ``round(c / quantum) · quantum``, so cells below half a quantum read zero.
+class Quantization(_StraightThroughReadout):
+    """Cells (fractions of E) rounded to multiples of ``quantum`` GeV (straight-through): a cell of
+    ``c`` GeV reads ``round(c / quantum) · quantum``, so cells below half a quantum read zero.
 
     Args:
         quantum: The readout quantum in GeV (0: no rounding).
@@ -101,15 +113,12 @@ class Quantization(keras.layers.Layer):
         super().__init__(**kwargs)
         self.quantum = float(quantum)
 
-    def call(self, inputs):
-        cells, log_energy = inputs
-        if self.quantum <= 0:
-            return cells
-        step = self.quantum * keras.ops.exp(-log_energy)  # the quantum as a fraction of E
-        return cells + keras.ops.stop_gradient(keras.ops.round(cells / step) * step - cells)
+    def active(self) -> bool:
+        return self.quantum > 0
 
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
+    def read(self, cells, log_energy):
+        step = self.quantum * keras.ops.exp(-log_energy)  # the quantum as a fraction of E
+        return keras.ops.round(cells / step) * step
 
     def get_config(self):
         return {**super().get_config(), "quantum": self.quantum}
@@ -161,6 +170,13 @@ def _matched_features(fractions, energy):
     return keras.ops.stack([shapes[k] for k in MATCHED_SHAPES] + [keras.ops.log(response + 1e-6)], axis=-1)
 
 
+def _group_means(x, groups):
+    """(G, F) means of the rows of ``x`` (batch, F) in each one-hot group of ``groups`` (batch, G);
+    zero for a group absent from the batch."""
+    counts = keras.ops.maximum(keras.ops.sum(groups, axis=0), 1.0)[:, None]
+    return keras.ops.matmul(keras.ops.transpose(groups), x) / counts
+
+
 def feature_matching_loss(real, fake, groups=None):
     """Mean over features of |Δ mean| + |Δ std| between two (batch, F) sets, in units of the real std.
 
@@ -172,13 +188,10 @@ def feature_matching_loss(real, fake, groups=None):
     """
     if groups is None:
         groups = keras.ops.ones_like(real[:, :1])
-    counts = keras.ops.sum(groups, axis=0)  # (G,)
-    n = keras.ops.maximum(counts, 1.0)[:, None]
 
     def moments(x):  # (G, F) means and spreads; finite gradient when a feature does not vary
-        mean = keras.ops.matmul(keras.ops.transpose(groups), x) / n
-        centred = x[:, None, :] - mean[None, :, :]  # (batch, G, F)
-        var = keras.ops.sum(groups[:, :, None] * centred ** 2, axis=0) / n
+        mean = _group_means(x, groups)
+        var = _group_means((x - keras.ops.matmul(groups, mean)) ** 2, groups)  # about each row's own group mean
         return mean, keras.ops.sqrt(var + 1e-6)
 
     real_mean, real_std = moments(real)
@@ -186,7 +199,7 @@ def feature_matching_loss(real, fake, groups=None):
     scale = real_std + 1e-3
     per_group = keras.ops.mean((keras.ops.abs(fake_mean - real_mean) + keras.ops.abs(fake_std - real_std)) / scale,
                                axis=-1)
-    present = keras.ops.cast(counts > 0, per_group.dtype)
+    present = keras.ops.cast(keras.ops.sum(groups, axis=0) > 0, per_group.dtype)
     return keras.ops.sum(per_group * present) / keras.ops.maximum(keras.ops.sum(present), 1.0)
 
 
@@ -363,8 +376,7 @@ class CaloGAN(SavedOptimizers, keras.Model):
         if "particle" not in conditions:
             return keras.ops.mean(response)
         groups = conditions["particle"]  # (batch, particles) one-hot
-        means = keras.ops.matmul(response[None, :], groups)[0] / keras.ops.maximum(keras.ops.sum(groups, axis=0), 1.0)
-        return keras.ops.matmul(groups, means[:, None])[:, 0]
+        return keras.ops.matmul(groups, _group_means(response[:, None], groups))[:, 0]
 
     @staticmethod
     def _response(showers):
