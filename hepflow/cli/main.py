@@ -281,7 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     p.add_argument("--chunk-jets", type=int, default=1000, help="jets per chunk file")
     p.add_argument("--seed", type=int, default=1, help="run seed; chunk seeds derive from it")
-    p.add_argument("--detector", choices=["simple", "none"], default="simple", help="detector response")
+    p.add_argument("--detector", choices=["simple", "calo", "none"], default="simple",
+                   help="detector response: tracks + towers, towers only (like the reference data), none")
     p.add_argument("--no-mpi", action="store_true", help="switch off multi-parton interactions (faster)")
     p.add_argument("--no-hadronization", action="store_true", help="partons as constituents (fast, unphysical)")
     p.add_argument("--format", choices=["native", "reference"], default="native",
@@ -298,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     p.add_argument("--chunk-jets", type=int, default=500, help="jets per chunk file")
     p.add_argument("--seed", type=int, default=1, help="run seed; chunk seeds derive from it")
-    p.add_argument("--detector", choices=["simple", "none"], default="simple", help="detector response")
+    p.add_argument("--detector", choices=["simple", "calo", "none"], default="simple",
+                   help="detector response: tracks + towers, towers only (like the reference data), none")
     p.add_argument("--no-mpi", action="store_true", help="switch off multi-parton interactions (faster)")
     p.set_defaults(func=_generate_jets)
     p = gen.add_parser("calo-showers", help="e+/γ/π+ showers in the CaloGAN geometry and format (parametrized)")

@@ -35,7 +35,7 @@ class TopTaggingConfig(tfds.core.BuilderConfig):
         n_train, n_validation, n_test: Jets per split (generated; half top, half QCD).
         seed: Run seed; the splits use ``seed``, ``seed + 1``, ``seed + 2``.
         workers: Generator processes.
-        detector: ``"simple"`` or ``"none"``.
+        detector: ``"simple"``, ``"calo"`` (towers only) or ``"none"``.
         mpi: Multi-parton interactions on.
     """
 

@@ -16,12 +16,17 @@ simple detector gives generated data that resemble them rather than perfect trut
 
 The numbers are typical of LHC general-purpose detectors (e.g. the ATLAS and CMS
 Delphes cards); they are choices, documented here and recorded in each manifest.
+
+``detector="calo"`` is the same calorimeter without the tracker: charged hadrons shower in
+the HCAL and electrons in the ECAL, so every constituent is a tower. That is the view of
+the top-tagging reference dataset and of the DeepTop study's jet images (calorimeter
+towers only); the jet mass and substructure are then measured with the HCAL resolution.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TYPE_NONE", "TYPE_PHOTON", "TYPE_NEUTRAL_HADRON", "TYPE_CHARGED_HADRON", "TYPE_ELECTRON",
+__all__ = ["DETECTORS", "detector_settings", "TYPE_NONE", "TYPE_PHOTON", "TYPE_NEUTRAL_HADRON", "TYPE_CHARGED_HADRON", "TYPE_ELECTRON",
            "TYPE_MUON", "particle_types", "simple_detector", "DETECTOR_SETTINGS"]
 
 TYPE_NONE, TYPE_PHOTON, TYPE_NEUTRAL_HADRON, TYPE_CHARGED_HADRON, TYPE_ELECTRON, TYPE_MUON = range(6)
@@ -31,6 +36,19 @@ DETECTOR_SETTINGS = {
     "tower_deta": 0.05, "tower_nphi": 126, "calo_eta_max": 5.0,
     "ecal_resolution": [0.10, 0.01], "hcal_resolution": [0.50, 0.03], "tower_e_min_gev": 0.5,
 }
+
+
+#: Detector responses of the jet generators: tracks + towers, towers only, stable particles.
+DETECTORS = ("simple", "calo", "none")
+
+
+def detector_settings(detector: str) -> dict | None:
+    """The settings a detector response uses (recorded in manifests); None for ``"none"``."""
+    if detector == "none":
+        return None
+    if detector == "calo":
+        return {**DETECTOR_SETTINGS, "track_pt_min_gev": None, "track_eta_max": 0.0, "track_resolution": None}
+    return dict(DETECTOR_SETTINGS)
 
 
 def particle_types(pid: np.ndarray, charge: np.ndarray) -> np.ndarray:
@@ -43,10 +61,16 @@ def particle_types(pid: np.ndarray, charge: np.ndarray) -> np.ndarray:
     return t.astype(np.int8)
 
 
-def simple_detector(px, py, pz, e, charge, pid, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def simple_detector(px, py, pz, e, charge, pid, rng: np.random.Generator, *, tracker: bool = True
+                    ) -> dict[str, np.ndarray]:
     """Applies the response to one event's visible final-state particles (GeV).
 
-    Returns arrays ``px, py, pz, e, charge, type`` of the reconstructed objects.
+    Args:
+        tracker: False for the calorimeter-only response (``detector="calo"``): no
+            particle becomes a track, charged hadrons deposit in the HCAL.
+
+    Returns:
+        Arrays ``px, py, pz, e, charge, type`` of the reconstructed objects.
     """
     s = DETECTOR_SETTINGS
     pt = np.hypot(px, py)
@@ -54,7 +78,7 @@ def simple_detector(px, py, pz, e, charge, pid, rng: np.random.Generator) -> dic
     eta = np.arcsinh(pz / np.maximum(pt, 1e-9))
     phi = np.arctan2(py, px)
     types = particle_types(pid, charge)
-    tracked = (charge != 0) & (pt > s["track_pt_min_gev"]) & (np.abs(eta) < s["track_eta_max"])
+    tracked = (charge != 0) & (pt > s["track_pt_min_gev"]) & (np.abs(eta) < s["track_eta_max"]) & tracker
     # tracks: smear |p| by the pT resolution, keep direction and mass
     a, b = s["track_resolution"]
     scale = 1.0 + rng.normal(0, 1, tracked.sum()) * np.hypot(a, b * pt[tracked])

@@ -33,7 +33,7 @@ import numpy as np
 from hepflow.io import write_atomic, write_json_atomic
 from hepflow.physics.chunks import (chunk_complete, remove_stale_tmp, run_chunks, sidecar_path,
                                     write_sidecar)
-from hepflow.physics.detector import DETECTOR_SETTINGS, particle_types, simple_detector
+from hepflow.physics.detector import DETECTORS, detector_settings, particle_types, simple_detector
 from hepflow.physics.nsubjettiness import delta_r, nsubjettiness
 
 __all__ = ["ANOMALY_SETTINGS", "JetSettings", "PROCESSES", "generate_chunk", "generate_jets", "generate_top_tagging",
@@ -67,7 +67,8 @@ class JetSettings:
         jet_r: Anti-kT radius.
         pt_min_gev, pt_max_gev, eta_max: Jet selection.
         match_r: Truth-matching radius for top jets.
-        detector: ``"simple"`` (see :mod:`hepflow.physics.detector`) or ``"none"`` (stable
+        detector: ``"simple"`` (tracks + towers, see :mod:`hepflow.physics.detector`),
+            ``"calo"`` (towers only, like the reference dataset) or ``"none"`` (stable
             visible particles).
         mpi: Multi-parton interactions (``PartonLevel:MPI``); off is ~30 % faster.
         hadronization: ``HadronLevel:all``; off leaves partons as constituents (unphysical,
@@ -88,8 +89,8 @@ class JetSettings:
     gluino_mass_gev: float = 400.0
 
     def __post_init__(self) -> None:
-        if self.detector not in ("simple", "none"):
-            raise ValueError(f"detector must be 'simple' or 'none'. Received: detector={self.detector!r}")
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}. Received: detector={self.detector!r}")
         if not (self.pt_min_gev < self.pt_max_gev and self.pthat_min_gev < self.pthat_max_gev and self.jet_r > 0):
             raise ValueError("JetSettings need pt_min_gev < pt_max_gev, pthat_min_gev < pthat_max_gev and jet_r > 0. "
                              f"Received: pt=({self.pt_min_gev}, {self.pt_max_gev}), "
@@ -227,8 +228,9 @@ def generate_chunk(process: str, n_jets: int, seed: int, settings: JetSettings =
         if not fs:
             continue
         px, py, pz, e, charge, pid = (np.array(c) for c in zip(*fs))
-        if settings.detector == "simple":
-            objs = simple_detector(px, py, pz, e, charge.astype(np.int8), pid, rng)
+        if settings.detector != "none":
+            objs = simple_detector(px, py, pz, e, charge.astype(np.int8), pid, rng,
+                                   tracker=settings.detector == "simple")
         else:
             objs = {"px": px, "py": py, "pz": pz, "e": e, "charge": charge.astype(np.int8),
                     "type": particle_types(pid, charge)}
@@ -411,7 +413,7 @@ def generate_jets(out_dir: str, *, counts: dict[str, int], workers: int = 2, chu
     manifest = {
         "dataset": dataset, "format": file_format, "seed": seed, "n_jets": total, "chunk_jets": chunk_jets,
         "settings": dataclasses.asdict(settings),
-        "detector_settings": DETECTOR_SETTINGS if settings.detector == "simple" else None,
+        "detector_settings": detector_settings(settings.detector),
         "versions": {pkg: importlib.metadata.version(pkg) for pkg in ("pythia8mc", "fastjet", "h5py", "numpy")},
         "counts": {p: sum(c["n_jets"] for c in chunks if c["process"] == p) for p in counts},
         "cross_section_mb": {p: float(np.mean([c["sigma_gen_mb"] for c in chunks if c["process"] == p]))

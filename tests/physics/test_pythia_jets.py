@@ -174,3 +174,21 @@ def test_generate_jets_validates_processes(tmp_path):
         generate_jets(str(tmp_path), counts={"stop": 10})
     with pytest.raises(ValueError, match="pt_min_gev < pt_max_gev"):
         JetSettings(pt_min_gev=900, pt_max_gev=800)
+
+
+def test_calorimeter_only_detector_measures_the_same_events_with_towers(jets):
+    calo, _ = generate_chunk("top", 40, seed=11, settings=JetSettings(detector="calo"))
+    simple = jets["top"]
+    # every constituent is a massless tower: neutral, photon or neutral-hadron type, at a tower centre
+    real = calo["constituents"][..., 0] > 0
+    assert np.all(calo["charge"] == 0) and set(np.unique(calo["type"][real])) <= {1, 2}
+    c = calo["constituents"][real]
+    m2 = c[:, 0] ** 2 - (c[:, 1:] ** 2).sum(1)
+    np.testing.assert_allclose(m2 / c[:, 0] ** 2, 0, atol=1e-3)
+    eta = np.arcsinh(c[:, 3] / np.hypot(c[:, 1], c[:, 2]))
+    np.testing.assert_allclose(np.mod(eta / 0.05, 1.0), 0.5, atol=1e-2)
+    # fewer, coarser constituents than tracks + towers; the top mass peak stays but is measured worse
+    assert calo["n_constituents"].mean() < 0.8 * simple["n_constituents"].mean()
+    assert 140 < np.median(calo["mass"]) < 200
+    with pytest.raises(ValueError, match="detector must be one of"):
+        JetSettings(detector="tracker")
