@@ -187,27 +187,41 @@ class ConstituentFeatures:
         max_particles: Keep the first ``max_particles`` constituents (the hardest ones:
             constituents are stored pT-ordered). Jet-level quantities still use all of
             them. ``None`` keeps every slot. ParticleNet's top-tagging study used up to 100.
+        particle_id: Append the charge and five type flags (photon, neutral hadron,
+            charged hadron, electron, muon; ``hepflow.physics.detector``) to the features,
+            13 in all — the "PFN-ID" inputs of Komiske, Metodiev & Thaler. Needs the
+            ``charge`` and ``type`` keys, which are then consumed.
     """
 
-    def __init__(self, *, max_particles: int | None = None) -> None:
+    def __init__(self, *, max_particles: int | None = None, particle_id: bool = False) -> None:
         if max_particles is not None and max_particles < 1:
             raise ValueError(f"max_particles must be ≥ 1 or None. Received: max_particles={max_particles}")
         self.max_particles = max_particles
+        self.particle_id = particle_id
 
     def __call__(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         out = dict(features)
         f = constituent_features(out.pop("constituents"))
+        columns = [f[k] for k in ("delta_eta", "delta_phi", "log_pt", "log_e", "log_pt_rel", "log_e_rel", "delta_r")]
+        if self.particle_id:
+            if "charge" not in out or "type" not in out:
+                raise KeyError("ConstituentFeatures(particle_id=True) needs 'charge' and 'type' features "
+                               f"(add them to the sample keys). Received: {sorted(features)}")
+            real = tf.cast(f["mask"], tf.float32)
+            ptype = tf.cast(out.pop("type"), tf.int32)
+            columns.append(tf.cast(out.pop("charge"), tf.float32) * real)
+            columns += [tf.cast(tf.equal(ptype, code), tf.float32) * real for code in range(1, 6)]
+        particles = tf.stack(columns, axis=-1)
+        points = tf.stack([f["delta_eta"], f["delta_phi"]], axis=-1)
+        mask = tf.cast(f["mask"], tf.float32)
+        z = tf.exp(f["log_pt_rel"]) * mask
         if self.max_particles is not None:
-            f = {k: v[:, :self.max_particles] for k, v in f.items()}
-        out["particles"] = tf.stack([f[k] for k in ("delta_eta", "delta_phi", "log_pt", "log_e", "log_pt_rel",
-                                                    "log_e_rel", "delta_r")], axis=-1)
-        out["points"] = tf.stack([f["delta_eta"], f["delta_phi"]], axis=-1)
-        out["z"] = tf.exp(f["log_pt_rel"]) * tf.cast(f["mask"], tf.float32)
-        out["mask"] = tf.cast(f["mask"], tf.float32)[..., None]
+            particles, points, mask, z = (t[:, :self.max_particles] for t in (particles, points, mask, z))
+        out.update(particles=particles, points=points, z=z, mask=mask[..., None])
         return out
 
     def get_config(self) -> dict[str, Any]:
-        return {"max_particles": self.max_particles}
+        return {"max_particles": self.max_particles, "particle_id": self.particle_id}
 
 
 class HighLevelFeatures:

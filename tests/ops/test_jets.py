@@ -157,3 +157,22 @@ def test_transforms_in_the_pipeline(tmp_path):
     assert img.get_config()["npix"] == 21
     feats, _ = next(iter(make_dataset([spec], batch_size=32, transform=ConstituentFeatures(), shuffle=0)))
     assert feats["particles"].shape == (32, 40, 7) and feats["mask"].shape == (32, 40, 1)
+
+
+def test_particle_id_features(generated):
+    c, q, t = generated["constituents"], generated["charge"], generated["type"]
+    plain = ConstituentFeatures(max_particles=50)({"constituents": tf.constant(c)})
+    f = ConstituentFeatures(max_particles=50, particle_id=True)(
+        {"constituents": tf.constant(c), "charge": tf.constant(q), "type": tf.constant(t)})
+    assert "charge" not in f and "type" not in f and f["particles"].shape == (6, 50, 13)
+    np.testing.assert_allclose(f["particles"][..., :7], plain["particles"])
+    real = (c[:, :50, 0] > 0).astype(np.float32)
+    np.testing.assert_array_equal(f["particles"][..., 7], q[:, :50] * real)
+    onehot = f["particles"][..., 8:].numpy()
+    for code in range(1, 6):
+        np.testing.assert_array_equal(onehot[..., code - 1], (t[:, :50] == code) * real)
+    np.testing.assert_array_equal(onehot.sum(-1), real)  # every real constituent has exactly one type
+    assert set(np.unique(t[:, :50][real > 0])) >= {1, 2, 3}  # photons, neutral and charged hadrons occur
+    with pytest.raises(KeyError, match="particle_id=True.*Received"):
+        ConstituentFeatures(particle_id=True)({"constituents": tf.constant(c)})
+    assert ConstituentFeatures(particle_id=True).get_config() == {"max_particles": None, "particle_id": True}
