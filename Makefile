@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
 EXTRAS ?= test,pythia,formats,tfds,anomaly
 
-.PHONY: install demo test test-slow bench results results-calo results-calogan results-anomaly clean
+.PHONY: install demo test test-slow bench results results-towers results-calo results-calogan results-anomaly clean
 
 install: $(STAMP)
 
@@ -29,11 +29,18 @@ bench: install
 	$(PY) tools/bench_pipeline.py
 
 # docs/results.md: every tagger on 200k generated jets (hours on 2 cores; resumes generation)
-TAGGERS := high_level_dnn pfn efn deeptop_cnn macaluso_shih_cnn particlenet_lite particlenet
+TAGGERS := high_level_dnn pfn pfn_id efn deeptop_cnn deeptop_cnn_colour macaluso_shih_cnn particlenet_lite particlenet
 results: install
 	$(VENV)/bin/hepflow generate top-tagging --out data/top_tagging --jets 200000 --seed 1 --report
 	for t in $(TAGGERS); do $(VENV)/bin/hepflow train configs/top_tagging/$$t.yaml --run-dir runs/top_tagging/$$t --overwrite || exit 1; done
 	$(VENV)/bin/hepflow evaluate $(addprefix runs/top_tagging/,$(TAGGERS)) --out runs/top_tagging/report --markdown
+
+# docs/results.md, second table: calorimeter-only jets (towers, no tracks; about 1 hour on 2 cores)
+TOWER_TAGGERS := high_level_dnn pfn deeptop_cnn
+results-towers: install
+	$(VENV)/bin/hepflow generate top-tagging --out data/top_tagging_calo --jets 100000 --seed 1 --detector calo --report
+	for t in $(TOWER_TAGGERS); do $(VENV)/bin/hepflow train configs/top_tagging/$$t.yaml --set data.dir=data/top_tagging_calo --run-dir runs/top_tagging_calo/$$t --overwrite || exit 1; done
+	$(VENV)/bin/hepflow evaluate $(addprefix runs/top_tagging_calo/,$(TOWER_TAGGERS)) --out runs/top_tagging_calo/report --markdown
 
 # docs/calorimeter.md: e/π classification and e+ energy regression on 30k showers per particle
 CALO := epi_shower_shapes_dnn epi_cnn gammapi_cnn
