@@ -87,7 +87,13 @@ def test_example_configs_build(path):
     cfg = load_config(path)
     model, transform = build_model(cfg), build_transform(cfg)
     assert model.count_params() > 1000 and (transform is not None or cfg["model"]["name"].startswith("calo"))
-    assert build_optimizer(cfg).learning_rate.numpy() == pytest.approx(cfg["optimizer"]["learning_rate"])
+    optimizer, lr = build_optimizer(cfg), cfg["optimizer"]["learning_rate"]
+    if isinstance(lr, dict):  # a schedule: starts at its initial rate, then decays
+        schedule = optimizer._learning_rate
+        assert float(schedule(0)) == pytest.approx(lr["initial_learning_rate"])
+        assert float(schedule(lr["decay_steps"])) < lr["initial_learning_rate"]
+    else:
+        assert optimizer.learning_rate.numpy() == pytest.approx(lr)
 
 
 def test_every_model_has_a_config():
