@@ -28,6 +28,7 @@ class EdgeConv(keras.layers.Layer):
 
     def __init__(self, *, k: int = 16, channels: Sequence[int] = (64, 64, 64), **kwargs) -> None:
         super().__init__(**kwargs)
+        self.supports_jit = False  # the real-particle selection has a data-dependent shape
         if k < 1 or not channels:
             raise ValueError(f"EdgeConv needs k ≥ 1 and at least one channel. Received: k={k}, channels={channels}")
         self.k = int(k)
@@ -42,8 +43,8 @@ class EdgeConv(keras.layers.Layer):
         c = feat_shape[-1]
         edge_dim = 2 * c
         for dense, norm, width in zip(self.mlp, self.norms, self.channels):
-            dense.build((None, None, None, edge_dim))
-            norm.build((None, None, None, width))
+            dense.build((None, None, edge_dim))
+            norm.build((None, None, width))
             edge_dim = width
         self.shortcut.build((None, None, c))
         self.shortcut_norm.build((None, None, self.channels[-1]))
@@ -58,14 +59,25 @@ class EdgeConv(keras.layers.Layer):
         d = d + far + ops.eye(n, dtype=d.dtype)[None] * 1e9
         k = ops.minimum(self.k, n - 1) if isinstance(n, int) else self.k
         _, idx = ops.top_k(-d, k=k)  # (batch, n, k)
-        # gather neighbour features from the flattened batch: (batch, n, k, c) without an (n, n, c) broadcast
+        # The first MLP layer acts on (x_i, x_j - x_i) with kernel [W_i; W_d]; it equals
+        # x_i (W_i - W_d) + x_j W_d, so both terms are computed once per particle and only the
+        # neighbour term is gathered: n instead of n·k products of the widest matrix.
+        c = ops.shape(x)[-1]
+        kernel = self.mlp[0].kernel
+        own = ops.matmul(x, kernel[:c] - kernel[c:])               # (batch, n, c1)
+        other = ops.matmul(x, kernel[c:])                            # (batch, n, c1)
+        # edges of real particles only (padding is ~half the slots): (m, k, c1), m real particles
+        c1, c_out = self.channels[0], self.channels[-1]
         offsets = ops.reshape(ops.arange(ops.shape(x)[0], dtype=idx.dtype) * ops.cast(n, idx.dtype), (-1, 1, 1))
-        neighbours = ops.take(ops.reshape(x, (-1, ops.shape(x)[-1])), idx + offsets, axis=0)
-        center = ops.expand_dims(x, 2)
-        h = ops.concatenate([ops.broadcast_to(center, ops.shape(neighbours)), neighbours - center], axis=-1)
-        for dense, norm in zip(self.mlp, self.norms):
+        real = ops.nonzero(ops.reshape(mask, (-1,)) > 0)[0]
+        neighbour_rows = ops.take(ops.reshape(idx + offsets, (-1, k)), real, axis=0)
+        h = ops.take(ops.reshape(other, (-1, c1)), neighbour_rows, axis=0)
+        h = h + ops.expand_dims(ops.take(ops.reshape(own, (-1, c1)), real, axis=0), 1)
+        h = ops.relu(self.norms[0](h, training=training))
+        for dense, norm in zip(self.mlp[1:], self.norms[1:]):
             h = ops.relu(norm(dense(h), training=training))
-        h = ops.mean(h, axis=2)
+        h = ops.scatter(ops.expand_dims(real, 1), ops.mean(h, axis=1), (ops.shape(x)[0] * n, c_out))
+        h = ops.reshape(h, (-1, n, c_out))
         out = ops.relu(h + self.shortcut_norm(self.shortcut(x), training=training))
         return out * mask
 
