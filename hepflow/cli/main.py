@@ -214,7 +214,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not efficiencies or not all(0 < e < 1 for e in efficiencies):
         raise SystemExit(f"hepflow evaluate: --efficiencies must lie in (0, 1). Received: {list(efficiencies)}")
     table = evaluate_runs(args.run_dirs, out_dir=args.out, baselines=not args.no_baselines, peers=args.peer,
-                          efficiencies=efficiencies)
+                          efficiencies=efficiencies, test_dir=args.test_dir)
     out = args.out or os.path.join(args.run_dirs[0], "evaluation")
     print(format_report(table, efficiencies, markdown=args.markdown))
     print(f"report, roc.png, sculpting.png and TensorBoard logs (tb/) in {out}")
@@ -376,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "for electron identification)")
     p.add_argument("--peer", action="append", default=[], choices=["energyflow_pfn"],
                    help="also train and score a peer implementation with the same budget (needs [peers])")
+    p.add_argument("--test-dir", default=None, metavar="DIR",
+                   help="score the files of DIR matching the samples' patterns instead of the test split "
+                        "(an independent, larger test sample; must not hold training files)")
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("export", help="export a run as a SavedModel (preprocessing inside) for TF Serving")
     p.add_argument("run_dir", help="a finished run directory")

@@ -151,7 +151,7 @@ def _load_run(run_dir: str) -> dict[str, Any]:
 
 def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baselines: bool = True,
                   peers: Sequence[str] = (), efficiencies: Sequence[float] = (0.3, 0.5), batch_size: int = 1024,
-                  progress: bool = True) -> dict[str, dict[str, float]]:
+                  test_dir: str | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
     """Evaluates trained runs (and the baselines) on their common test split.
 
     Args:
@@ -166,13 +166,16 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
             ``[peers]`` extra; see :mod:`hepflow.evaluation.peers`).
         efficiencies: Signal efficiencies of the rejection columns.
         batch_size: Scoring batch size.
+        test_dir: Score the files of this folder that match the samples' patterns instead of
+            the configs' test split (an independent, larger test sample, e.g. more QCD jets
+            to measure high rejections); the baselines still fit on the training split.
         progress: Show progress bars.
 
     Returns:
         Tagger name → metrics (``auc``, ``rejection_at_<ε>`` and its ``_err``, plus
         ``params`` and ``train_seconds`` for trained runs).
     """
-    from hepflow.training.config import build_transform, split_specs
+    from hepflow.training.config import build_transform, split_specs, test_specs_in_dir
 
     import keras
 
@@ -187,6 +190,12 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
             raise DataError("Pass out_dir (--out) when evaluating several runs together.")
         out_dir = os.path.join(run_dirs[0], "evaluation")
     splits = [split_specs(r["config"]) for r in runs]
+    if test_dir is not None:
+        if peers:
+            raise DataError(f"Peers train and score on the configs' own split; drop --peer with a test directory. "
+                            f"Received: peers={list(peers)}, test_dir={test_dir!r}")
+        for run, split in zip(runs, splits):
+            split["test"] = test_specs_in_dir(run["config"], test_dir)
     tests = [[(s.name, s.files) for s in sp["test"]] for sp in splits]
     if not tests[0]:
         raise DataError(f"{run_dirs[0]}: the config has no test split (data.split.test = 0).")

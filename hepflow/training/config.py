@@ -43,6 +43,7 @@ on the same ``data`` section sees the same test files.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -52,8 +53,8 @@ import yaml
 
 from hepflow.data import Compose, DataError, Normalize, SampleSpec
 
-__all__ = ["load_config", "apply_overrides", "split_specs", "build_transform", "build_model", "build_optimizer",
-           "SPLITS", "SCHEDULES", "TASKS"]
+__all__ = ["load_config", "apply_overrides", "split_specs", "test_specs_in_dir", "build_transform", "build_model",
+           "build_optimizer", "SPLITS", "SCHEDULES", "TASKS"]
 
 SPLITS = ("train", "validation", "test")
 TASKS = ("classification", "regression", "generative", "anomaly", "proportions")
@@ -269,6 +270,62 @@ def split_specs(config: Mapping[str, Any]) -> dict[str, list[SampleSpec]]:
         for split, chunk in parts.items():
             if chunk:
                 out[split].append(SampleSpec(**{**spec.to_dict(), "files": chunk}))
+    return out
+
+
+def test_specs_in_dir(config: Mapping[str, Any], test_dir: str) -> list[SampleSpec]:
+    """The config's samples read from the files of ``test_dir`` instead of ``data.dir``.
+
+    Each sample keeps its name, keys, label and selection; its file patterns (relative to
+    ``data.dir``, or the file names of absolute ones) are looked up in ``test_dir``. Used to
+    score trained runs on an independent, larger test sample (``hepflow evaluate --test-dir``).
+
+    Raises:
+        DataError: ``test_dir`` is missing, a sample has no file there, or a file there is one
+            the run trained or validated on, by path or by content (a copy, or a chunk generated
+            again with the training sample's seed).
+    """
+    if not os.path.isdir(test_dir):
+        raise DataError(f"The test directory does not exist. Received: test_dir={test_dir!r}")
+    out = []
+    for entry in config["data"]["samples"]:
+        entry = dict(entry)
+        files = entry.pop("files", None)
+        files = [files] if isinstance(files, str) else list(files or [])
+        spec = SampleSpec(files=[os.path.join(test_dir, os.path.basename(f) if os.path.isabs(f) else f)
+                                 for f in files], **entry)
+        spec = SampleSpec(**{**spec.to_dict(), "files": spec.resolve_files()})
+        out.append(spec)
+    seen = [p for split in ("train", "validation") for s in split_specs(config)[split] for p in s.files]
+    overlap = sorted(_same_files([p for s in out for p in s.files], seen))
+    if overlap:
+        raise DataError(f"{test_dir} holds files the run trained or validated on, so it is no independent test "
+                        f"sample. Received: {overlap[:3]}{' …' if len(overlap) > 3 else ''}")
+    return out
+
+
+def _same_files(candidates: Sequence[str], reference: Sequence[str]) -> list[str]:
+    """The candidates that are one of the reference files: the same path or the same bytes."""
+    ref_paths = set(reference)
+    by_size: dict[int, list[str]] = {}
+    for p in reference:
+        by_size.setdefault(os.path.getsize(p), []).append(p)
+    digests: dict[str, str] = {}
+
+    def digest(path: str) -> str:
+        if path not in digests:
+            h = hashlib.sha1()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            digests[path] = h.hexdigest()
+        return digests[path]
+
+    out = []
+    for p in candidates:
+        same_size = by_size.get(os.path.getsize(p), [])
+        if p in ref_paths or (same_size and digest(p) in {digest(r) for r in same_size}):
+            out.append(p)
     return out
 
 

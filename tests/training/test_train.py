@@ -102,6 +102,36 @@ def test_runs_with_other_test_files_cannot_share_a_report(runs, pythia_jets_dir,
         evaluate_runs([str(tmp_path)], progress=False)
 
 
+def test_evaluate_on_a_test_directory_scores_its_files_and_refuses_training_files(runs, tmp_path):
+    """--test-dir: copies of the test files score as the test split; copies of training files are refused."""
+    import shutil
+
+    cfg = load_config(os.path.join(runs["deeptop_cnn"], "config.yaml"))
+    split = split_specs(cfg)
+    test_dir = tmp_path / "more_test_jets"
+    test_dir.mkdir()
+    for spec in split["test"]:  # each test file twice: the same jets, twice as many
+        for path in spec.files:
+            for copy in (1, 2):
+                shutil.copy(path, test_dir / f"{spec.name}_9000{copy}.h5")
+    own = evaluate_runs([runs["deeptop_cnn"]], out_dir=str(tmp_path / "own"), baselines=False, progress=False)
+    moved = evaluate_runs([runs["deeptop_cnn"]], out_dir=str(tmp_path / "moved"), baselines=False,
+                          test_dir=str(test_dir), progress=False)
+    assert moved["deeptop_cnn"]["auc"] == pytest.approx(own["deeptop_cnn"]["auc"], abs=1e-12)
+    assert json.loads((tmp_path / "moved" / "report.json").read_text())["test"] == {"test_jets": 48, "test_signal": 24}
+    # a chunk the run trained on, under a new name (as when the test sample is generated with the same seed)
+    shutil.copy(split["train"][0].files[3], test_dir / "qcd_99999.h5")
+    with pytest.raises(DataError, match=r"trained or validated on.*qcd_99999\.h5"):
+        evaluate_runs([runs["deeptop_cnn"]], out_dir=str(tmp_path / "r"), test_dir=str(test_dir), progress=False)
+    for f in test_dir.glob("top_*.h5"):
+        f.unlink()
+    with pytest.raises(DataError, match=r"Sample 'top'.*matches no file"):
+        evaluate_runs([runs["deeptop_cnn"]], out_dir=str(tmp_path / "r"), test_dir=str(test_dir), progress=False)
+    with pytest.raises(DataError, match="test directory does not exist"):
+        evaluate_runs([runs["deeptop_cnn"]], out_dir=str(tmp_path / "r"), test_dir=str(tmp_path / "nope"),
+                      progress=False)
+
+
 def test_finished_runs_are_not_overwritten(runs):
     cfg = os.path.join(runs["deeptop_cnn"], "config.yaml")
     with pytest.raises(DataError, match="already holds a finished run"):
