@@ -36,7 +36,7 @@ results: install
 	for t in $(TAGGERS); do $(VENV)/bin/hepflow train configs/top_tagging/$$t.yaml --run-dir runs/top_tagging/$$t --overwrite || exit 1; done
 	$(VENV)/bin/hepflow evaluate $(addprefix runs/top_tagging/,$(TAGGERS)) --out runs/top_tagging/report --markdown
 	$(VENV)/bin/hepflow generate jets --preset top_tagging --out data/top_tagging_test --process qcd=90000 --process top=10000 --chunk-jets 1000 --seed 2
-	$(VENV)/bin/hepflow evaluate $(addprefix runs/top_tagging/,$(TAGGERS)) --test-dir data/top_tagging_test --out runs/top_tagging/report_test100k --markdown
+	$(VENV)/bin/hepflow evaluate $(addprefix runs/top_tagging/,$(TAGGERS)) --test-dir data/top_tagging_test --out runs/top_tagging/report_test100k --markdown --efficiencies 0.3 0.5 0.7
 
 # docs/results.md, second table: calorimeter-only jets (towers, no tracks; about 1 hour on 2 cores)
 TOWER_TAGGERS := high_level_dnn pfn deeptop_cnn
