@@ -175,7 +175,7 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         Tagger name → metrics (``auc``, ``rejection_at_<ε>`` and its ``_err``, plus
         ``params`` and ``train_seconds`` for trained runs).
     """
-    from hepflow.training.config import build_transform, split_specs, test_specs_in_dir
+    from hepflow.training.config import build_transform, refuse_seen_files, specs_in_dir, split_specs
 
     import keras
 
@@ -195,7 +195,7 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
             raise DataError(f"Peers train and score on the configs' own split; drop --peer with a test directory. "
                             f"Received: peers={list(peers)}, test_dir={test_dir!r}")
         for run, split in zip(runs, splits):
-            split["test"] = test_specs_in_dir(run["config"], test_dir)
+            split["test"] = specs_in_dir(run["config"], test_dir)
     tests = [[(s.name, s.files) for s in sp["test"]] for sp in splits]
     if not tests[0]:
         raise DataError(f"{run_dirs[0]}: the config has no test split (data.split.test = 0).")
@@ -203,6 +203,8 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         if t != tests[0]:
             raise DataError(f"{d} has other test files than {run_dirs[0]}; a shared report needs the same "
                             "`data` section in every config.")
+    if test_dir is not None:
+        refuse_seen_files(splits[0]["test"], [r["config"] for r in runs], where=test_dir)
     scores: dict[str, np.ndarray] = {}
     ref_ids = labels = None
     for run, split in zip(runs, splits):

@@ -53,8 +53,8 @@ import yaml
 
 from hepflow.data import Compose, DataError, Normalize, SampleSpec
 
-__all__ = ["load_config", "apply_overrides", "split_specs", "test_specs_in_dir", "build_transform", "build_model",
-           "build_optimizer", "SPLITS", "SCHEDULES", "TASKS"]
+__all__ = ["load_config", "apply_overrides", "split_specs", "specs_in_dir", "refuse_seen_files", "build_transform",
+           "build_model", "build_optimizer", "SPLITS", "SCHEDULES", "TASKS"]
 
 SPLITS = ("train", "validation", "test")
 TASKS = ("classification", "regression", "generative", "anomaly", "proportions")
@@ -250,12 +250,7 @@ def split_specs(config: Mapping[str, Any]) -> dict[str, list[SampleSpec]]:
     base = data.get("dir") or "."
     fractions = data["split"]
     out: dict[str, list[SampleSpec]] = {s: [] for s in SPLITS}
-    for entry in data["samples"]:
-        if not isinstance(entry, Mapping):
-            raise DataError(f"Each sample must be a mapping of SampleSpec fields. Received: {entry!r}")
-        entry = dict(entry)
-        files = entry.pop("files", None)
-        files = [files] if isinstance(files, str) else list(files or [])
+    for entry, files in _sample_entries(config):
         spec = SampleSpec(files=[f if os.path.isabs(f) else os.path.join(base, f) for f in files], **entry)
         paths = spec.resolve_files()
         n = len(paths)
@@ -273,35 +268,58 @@ def split_specs(config: Mapping[str, Any]) -> dict[str, list[SampleSpec]]:
     return out
 
 
-def test_specs_in_dir(config: Mapping[str, Any], test_dir: str) -> list[SampleSpec]:
-    """The config's samples read from the files of ``test_dir`` instead of ``data.dir``.
-
-    Each sample keeps its name, keys, label and selection; its file patterns (relative to
-    ``data.dir``, or the file names of absolute ones) are looked up in ``test_dir``. Used to
-    score trained runs on an independent, larger test sample (``hepflow evaluate --test-dir``).
+def _sample_entries(config: Mapping[str, Any]) -> list[tuple[dict[str, Any], list[str]]]:
+    """Each sample of the config as (its SampleSpec fields without ``files``, its file patterns).
 
     Raises:
-        DataError: ``test_dir`` is missing, a sample has no file there, or a file there is one
-            the run trained or validated on, by path or by content (a copy, or a chunk generated
-            again with the training sample's seed).
+        DataError: a sample is not a mapping.
     """
-    if not os.path.isdir(test_dir):
-        raise DataError(f"The test directory does not exist. Received: test_dir={test_dir!r}")
     out = []
     for entry in config["data"]["samples"]:
+        if not isinstance(entry, Mapping):
+            raise DataError(f"Each sample must be a mapping of SampleSpec fields. Received: {entry!r}")
         entry = dict(entry)
         files = entry.pop("files", None)
-        files = [files] if isinstance(files, str) else list(files or [])
-        spec = SampleSpec(files=[os.path.join(test_dir, os.path.basename(f) if os.path.isabs(f) else f)
-                                 for f in files], **entry)
-        spec = SampleSpec(**{**spec.to_dict(), "files": spec.resolve_files()})
-        out.append(spec)
-    seen = [p for split in ("train", "validation") for s in split_specs(config)[split] for p in s.files]
-    overlap = sorted(_same_files([p for s in out for p in s.files], seen))
-    if overlap:
-        raise DataError(f"{test_dir} holds files the run trained or validated on, so it is no independent test "
-                        f"sample. Received: {overlap[:3]}{' …' if len(overlap) > 3 else ''}")
+        out.append((entry, [files] if isinstance(files, str) else list(files or [])))
     return out
+
+
+def specs_in_dir(config: Mapping[str, Any], directory: str) -> list[SampleSpec]:
+    """The config's samples read from the files of ``directory`` instead of ``data.dir``.
+
+    Each sample keeps its name, keys, label and selection; its file patterns (relative to
+    ``data.dir``, or the file names of absolute ones) are looked up in ``directory``. Used to
+    score trained runs on an independent, larger test sample (``hepflow evaluate --test-dir``);
+    check it with :func:`refuse_seen_files`.
+
+    Raises:
+        DataError: ``directory`` is missing or a sample has no file there.
+    """
+    if not os.path.isdir(directory):
+        raise DataError(f"The test directory does not exist. Received: test_dir={directory!r}")
+    out = []
+    for entry, files in _sample_entries(config):
+        spec = SampleSpec(files=[os.path.join(directory, os.path.basename(f) if os.path.isabs(f) else f)
+                                 for f in files], **entry)
+        out.append(SampleSpec(**{**spec.to_dict(), "files": spec.resolve_files()}))
+    return out
+
+
+def refuse_seen_files(specs: Sequence[SampleSpec], configs: Sequence[Mapping[str, Any]], *, where: str) -> None:
+    """Raises if a file of ``specs`` is one the configs' runs trained or validated on.
+
+    Files are compared by path and by content (a copy, or a chunk generated again with the
+    training sample's seed); each file is read at most once.
+
+    Raises:
+        DataError: naming ``where`` and the offending files.
+    """
+    seen = [p for config in configs for split in ("train", "validation")
+            for s in split_specs(config)[split] for p in s.files]
+    overlap = sorted(_same_files([p for s in specs for p in s.files], seen))
+    if overlap:
+        raise DataError(f"{where} holds files the run trained or validated on, so it is no independent test "
+                        f"sample. Received: {overlap[:3]}{' …' if len(overlap) > 3 else ''}")
 
 
 def _same_files(candidates: Sequence[str], reference: Sequence[str]) -> list[str]:
