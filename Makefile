@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
 EXTRAS ?= test,pythia,formats,tfds,anomaly
 
-.PHONY: install demo test test-slow bench results results-towers results-calo results-calogan results-anomaly clean
+.PHONY: install install-peers demo test test-slow bench results results-towers results-calo results-calogan results-anomaly clean
 
 install: $(STAMP)
 
@@ -16,13 +16,22 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
+# The [peers] extra (energyflow, for `hepflow evaluate --peer energyflow_pfn`). energyflow imports
+# Wasserstein, whose PyPI wheels are built against NumPy 1 and fail to import beside NumPy 2, so it is
+# rebuilt from source against the venv's NumPy (about 20 s).
+install-peers: install
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS),peers]"
+	$(PY) -m pip install --quiet setuptools wheel
+	$(PY) -m pip install --quiet --no-cache-dir --no-build-isolation --no-binary wasserstein --no-deps --force-reinstall "wasserstein==1.0.1"
+	$(PY) -c "import energyflow.archs"
+
 demo: install
 	$(VENV)/bin/hepflow demo
 
 test: install
 	$(PY) -m pytest -q
 
-test-slow: install
+test-slow: install-peers
 	$(PY) -m pytest -q -m slow
 
 bench: install

@@ -3,7 +3,7 @@
 ``energyflow`` (Komiske, Metodiev, Thaler) builds its PFN with ``tf_keras`` (Keras 2). hepflow
 trains it on exactly the batches its own PFN run saw — the same files, transform, batch size,
 epochs and steps, through the same pipeline — and scores the same test records, so the two
-differ only in the implementation. Needs the ``[peers]`` extra.
+differ only in the implementation. Needs the ``[peers]`` extra (``make install-peers``).
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def require_energyflow():
     try:
         import energyflow.archs
     except ImportError as e:
-        raise ImportError("The energyflow peer comparison needs the [peers] extra: "
-                          "pip install -e '.[peers]' (energyflow and tf-keras). "
+        raise ImportError("The energyflow peer comparison needs the [peers] extra: `make install-peers` "
+                          "(energyflow and tf-keras, with energyflow's Wasserstein rebuilt against NumPy 2). "
                           f"Received: {e}") from None
     return energyflow.archs
 

@@ -144,6 +144,7 @@ def test_missing_model_inputs_are_named(pythia_jets_dir, tmp_path):
         train(path, run_dir=str(tmp_path / "r"), overrides=quick(pythia_jets_dir) + ["transform=[]"], verbose=0)
 
 
+@pytest.mark.slow  # `make test-slow` installs the [peers] extra first (make install-peers)
 def test_energyflow_peer_trains_on_the_same_batches_and_joins_the_report(pythia_jets_dir, tmp_path):
     pytest.importorskip("energyflow")
     pfn = train(os.path.join(os.path.dirname(CONFIGS[0]), "pfn.yaml"), run_dir=str(tmp_path / "pfn"),
