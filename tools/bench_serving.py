@@ -9,8 +9,11 @@ For two taggers (PFN on 100 particles, DeepTop CNN on 40 × 40 images), each exp
 
 for Keras ``model.predict``, a direct Keras call ``model(x, training=False)``, the loaded
 SavedModel's ``serve_features`` signature (the same preprocessed inputs) and its
-``serving_default`` signature (raw constituents, preprocessing included). Prints a table and, as its last line, a JSON object with ``savedmodel_vs_keras``
-(SavedModel vs Keras ``predict`` throughput at batch 1024, per model; goal ≥ 0.9).
+``serving_default`` signature (raw constituents, preprocessing included) and, with the ``[onnx]``
+extra, that signature converted to ONNX (``hepflow.serving.onnx``) under ONNX Runtime. Prints a
+table and, as its last line, a JSON object with ``savedmodel_vs_keras`` (SavedModel vs Keras
+``predict`` throughput at batch 1024, per model; goal ≥ 0.9) and ``onnx_vs_savedmodel`` (ONNX
+Runtime vs the SavedModel, both on raw constituents, at batch 1024).
 
 Usage: ``python tools/bench_serving.py [--quick]``.
 """
@@ -88,6 +91,15 @@ def bench_model(name, model, transform, raw: np.ndarray, workdir: str, quick: bo
                                                                     feats.items()})["score"].numpy()),
         "SavedModel raw": lambda b: (lambda: serve(constituents=tf.constant(raw[:b]))["score"].numpy()),
     }
+    try:
+        import onnxruntime
+
+        from hepflow.serving.onnx import export_onnx
+
+        session = onnxruntime.InferenceSession(export_onnx(path, {"constituents": raw[:64]}))
+        paths["ONNX Runtime raw"] = lambda b: (lambda: session.run(["score"], {"constituents": raw[:b]})[0])
+    except ImportError:
+        print("ONNX Runtime not measured: the [onnx] extra is not installed")
     out = {}
     for label, make in paths.items():
         row = {"latency_ms_batch1": latency_ms(make(1), 20 if quick else 100)}
@@ -123,6 +135,9 @@ def main() -> None:
                                          / r["keras predict"]["jets_per_s_batch1024"], 3) for n, r in results.items()},
         "savedmodel_vs_keras_call": {n: round(r["SavedModel features"]["jets_per_s_batch1024"]
                                               / r["keras call"]["jets_per_s_batch1024"], 3) for n, r in results.items()},
+        "onnx_vs_savedmodel": {n: round(r["ONNX Runtime raw"]["jets_per_s_batch1024"]
+                                        / r["SavedModel raw"]["jets_per_s_batch1024"], 3)
+                               for n, r in results.items() if "ONNX Runtime raw" in r},
         "latency_ms_batch1": {n: {k: round(v["latency_ms_batch1"], 3) for k, v in r.items()}
                               for n, r in results.items()},
     }

@@ -234,8 +234,11 @@ def summary_json(table: dict, efficiency: float = 0.3) -> dict:
 def _export(args: argparse.Namespace) -> int:
     from hepflow.serving.from_run import export_run
 
-    path = export_run(args.run_dir, args.out, version=args.version)
+    path = export_run(args.run_dir, args.out, version=args.version, onnx=args.onnx)
     print(f"exported to {path}; inspect with: saved_model_cli show --dir {path} --all")
+    if args.onnx:
+        print(f"ONNX: {path}/onnx/serving_default.onnx (raw inputs), {path}/onnx/serve_features.onnx "
+              "(model inputs); both checked against the SavedModel with ONNX Runtime")
     return 0
 
 
@@ -384,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run_dir", help="a finished run directory")
     p.add_argument("out", help="model base folder; the export goes to OUT/<run name>/<version>")
     p.add_argument("--version", type=int, default=None, help="version number (default: next free)")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write ONNX files of both signatures under onnx/ (needs the [onnx] extra)")
     p.set_defaults(func=_export)
     p = sub.add_parser("predict", help="score an HDF5 file with an exported model (streaming, atomic output)")
     p.add_argument("--model", required=True, help="export folder OUT/<name>/<version>")

@@ -6,19 +6,30 @@ from typing import Any
 
 import tensorflow as tf
 
-from hepflow.data import DataError
+from hepflow.data import DataError, make_dataset
 from hepflow.serving.export import export
+from hepflow.serving.onnx import export_onnx, require_onnx
 
 __all__ = ["export_run"]
 
 
-def export_run(run_dir: str, base_dir: str, *, version: int | None = None, progress: bool = True) -> str:
+def export_run(run_dir: str, base_dir: str, *, version: int | None = None, onnx: bool = False,
+               progress: bool = True) -> str:
     """Exports ``run_dir/model.keras`` with the run's pipeline transform inside.
 
     The raw-input signature takes the features the run's samples read from the files (names,
     per-row shapes and dtypes as in the training files). The metadata holds the samples, the
     class names, the score thresholds of the εS = 0.3 and 0.5 working points (measured on the
     validation files), the run's config and the package versions.
+
+    Args:
+        run_dir: A finished training run.
+        base_dir: The model base folder.
+        version: Version number; default the next free one.
+        onnx: Also write ``onnx/serving_default.onnx`` and ``onnx/serve_features.onnx``
+            (``hepflow.serving.onnx``, the ``[onnx]`` extra), each checked against the
+            SavedModel on 64 validation rows. Classifier runs only.
+        progress: Progress bar while scoring the validation files.
 
     Returns:
         The export folder ``base_dir/<run name>/<version>``.
@@ -38,6 +49,9 @@ def export_run(run_dir: str, base_dir: str, *, version: int | None = None, progr
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     if cfg["training"]["task"] == "generative":
         from hepflow.serving.generator import export_generator
+
+        if onnx:
+            raise ValueError(f"ONNX export covers classifier runs; {run_dir} is a generative run. Received: onnx=True")
 
         return export_generator(model, base_dir, name=cfg["name"], version=version,
                                 metadata={"samples": [s.to_dict() for s in split_specs(cfg)["train"]],
@@ -59,6 +73,15 @@ def export_run(run_dir: str, base_dir: str, *, version: int | None = None, progr
     metadata = {"name": cfg["name"], "run_dir": os.path.abspath(run_dir), "classes": classes,
                 "samples": [s.to_dict() for s in splits["train"]], "thresholds_at_signal_efficiency": thresholds,
                 "transform": cfg["transform"], "config": cfg, "versions": package_versions()}
-    return export(model, base_dir, name=cfg["name"], raw_inputs=raw_inputs,
-                  preprocess=transform if transform is not None else (lambda x: x),
-                  metadata=metadata, version=version)
+    if onnx:
+        require_onnx()  # before the SavedModel is written
+    preprocess = transform if transform is not None else (lambda x: x)
+    out = export(model, base_dir, name=cfg["name"], raw_inputs=raw_inputs, preprocess=preprocess,
+                 metadata=metadata, version=version)
+    if onnx:
+        raw, _ = next(iter(make_dataset(splits["validation"] or splits["train"], batch_size=64, shuffle=0,
+                                        epoch="all", drop_remainder=False)))
+        features = preprocess(dict(raw))
+        export_onnx(out, {k: raw[k].numpy() for k in raw_inputs}, signature="serving_default")
+        export_onnx(out, {t.name: features[t.name].numpy() for t in model.inputs}, signature="serve_features")
+    return out

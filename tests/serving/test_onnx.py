@@ -1,0 +1,87 @@
+"""ONNX export: jet images built by ONNX operators, parity with Keras in a process without TensorFlow."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hepflow.cli.main import main
+from hepflow.serving import export_run
+from hepflow.serving.onnx import export_onnx, require_onnx
+from hepflow.training import load_config, split_specs, train
+from hepflow.training.config import build_transform
+
+pytest.importorskip("tf2onnx")
+pytest.importorskip("onnxruntime")
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "top_tagging")
+QUICK = ["training.epochs=1", "training.steps_per_epoch=3", "training.batch_size=16", "training.cache=null"]
+
+
+@pytest.fixture(scope="module")
+def colour_cnn_run(pythia_jets_dir, tmp_path_factory):
+    """A 4-colour CNN run: its preprocessing (jet images from constituents, charge and type) is the hardest to convert."""
+    root = tmp_path_factory.mktemp("onnx")
+    return train(os.path.join(CONFIGS, "deeptop_cnn_colour.yaml"), run_dir=str(root / "run"), verbose=0,
+                 overrides=QUICK + [f"data.dir={pythia_jets_dir}"])["run_dir"]
+
+
+def test_onnx_export_matches_keras_in_a_process_without_tensorflow(colour_cnn_run, tmp_path, capsys):
+    assert main(["export", colour_cnn_run, str(tmp_path / "models"), "--onnx"]) == 0
+    path = str(tmp_path / "models" / "deeptop_cnn_colour" / "1")
+    assert sorted(os.listdir(os.path.join(path, "onnx"))) == ["serve_features.onnx", "serving_default.onnx"]
+    assert "serving_default.onnx (raw inputs)" in capsys.readouterr().out
+
+    cfg = load_config(os.path.join(colour_cnn_run, "config.yaml"))
+    test_file = split_specs(cfg)["test"][1].files[0]
+    with h5py.File(test_file, "r") as f:
+        raw = {k: f[k][...] for k in ("constituents", "charge", "type")}
+    model = keras.saving.load_model(os.path.join(colour_cnn_run, "model.keras"))
+    features = build_transform(cfg)({k: tf.constant(v) for k, v in raw.items()})
+    want = model({"image": features["image"]}, training=False).numpy()[:, 0]
+    assert np.ptp(want) > 0  # the rows differ, so matching scores mean something
+    script = textwrap.dedent(f"""
+        import sys, h5py, numpy as np, onnxruntime as ort
+        f = h5py.File({test_file!r}, "r")
+        raw = {{k: f[k][...] for k in ("constituents", "charge", "type")}}
+        s = ort.InferenceSession({os.path.join(path, "onnx", "serving_default.onnx")!r})
+        np.save({str(tmp_path / "scores.npy")!r}, s.run(["score"], raw)[0])
+        assert not any(m.split(".")[0] in ("tensorflow", "keras", "hepflow") for m in sys.modules)
+    """)
+    env = {**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=str(tmp_path), env=env, timeout=240)
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), want, rtol=1e-5, atol=1e-5)
+
+    import onnxruntime as ort  # the model-input file takes the images
+
+    session = ort.InferenceSession(os.path.join(path, "onnx", "serve_features.onnx"))
+    got = session.run(["score"], {"image": features["image"].numpy()})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_disagreeing_conversion_is_refused_and_leaves_no_file(colour_cnn_run, tmp_path):
+    path = export_run(colour_cnn_run, str(tmp_path), progress=False)
+    cfg = load_config(os.path.join(colour_cnn_run, "config.yaml"))
+    with h5py.File(split_specs(cfg)["test"][0].files[0], "r") as f:
+        raw = {k: f[k][:8] for k in ("constituents", "charge", "type")}
+    with pytest.raises(ValueError, match=r"disagrees with the SavedModel: largest score difference .* on 8 rows"):
+        export_onnx(path, raw, atol=-1.0)  # no difference is below -1
+    assert not os.path.exists(os.path.join(path, "onnx", "serving_default.onnx"))
+    assert os.listdir(os.path.join(path, "onnx")) == []  # nor a temporary file
+    with pytest.raises(KeyError, match=r"check_inputs lacks \['type'\]"):
+        export_onnx(path, {k: raw[k] for k in ("constituents", "charge")})
+    with pytest.raises(KeyError, match="no signature 'nope'"):
+        export_onnx(path, raw, signature="nope")
+
+
+def test_missing_extra_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"needs the \[onnx\] extra: pip install -e '\.\[onnx\]'"):
+        require_onnx()
