@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+
 from hepflow.cli.main import main
 
 
@@ -20,7 +24,6 @@ def test_inspect_reports_bad_input_in_one_line(tmp_path, capsys):
 
 
 def test_demo_runs_the_tagger_slice(pythia_jets_dir, tmp_path, capsys):
-    import json
     import shutil
 
     shutil.copytree(pythia_jets_dir, tmp_path / "d" / "top_tagging")  # the same 240 jets the demo would make
@@ -35,12 +38,11 @@ def test_demo_runs_the_tagger_slice(pythia_jets_dir, tmp_path, capsys):
     assert (tmp_path / "runs" / "report" / "roc.png").is_file()
     assert (tmp_path / "runs" / "cnn" / "model.keras").is_file()
     assert (tmp_path / "runs" / "models" / "cnn" / "1" / "saved_model.pb").is_file()
+    if importlib.util.find_spec("onnxruntime"):  # make installs the [onnx] extra
+        assert (tmp_path / "runs" / "models" / "cnn" / "1" / "onnx" / "serving_default.onnx").is_file()
 
 
 def test_train_and_evaluate_commands(pythia_jets_dir, tmp_path, capsys):
-    import json
-    import os
-
     cfg = os.path.join(os.path.dirname(__file__), "..", "configs", "top_tagging", "pfn.yaml")
     run = str(tmp_path / "pfn")
     assert main(["train", cfg, "--run-dir", run, "--set", f"data.dir={pythia_jets_dir}", "--set", "training.epochs=1",

@@ -4,7 +4,8 @@
 2. Train the Macaluso–Shih CNN on jet images made in the pipeline (``hepflow train``).
 3. Fit the cut-based (mass + τ32) and BDT baselines; evaluate every tagger on the test
    files (``hepflow evaluate``): report table, ROC and sculpting PNGs, TensorBoard logs.
-4. Export the CNN as a SavedModel with the jet-image preprocessing inside (``hepflow export``).
+4. Export the CNN as a SavedModel with the jet-image preprocessing inside (``hepflow export``),
+   and as ONNX when the ``[onnx]`` extra is installed.
 5. Print the report; the last line is its JSON summary.
 """
 from __future__ import annotations
@@ -50,6 +51,7 @@ def run_demo(*, data_dir: str = "demo_data", jets: int = 10_000, epochs: int = 2
     from hepflow.evaluation.runs import evaluate_runs
     from hepflow.physics.pythia_jets import generate_top_tagging
     from hepflow.serving import export_run
+    from hepflow.serving.onnx import require_onnx
     from hepflow.training import train
 
     jets_dir = os.path.join(data_dir, "top_tagging")
@@ -68,9 +70,17 @@ def run_demo(*, data_dir: str = "demo_data", jets: int = 10_000, epochs: int = 2
     table = evaluate_runs([summary["run_dir"]], out_dir=out)
     print(f"    ROC and sculpting PNGs, report.json and TensorBoard logs in {out}/"
           f" (tensorboard --logdir {run_root})")
-    print("4/4 exporting the CNN as a SavedModel (raw constituents in, score out)")
+    try:
+        require_onnx()
+        onnx = True
+    except ImportError:
+        onnx = False
+    print("4/4 exporting the CNN as a SavedModel (raw constituents in, score out)"
+          + (" and as ONNX" if onnx else "; ONNX skipped: the [onnx] extra is not installed"))
     models_dir = os.path.join(run_root, "models")
     shutil.rmtree(os.path.join(models_dir, "cnn"), ignore_errors=True)
-    path = export_run(summary["run_dir"], models_dir, progress=False)
+    path = export_run(summary["run_dir"], models_dir, onnx=onnx, progress=False)
     print(f"    {path} (hepflow predict --model {path} --input FILE.h5 --output SCORES.h5)")
+    if onnx:
+        print(f"    {path}/onnx/serving_default.onnx: the same scores under ONNX Runtime (checked)")
     return table
