@@ -96,7 +96,8 @@ def bench_model(name, model, transform, raw: np.ndarray, workdir: str, quick: bo
 
         from hepflow.serving.onnx import export_onnx
 
-        session = onnxruntime.InferenceSession(export_onnx(path, {"constituents": raw[:64]}))
+        onnx_file = export_onnx(path, {"serving_default": {"constituents": raw[:64]}})["serving_default"]
+        session = onnxruntime.InferenceSession(onnx_file)
         paths["ONNX Runtime raw"] = lambda b: (lambda: session.run(["score"], {"constituents": raw[:b]})[0])
     except ImportError:
         print("ONNX Runtime not measured: the [onnx] extra is not installed")

@@ -82,6 +82,6 @@ def export_run(run_dir: str, base_dir: str, *, version: int | None = None, onnx:
         raw, _ = next(iter(make_dataset(splits["validation"] or splits["train"], batch_size=64, shuffle=0,
                                         epoch="all", drop_remainder=False)))
         features = preprocess(dict(raw))
-        export_onnx(out, {k: raw[k].numpy() for k in raw_inputs}, signature="serving_default")
-        export_onnx(out, {t.name: features[t.name].numpy() for t in model.inputs}, signature="serve_features")
+        export_onnx(out, {"serving_default": {k: raw[k].numpy() for k in raw_inputs},
+                          "serve_features": {t.name: features[t.name].numpy() for t in model.inputs}})
     return out

@@ -32,55 +32,66 @@ def require_onnx():
     return tf2onnx, onnxruntime
 
 
-def export_onnx(saved_model_dir: str, check_inputs: Mapping[str, np.ndarray], *, signature: str = "serving_default",
-                output: str | None = None, opset: int = DEFAULT_OPSET, atol: float = 1e-4) -> str:
-    """Converts one signature of a SavedModel to ONNX and checks it against TensorFlow.
+def export_onnx(saved_model_dir: str, check_inputs: Mapping[str, Mapping[str, np.ndarray]], *,
+                opset: int = DEFAULT_OPSET, atol: float = 1e-4) -> dict[str, str]:
+    """Converts signatures of a SavedModel to ONNX and checks each against TensorFlow.
 
     Args:
         saved_model_dir: An export version folder (``hepflow.serving.export``).
-        check_inputs: A batch for the signature (input name → array, a few real rows): the
-            ONNX Runtime scores must match the SavedModel's within ``atol``.
-        signature: ``serving_default`` (raw inputs, preprocessing inside) or ``serve_features``.
-        output: The ``.onnx`` path; default ``saved_model_dir/onnx/<signature>.onnx``.
+        check_inputs: Signature name (``serving_default``: raw inputs, preprocessing inside;
+            ``serve_features``: the model's inputs) → a batch for it (input name → array, a few
+            real rows). Each signature is converted, and its ONNX Runtime scores on that batch
+            must match the SavedModel's within ``atol``.
         opset: ONNX operator set.
         atol: Largest absolute score difference accepted.
 
     Returns:
-        The path of the ``.onnx`` file, written atomically (temp file + rename).
+        Signature name → the path of its ``saved_model_dir/onnx/<signature>.onnx``, each written
+        atomically (temp file + rename).
 
     Raises:
         ImportError: The ``[onnx]`` extra is missing.
-        KeyError: An unknown signature, or ``check_inputs`` lacking one of its inputs.
-        ValueError: ONNX Runtime disagrees with TensorFlow on ``check_inputs``.
+        KeyError: An unknown signature, or a batch lacking one of its signature's inputs.
+        ValueError: ONNX Runtime disagrees with TensorFlow on a batch.
     """
     tf2onnx, ort = require_onnx()
     loaded = tf.saved_model.load(saved_model_dir)
-    if signature not in loaded.signatures:
-        raise KeyError(f"{saved_model_dir} has no signature {signature!r}. Received: {sorted(loaded.signatures)}")
-    fn = loaded.signatures[signature]
+    paths = {}
+    for signature, batch in check_inputs.items():
+        if signature not in loaded.signatures:
+            raise KeyError(f"{saved_model_dir} has no signature {signature!r}. Received: {sorted(loaded.signatures)}")
+        paths[signature] = _convert(tf2onnx, ort, saved_model_dir, signature, loaded.signatures[signature], batch,
+                                    opset=opset, atol=atol)
+    return paths
+
+
+def _convert(tf2onnx, ort, saved_model_dir: str, signature: str, fn, batch: Mapping[str, np.ndarray], *,
+             opset: int, atol: float) -> str:
+    """One signature function → ``saved_model_dir/onnx/<signature>.onnx``, checked with ONNX Runtime on ``batch``."""
     specs = [tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in sorted(fn.structured_input_signature[1].items())]
-    missing = [s.name for s in specs if s.name not in check_inputs]
+    missing = [s.name for s in specs if s.name not in batch]
     if missing:
-        raise KeyError(f"check_inputs lacks {missing} of signature {signature!r}. Received: {sorted(check_inputs)}")
+        raise KeyError(f"check_inputs lacks {missing} of signature {signature!r}. Received: {sorted(batch)}")
     names = [s.name for s in specs]
 
     @tf.function
     def positional(*tensors):  # tf2onnx wants positional inputs; the signature takes keywords
         return fn(**dict(zip(names, tensors)))
 
-    output = output or os.path.join(saved_model_dir, ONNX_DIR, f"{signature}.onnx")
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    output = os.path.join(saved_model_dir, ONNX_DIR, f"{signature}.onnx")
+    os.makedirs(os.path.dirname(output), exist_ok=True)
     tmp = f"{output}.tmp-{os.getpid()}"
     try:
         tf2onnx.convert.from_function(positional, input_signature=specs, opset=opset, output_path=tmp)
-        feed = {s.name: np.asarray(check_inputs[s.name], dtype=s.dtype.as_numpy_dtype) for s in specs}
+        feed = {s.name: np.asarray(batch[s.name], dtype=s.dtype.as_numpy_dtype) for s in specs}
         expected = fn(**{k: tf.constant(v) for k, v in feed.items()})["score"].numpy()
         session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
         got = session.run(["score"], feed)[0]
         diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
         if not diff <= atol:
-            raise ValueError(f"The ONNX conversion of {saved_model_dir} ({signature}) disagrees with the SavedModel: "
-                             f"largest score difference {diff:.3g} > atol={atol} on {len(expected)} rows.")
+            raise ValueError(f"The ONNX conversion of {saved_model_dir} ({signature}) "
+                             f"disagrees with the SavedModel: largest score difference {diff:.3g} > atol={atol} "
+                             f"on {len(expected)} rows.")
         os.replace(tmp, output)
     finally:
         if os.path.exists(tmp):

@@ -72,13 +72,13 @@ def test_a_disagreeing_conversion_is_refused_and_leaves_no_file(colour_cnn_run, 
     with h5py.File(split_specs(cfg)["test"][0].files[0], "r") as f:
         raw = {k: f[k][:8] for k in ("constituents", "charge", "type")}
     with pytest.raises(ValueError, match=r"disagrees with the SavedModel: largest score difference .* on 8 rows"):
-        export_onnx(path, raw, atol=-1.0)  # no difference is below -1
+        export_onnx(path, {"serving_default": raw}, atol=-1.0)  # no difference is below -1
     assert not os.path.exists(os.path.join(path, "onnx", "serving_default.onnx"))
     assert os.listdir(os.path.join(path, "onnx")) == []  # nor a temporary file
     with pytest.raises(KeyError, match=r"check_inputs lacks \['type'\]"):
-        export_onnx(path, {k: raw[k] for k in ("constituents", "charge")})
+        export_onnx(path, {"serving_default": {k: raw[k] for k in ("constituents", "charge")}})
     with pytest.raises(KeyError, match="no signature 'nope'"):
-        export_onnx(path, raw, signature="nope")
+        export_onnx(path, {"nope": raw})
 
 
 def test_missing_extra_is_named(monkeypatch):
