@@ -4,6 +4,8 @@ import importlib.util
 import json
 import os
 
+import pytest
+
 from hepflow.cli.main import main
 
 
@@ -51,13 +53,14 @@ def test_train_and_evaluate_commands(pythia_jets_dir, tmp_path, capsys):
     assert main(["evaluate", run, "--no-baselines"]) == 0
     out = capsys.readouterr().out
     assert list(json.loads(out.strip().splitlines()[-1])) == ["pfn"]
+    with pytest.raises(SystemExit, match="--ensemble must look like"):
+        main(["evaluate", run, "--ensemble", "pfn"])
     assert os.path.isfile(os.path.join(run, "evaluation", "roc.png"))
     assert main(["train", cfg, "--run-dir", run]) == 2
     assert "already holds a finished run" in capsys.readouterr().err
 
 
 def test_generate_jets_refuses_a_malformed_process(tmp_path):
-    import pytest
 
     from hepflow.cli.main import main
 

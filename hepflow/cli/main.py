@@ -213,8 +213,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     efficiencies = tuple(args.efficiencies)
     if not efficiencies or not all(0 < e < 1 for e in efficiencies):
         raise SystemExit(f"hepflow evaluate: --efficiencies must lie in (0, 1). Received: {list(efficiencies)}")
+    bad = [item for item in args.ensemble if "=" not in item]
+    if bad:
+        raise SystemExit(f"hepflow evaluate: --ensemble must look like cnn_ensemble=run_a,run_b. Received: {bad}")
+    ensembles = {name: members.split(",") for name, members in (item.partition("=")[::2] for item in args.ensemble)}
     table = evaluate_runs(args.run_dirs, out_dir=args.out, baselines=not args.no_baselines, peers=args.peer,
-                          efficiencies=efficiencies, test_dir=args.test_dir)
+                          efficiencies=efficiencies, test_dir=args.test_dir, ensembles=ensembles)
     out = args.out or os.path.join(args.run_dirs[0], "evaluation")
     print(format_report(table, efficiencies, markdown=args.markdown))
     print(f"report, roc.png, sculpting.png and TensorBoard logs (tb/) in {out}")
@@ -382,6 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--test-dir", default=None, metavar="DIR",
                    help="score the files of DIR matching the samples' patterns instead of the test split "
                         "(an independent, larger test sample; must not hold training files)")
+    p.add_argument("--ensemble", action="append", default=[], metavar="NAME=RUN,RUN[,...]",
+                   help="also score the mean of these runs' outputs (run names from their configs) as one "
+                        "tagger (repeatable)")
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("export", help="export a run as a SavedModel (preprocessing inside) for TF Serving")
     p.add_argument("run_dir", help="a finished run directory")

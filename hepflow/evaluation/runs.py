@@ -151,7 +151,8 @@ def _load_run(run_dir: str) -> dict[str, Any]:
 
 def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baselines: bool = True,
                   peers: Sequence[str] = (), efficiencies: Sequence[float] = (0.3, 0.5), batch_size: int = 1024,
-                  test_dir: str | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
+                  test_dir: str | None = None, ensembles: Mapping[str, Sequence[str]] | None = None,
+                  progress: bool = True) -> dict[str, dict[str, float]]:
     """Evaluates trained runs (and the baselines) on their common test split.
 
     Args:
@@ -169,6 +170,9 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         test_dir: Score the files of this folder that match the samples' patterns instead of
             the configs' test split (an independent, larger test sample, e.g. more QCD jets
             to measure high rejections); the baselines still fit on the training split.
+        ensembles: Extra rows: ensemble name → names of two or more of the runs; the ensemble's
+            score is the mean of its members' scores (probabilities), its ``params`` and
+            ``train_seconds`` the members' sums.
         progress: Show progress bars.
 
     Returns:
@@ -189,6 +193,12 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         if len(runs) > 1:
             raise DataError("Pass out_dir (--out) when evaluating several runs together.")
         out_dir = os.path.join(run_dirs[0], "evaluation")
+    ensembles = dict(ensembles or {})
+    for ens, members in ensembles.items():
+        unknown = sorted(set(members) - set(names))
+        if unknown or len(set(members)) < 2 or ens in names:
+            raise DataError(f"Ensemble {ens!r} needs two or more distinct runs among {names} and a name of its own. "
+                            f"Received: {list(members)}")
     splits = [split_specs(r["config"]) for r in runs]
     if test_dir is not None:
         if peers:
@@ -216,6 +226,8 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         elif not np.array_equal(ids, ref_ids):
             raise DataError(f"{run['dir']}: scored other test records than {runs[0]['dir']}.")
         scores[run["config"]["name"]] = s
+    for ens, members in ensembles.items():
+        scores[ens] = np.mean([scores[m] for m in members], axis=0)
     peer_info = {}
     for peer in peers:
         if peer != "energyflow_pfn":
@@ -258,6 +270,12 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         for k in ("params", "train_seconds", "epochs", "train_jets_seen"):
             if k in run["summary"]:
                 row[k] = run["summary"][k]
+    for ens, members in ensembles.items():
+        rows = [table[m] for m in members]
+        table[ens]["members"] = list(members)
+        for k in ("params", "train_seconds", "train_jets_seen"):
+            if all(k in row for row in rows):
+                table[ens][k] = sum(row[k] for row in rows)
     for peer, info in peer_info.items():
         table[peer].update(info)
     row_count = {"test_jets": int(len(labels)), "test_signal": int(np.sum(labels == 1))}

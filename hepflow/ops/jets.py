@@ -101,14 +101,16 @@ def preprocess_coordinates(deta: tf.Tensor, dphi: tf.Tensor, pt: tf.Tensor, mask
 
 def jet_images(constituents: tf.Tensor, *, charge: tf.Tensor | None = None, ptype: tf.Tensor | None = None,
                npix: int = 37, half_width: float = 1.0, center: bool = True, rotate: bool = True,
-               flip: bool = True, normalize: bool = True) -> tf.Tensor:
+               flip: bool = True, normalize: bool | str = True, pt_unit: float = 1.0,
+               colours: str = "tracks") -> tf.Tensor:
     """Pixelated jet images ``(batch, npix, npix, channels)`` with DeepTop-style preprocessing.
 
     Args:
         constituents: ``(batch, n, 4)`` (E, px, py, pz), zero-padded.
-        charge: Optional ``(batch, n)`` constituent charges. With ``ptype`` it gives four
-            colours: neutral pT, track pT, track multiplicity, muon multiplicity.
-        ptype: Optional ``(batch, n)`` type codes (``hepflow.physics.detector``; 5 = muon).
+        charge: Optional ``(batch, n)`` constituent charges. With ``ptype`` the image has
+            the colours named by ``colours``; without, one colour (pT).
+        ptype: Optional ``(batch, n)`` type codes (``hepflow.physics.detector``: 1 photon,
+            2 neutral hadron, 3 charged hadron, 4 electron, 5 muon).
         npix: Pixels per side.
         half_width: The image covers Δη, Δφ ∈ [-half_width, half_width] (radians).
         center: Shift the pT-weighted centroid of (η, φ) to the image centre
@@ -117,21 +119,50 @@ def jet_images(constituents: tf.Tensor, *, charge: tf.Tensor | None = None, ptyp
             the vertical (Δφ) direction.
         flip: Reflect so that the half with more pT lies at Δη > 0, and likewise for Δφ
             (the heaviest quadrant is fixed at Δη > 0, Δφ > 0).
-        normalize: Divide every image by its total intensity (each channel separately).
+        normalize: How pixel values are scaled. ``True`` or ``"channel"`` (DeepTop): every
+            channel divided by its own total, so each sums to 1. ``"jet"``: the pT channels
+            divided by the jet pT (all constituents), the multiplicity channels left as
+            counts, so the charged fraction and the multiplicities survive. ``False`` or
+            ``"none"``: pT channels in units of ``pt_unit`` GeV and counts, so the image also
+            carries the jet's absolute scale (its mass, not only mass / pT).
+        pt_unit: GeV per unit of pT pixel value when ``normalize`` is off (e.g. 100 keeps the
+            pixels of order 1 for TeV-scale jets).
+        colours: With ``charge`` and ``ptype``: ``"tracks"``, the four colours of Macaluso &
+            Shih (neutral pT, track pT, track multiplicity, muon multiplicity), or
+            ``"particle_id"``, seven: the pT of photons, neutral hadrons, charged hadrons,
+            electrons and muons, then the track and the neutral multiplicity.
 
     Pixel ``(i, j)`` (row, column) covers Δφ ∈ [-w + i·2w/npix, -w + (i+1)·2w/npix) and
     Δη likewise with ``j``: rows follow Δφ, columns follow Δη.
     """
+    mode = _normalize_mode(normalize)
+    if colours not in _COLOURS:
+        raise ValueError(f"jet_images: colours must be one of {_COLOURS}. Received: colours={colours!r}")
+    if not pt_unit > 0:
+        raise ValueError(f"jet_images: pt_unit must be > 0 (GeV). Received: pt_unit={pt_unit}")
     f = constituent_features(constituents)
     m = tf.cast(f["mask"], tf.float32)
     pt = f["pt"]
     x, y = preprocess_coordinates(f["delta_eta"], f["delta_phi"], pt, m, center=center, rotate=rotate, flip=flip)
-    if charge is not None and ptype is not None:
+    if charge is not None and ptype is not None and colours == "tracks":
         track = tf.cast(tf.not_equal(charge, 0), tf.float32) * m
         muon = tf.cast(tf.equal(ptype, 5), tf.float32) * m
         channels = tf.stack([pt * (1 - track), pt * track, track, muon], axis=-1)
+        is_pt = tf.constant([1.0, 1.0, 0.0, 0.0])
+    elif charge is not None and ptype is not None:
+        track = tf.cast(tf.not_equal(charge, 0), tf.float32) * m
+        ptype = tf.cast(ptype, tf.int32)
+        by_type = [pt * tf.cast(tf.equal(ptype, code), tf.float32) for code in range(1, 6)]
+        channels = tf.stack(by_type + [track, m * (1 - track)], axis=-1)
+        is_pt = tf.constant([1.0] * 5 + [0.0] * 2)
     else:
         channels = pt[..., None]
+        is_pt = tf.constant([1.0])
+    if mode == "jet":
+        scale = tf.reduce_sum(pt, axis=-1)[:, None, None]
+        channels = tf.math.divide_no_nan(channels * is_pt, scale) + channels * (1 - is_pt)
+    elif mode == "none":
+        channels = channels * (is_pt / pt_unit + (1 - is_pt))
     ix = tf.cast(tf.floor((x + half_width) / (2 * half_width) * npix), tf.int32)
     iy = tf.cast(tf.floor((y + half_width) / (2 * half_width) * npix), tf.int32)
     inside = f["mask"] & (ix >= 0) & (ix < npix) & (iy >= 0) & (iy < npix)
@@ -143,9 +174,21 @@ def jet_images(constituents: tf.Tensor, *, charge: tf.Tensor | None = None, ptyp
     img = tf.math.unsorted_segment_sum(tf.reshape(vals, (-1, n_ch)), tf.reshape(flat, (-1,)),
                                        batch * npix * npix)
     img = tf.reshape(img, (batch, npix, npix, n_ch))
-    if normalize:
+    if mode == "channel":
         img = tf.math.divide_no_nan(img, tf.reduce_sum(img, axis=[1, 2], keepdims=True))
     return img
+
+
+_COLOURS = ("tracks", "particle_id")
+_NORMALIZE_MODES = {True: "channel", False: "none", "channel": "channel", "jet": "jet", "none": "none"}
+
+
+def _normalize_mode(normalize: bool | str) -> str:
+    try:
+        return _NORMALIZE_MODES[normalize]
+    except (KeyError, TypeError):
+        raise ValueError("jet_images: normalize must be True, False, 'channel', 'jet' or 'none'. "
+                         f"Received: normalize={normalize!r}") from None
 
 
 class JetImages:
@@ -156,9 +199,14 @@ class JetImages:
     """
 
     def __init__(self, *, npix: int = 37, half_width: float = 1.0, center: bool = True, rotate: bool = True,
-                 flip: bool = True, normalize: bool = True, colours: bool = False) -> None:
+                 flip: bool = True, normalize: bool | str = True, pt_unit: float = 1.0,
+                 colours: bool | str = False) -> None:
+        _normalize_mode(normalize)
+        if colours not in (False, True, *_COLOURS):
+            raise ValueError(f"JetImages: colours must be False, True (= 'tracks') or one of {_COLOURS}. "
+                             f"Received: colours={colours!r}")
         self.kwargs = dict(npix=npix, half_width=half_width, center=center, rotate=rotate, flip=flip,
-                           normalize=normalize)
+                           normalize=normalize, pt_unit=pt_unit)
         self.colours = colours
 
     def __call__(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -166,10 +214,11 @@ class JetImages:
         c = out.pop("constituents")
         charge, ptype = out.pop("charge", None), out.pop("type", None)
         if self.colours and (charge is None or ptype is None):
-            raise KeyError("JetImages(colours=True) needs 'charge' and 'type' features. "
+            raise KeyError(f"JetImages(colours={self.colours!r}) needs 'charge' and 'type' features. "
                            f"Received: {sorted(features)}")
+        scheme = "tracks" if self.colours is True else self.colours or "tracks"
         out["image"] = jet_images(c, charge=charge if self.colours else None,
-                                  ptype=ptype if self.colours else None, **self.kwargs)
+                                  ptype=ptype if self.colours else None, colours=scheme, **self.kwargs)
         return out
 
     def get_config(self) -> dict[str, Any]:

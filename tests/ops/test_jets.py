@@ -134,6 +134,47 @@ def test_multicolour_images(generated):
     assert np.all(img[..., 2].sum((1, 2)) <= n_tracks) and np.all(img[..., 2].sum((1, 2)) > 0.8 * n_tracks)
 
 
+def test_particle_id_colours(generated):
+    c, charge, ptype = (tf.constant(generated[k]) for k in ("constituents", "charge", "type"))
+    pid = jet_images(c, charge=charge, ptype=ptype, normalize=False, colours="particle_id").numpy()
+    tracks = jet_images(c, charge=charge, ptype=ptype, normalize=False).numpy()
+    assert pid.shape[-1] == 7
+    np.testing.assert_allclose(pid[..., :5].sum(-1), tracks[..., 0] + tracks[..., 1], rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(pid[..., 5], tracks[..., 2])  # track multiplicity
+    real = generated["constituents"][..., 0] > 0
+    for code, channel in ((1, 0), (4, 3), (5, 4)):  # photons, electrons, muons: their pT, per jet
+        pt = np.hypot(generated["constituents"][..., 1], generated["constituents"][..., 2])
+        expected = (pt * (real & (generated["type"] == code))).sum(1)
+        assert np.all(pid[..., channel].sum((1, 2)) <= expected + 1e-3)  # ≤: some fall outside the window
+        np.testing.assert_allclose(pid[..., channel].sum((1, 2)).sum(), expected.sum(), rtol=0.05)
+    n_real = real.sum(1)
+    assert np.all(pid[..., 5:].sum((1, 2, 3)) <= n_real) and np.all(pid[..., 5:].sum((1, 2, 3)) > 0.8 * n_real)
+    with pytest.raises(ValueError, match="colours='rainbow'"):
+        jet_images(c, charge=charge, ptype=ptype, colours="rainbow")
+    with pytest.raises(ValueError, match="Received: colours='rainbow'"):
+        JetImages(colours="rainbow")
+
+
+def test_normalization_modes(generated):
+    c, charge, ptype = (tf.constant(generated[k]) for k in ("constituents", "charge", "type"))
+    raw = jet_images(c, charge=charge, ptype=ptype, normalize=False).numpy()
+    jet_pt = np.hypot(generated["constituents"][..., 1], generated["constituents"][..., 2]).sum(1)
+    per_jet = jet_images(c, charge=charge, ptype=ptype, normalize="jet").numpy()
+    np.testing.assert_allclose(per_jet[..., :2], raw[..., :2] / jet_pt[:, None, None, None], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(per_jet[..., 2:], raw[..., 2:])  # multiplicities stay counts
+    in_units = jet_images(c, charge=charge, ptype=ptype, normalize="none", pt_unit=100.0).numpy()
+    np.testing.assert_allclose(in_units[..., :2], raw[..., :2] / 100, rtol=1e-5)
+    np.testing.assert_array_equal(in_units[..., 2:], raw[..., 2:])
+    per_channel = jet_images(c, charge=charge, ptype=ptype, normalize="channel").numpy()
+    np.testing.assert_allclose(per_channel, jet_images(c, charge=charge, ptype=ptype).numpy())
+    np.testing.assert_allclose(per_channel[..., 2].sum((1, 2)), 1.0, rtol=1e-5)
+    for bad in ({"normalize": "total"}, {"normalize": False, "pt_unit": 0.0}):
+        with pytest.raises(ValueError, match="Received"):
+            jet_images(c, **bad)
+    with pytest.raises(ValueError, match="normalize='pixel'"):
+        JetImages(normalize="pixel")
+
+
 def test_nsubjettiness_ratios():
     r = nsubjettiness_ratios(tf.constant([[0.4, 0.2, 0.1], [0.0, 0.0, 0.0]]))
     np.testing.assert_allclose(r["tau21"], [0.5, 0.0])

@@ -93,6 +93,27 @@ def test_evaluate_runs_writes_one_report_with_baselines(runs, tmp_path):
     assert "cut_based" in (tmp_path / "report" / "report.txt").read_text()
 
 
+def test_an_ensemble_scores_the_mean_of_its_members(runs, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    members = ["deeptop_cnn", "high_level_dnn"]
+    table = evaluate_runs([runs[m] for m in members], out_dir=str(tmp_path / "report"), baselines=False,
+                          ensembles={"both": members}, progress=False)
+    scores = []
+    for m in members:
+        cfg = load_config(os.path.join(runs[m], "config.yaml"))
+        model = keras.saving.load_model(os.path.join(runs[m], "model.keras"))
+        _, labels, s = score_specs(model, split_specs(cfg)["test"], transform=build_transform(cfg), progress=False)
+        scores.append(s)
+    assert table["both"]["auc"] == pytest.approx(roc_auc_score(labels, np.mean(scores, axis=0)), abs=1e-9)
+    assert table["both"]["members"] == members
+    assert table["both"]["params"] == table["deeptop_cnn"]["params"] + table["high_level_dnn"]["params"]
+    for bad in ({"both": ["deeptop_cnn"]}, {"both": ["deeptop_cnn", "pfn"]}, {"deeptop_cnn": members}):
+        with pytest.raises(DataError, match="Received"):
+            evaluate_runs([runs[m] for m in members], out_dir=str(tmp_path / "r"), baselines=False,
+                          ensembles=bad, progress=False)
+
+
 def test_runs_with_other_test_files_cannot_share_a_report(runs, pythia_jets_dir, tmp_path):
     other = train(os.path.join(os.path.dirname(CONFIGS[0]), "efn.yaml"), run_dir=str(tmp_path / "efn"),
                   overrides=quick(pythia_jets_dir) + ["data.split.test=0.2"], verbose=0)
