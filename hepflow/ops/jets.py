@@ -121,7 +121,7 @@ def jet_images(constituents: tf.Tensor, *, charge: tf.Tensor | None = None, ptyp
             (the heaviest quadrant is fixed at Δη > 0, Δφ > 0).
         normalize: How pixel values are scaled. ``True`` or ``"channel"`` (DeepTop): every
             channel divided by its own total, so each sums to 1. ``"jet"``: the pT channels
-            divided by the jet pT (all constituents), the multiplicity channels left as
+            divided by the scalar pT sum of all constituents, the multiplicity channels left as
             counts, so the charged fraction and the multiplicities survive. ``False`` or
             ``"none"``: pT channels in units of ``pt_unit`` GeV and counts, so the image also
             carries the jet's absolute scale (its mass, not only mass / pT).
