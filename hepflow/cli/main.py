@@ -236,9 +236,17 @@ def summary_json(table: dict, efficiency: float = 0.3) -> dict:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from hepflow.serving.from_run import export_run
+    from hepflow.serving.from_run import export_ensemble, export_run
 
-    path = export_run(args.run_dir, args.out, version=args.version, onnx=args.onnx)
+    if args.ensemble_name is not None:
+        if args.onnx:
+            raise SystemExit("hepflow export: --onnx covers single runs, not ensembles. Received: --onnx --ensemble-name")
+        path = export_ensemble(args.run_dirs, args.out, name=args.ensemble_name, version=args.version)
+        print(f"exported the mean of {len(args.run_dirs)} runs to {path}; inspect with: saved_model_cli show --dir {path} --all")
+        return 0
+    if len(args.run_dirs) > 1:
+        raise SystemExit(f"hepflow export: several runs need --ensemble-name. Received: {args.run_dirs}")
+    path = export_run(args.run_dirs[0], args.out, version=args.version, onnx=args.onnx)
     print(f"exported to {path}; inspect with: saved_model_cli show --dir {path} --all")
     if args.onnx:
         print(f"ONNX: {path}/onnx/serving_default.onnx (raw inputs), {path}/onnx/serve_features.onnx "
@@ -390,9 +398,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="also score the mean of these runs' outputs (run names from their configs) as one "
                         "tagger (repeatable)")
     p.set_defaults(func=_evaluate)
-    p = sub.add_parser("export", help="export a run as a SavedModel (preprocessing inside) for TF Serving")
-    p.add_argument("run_dir", help="a finished run directory")
+    p = sub.add_parser("export", help="export a run (or an ensemble of runs) as a SavedModel (preprocessing "
+                                      "inside) for TF Serving")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="a finished run directory; several with --ensemble-name: one model scoring their mean")
     p.add_argument("out", help="model base folder; the export goes to OUT/<run name>/<version>")
+    p.add_argument("--ensemble-name", default=None, metavar="NAME",
+                   help="export the runs as one ensemble model under this name (as evaluate --ensemble)")
     p.add_argument("--version", type=int, default=None, help="version number (default: next free)")
     p.add_argument("--onnx", action="store_true",
                    help="also write ONNX files of both signatures under onnx/ (needs the [onnx] extra)")

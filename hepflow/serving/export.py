@@ -21,7 +21,7 @@ from typing import Any
 
 import tensorflow as tf
 
-__all__ = ["export", "METADATA_FILE"]
+__all__ = ["export", "export_mean", "METADATA_FILE"]
 
 #: Metadata file inside the export (TF Serving ignores ``assets.extra``).
 METADATA_FILE = os.path.join("assets.extra", "hepflow.json")
@@ -68,9 +68,6 @@ def export(model, base_dir: str, *, name: str | None = None, raw_inputs: Mapping
     names = [t.name for t in model.inputs]
     feature_spec = {t.name: tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=t.name) for t in model.inputs}
 
-    def checked(tensors, specs):  # a clear error naming the input instead of a failure deep in the graph
-        return {k: tf.ensure_shape(tf.identity(tensors[k], name=k), specs[k].shape) for k in specs}
-
     def serve_features(features):
         features = checked(features, feature_spec)
         return {"score": _score(model(features, training=False))}
@@ -95,6 +92,53 @@ def export(model, base_dir: str, *, name: str | None = None, raw_inputs: Mapping
     meta.setdefault("feature_inputs", {k: {"shape": [None, *v.shape[1:]], "dtype": v.dtype.name}
                                        for k, v in feature_spec.items()})
     return write_archive(archive, out, meta)
+
+
+def export_mean(members: list[tuple[Any, Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]]], base_dir: str,
+                *, name: str, raw_inputs: Mapping[str, tf.TensorSpec], metadata: Mapping[str, Any] | None = None,
+                version: int | None = None) -> str:
+    """Writes an ensemble as one SavedModel: ``serving_default`` returns the mean of the members' scores.
+
+    Args:
+        members: ``(model, preprocess)`` pairs; each ``preprocess`` maps the raw inputs to that
+            model's inputs (the members may read different raw features and preprocess them
+            differently).
+        base_dir: The model base folder; the export goes to ``base_dir/name/version``.
+        name: Model name in the layout.
+        raw_inputs: Feature name → ``tf.TensorSpec`` of every raw input any member reads.
+        metadata: JSON-serializable facts for ``assets.extra/hepflow.json``.
+        version: Version number; default one more than the highest existing.
+
+    There is no ``serve_features`` signature: the members' preprocessed inputs differ.
+    """
+    import keras
+
+    if len(members) < 2:
+        raise ValueError(f"An ensemble needs two or more models. Received: {len(members)}")
+    out = version_folder(base_dir, name, version)
+    raw_spec = {k: tf.TensorSpec((None, *v.shape[1:]), v.dtype, name=k) for k, v in raw_inputs.items()}
+    archive = keras.export.ExportArchive()
+    for model, _ in members:
+        archive.track(model)
+
+    def serve(raw):
+        raw = checked(raw, raw_spec)
+        scores = []
+        for model, preprocess in members:
+            features = preprocess(dict(raw))
+            scores.append(_score(model({t.name: features[t.name] for t in model.inputs}, training=False)))
+        return {"score": tf.add_n(scores) / len(scores)}
+
+    archive.add_endpoint("serve", serve, input_signature=[raw_spec])
+    meta = dict(metadata or {})
+    meta.setdefault("model", name)
+    meta.setdefault("raw_inputs", {k: {"shape": [None, *v.shape[1:]], "dtype": v.dtype.name} for k, v in raw_spec.items()})
+    return write_archive(archive, out, meta)
+
+
+def checked(tensors: Mapping[str, tf.Tensor], specs: Mapping[str, tf.TensorSpec]) -> dict[str, tf.Tensor]:
+    """The tensors named in ``specs``, shape-checked: a clear error naming the input instead of a failure deep in the graph."""
+    return {k: tf.ensure_shape(tf.identity(tensors[k], name=k), specs[k].shape) for k in specs}
 
 
 def version_folder(base_dir: str, name: str, version: int | None) -> str:

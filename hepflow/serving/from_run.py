@@ -7,10 +7,10 @@ from typing import Any
 import tensorflow as tf
 
 from hepflow.data import DataError, make_dataset
-from hepflow.serving.export import export
+from hepflow.serving.export import export, export_mean
 from hepflow.serving.onnx import export_onnx, require_onnx
 
-__all__ = ["export_run"]
+__all__ = ["export_run", "export_ensemble"]
 
 
 def export_run(run_dir: str, base_dir: str, *, version: int | None = None, onnx: bool = False,
@@ -35,10 +35,7 @@ def export_run(run_dir: str, base_dir: str, *, version: int | None = None, onnx:
         The export folder ``base_dir/<run name>/<version>``.
     """
     import keras
-    import numpy as np
 
-    from hepflow.data.readers import inspect_sample
-    from hepflow.evaluation.metrics import threshold_at
     from hepflow.evaluation.runs import score_specs
     from hepflow.training.config import build_transform, load_config, split_specs
     from hepflow.training.train import package_versions
@@ -58,19 +55,13 @@ def export_run(run_dir: str, base_dir: str, *, version: int | None = None, onnx:
                                           "versions": package_versions()})
     splits = split_specs(cfg)
     transform = build_transform(cfg)
-    layout = inspect_sample(splits["train"][0], 0)
-    raw_inputs = {name: tf.TensorSpec((None, *f.row_shape), tf.as_dtype(f.dtype)) for name, f in
-                  layout.features.items()}
-    classes: dict[str, list[str]] = {}
-    for spec in splits["train"]:
-        classes.setdefault(str(spec.label), []).append(spec.name)
     thresholds: dict[str, Any] = {}
     if splits["validation"]:
         _, labels, scores = score_specs(model, splits["validation"], transform=transform, progress=progress,
                                         desc="validation thresholds")
-        if np.unique(labels).size == 2:
-            thresholds = {str(e): threshold_at(labels, scores, e) for e in (0.3, 0.5)}
-    metadata = {"name": cfg["name"], "run_dir": os.path.abspath(run_dir), "classes": classes,
+        thresholds = _thresholds(labels, scores)
+    raw_inputs = _raw_inputs(splits)
+    metadata = {"name": cfg["name"], "run_dir": os.path.abspath(run_dir), "classes": _classes(splits),
                 "samples": [s.to_dict() for s in splits["train"]], "thresholds_at_signal_efficiency": thresholds,
                 "transform": cfg["transform"], "config": cfg, "versions": package_versions()}
     if onnx:
@@ -85,3 +76,87 @@ def export_run(run_dir: str, base_dir: str, *, version: int | None = None, onnx:
         export_onnx(out, {"serving_default": {k: raw[k].numpy() for k in raw_inputs},
                           "serve_features": {t.name: features[t.name].numpy() for t in model.inputs}})
     return out
+
+
+def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: int | None = None,
+                    progress: bool = True) -> str:
+    """Exports several classifier runs as one SavedModel scoring the mean of their outputs.
+
+    The score is what ``hepflow evaluate --ensemble`` reports. ``serving_default`` takes every
+    raw feature any member reads (a feature read by two members must have the same shape and
+    dtype in both) and applies each member's own pipeline transform. The metadata lists the
+    members (run, config) and the ensemble's εS = 0.3 and 0.5 thresholds on the validation files,
+    which the members must share.
+
+    Args:
+        run_dirs: Two or more finished classifier runs.
+        base_dir: The model base folder; the export goes to ``base_dir/name/version``.
+        name: The ensemble's name.
+        version: Version number; default the next free one.
+        progress: Progress bars while scoring the validation files.
+
+    Returns:
+        The export folder.
+    """
+    import keras
+    import numpy as np
+
+    from hepflow.evaluation.runs import score_specs
+    from hepflow.training.config import build_transform, load_config, split_specs
+    from hepflow.training.train import package_versions
+
+    if len(run_dirs) < 2:
+        raise DataError(f"An ensemble needs two or more runs. Received: {list(run_dirs)}")
+    members, raw_inputs, scores, labels, validation, configs = [], {}, [], None, None, []
+    for run_dir in run_dirs:
+        if not os.path.isfile(os.path.join(run_dir, "model.keras")):
+            raise DataError(f"{run_dir} is not a finished run: model.keras is missing.")
+        cfg = load_config(os.path.join(run_dir, "config.yaml"))
+        if cfg["training"]["task"] != "classification":
+            raise DataError(f"{run_dir}: only classifier runs form an ensemble. Received: task={cfg['training']['task']!r}")
+        splits = split_specs(cfg)
+        files = [(s.name, s.files) for s in splits["validation"]]
+        if validation is not None and files != validation:
+            raise DataError(f"{run_dir} has other validation files than {run_dirs[0]}; ensemble members need the "
+                            "same `data` section.")
+        validation = files
+        for key, spec in _raw_inputs(splits).items():
+            if key in raw_inputs and (raw_inputs[key].shape, raw_inputs[key].dtype) != (spec.shape, spec.dtype):
+                raise DataError(f"{run_dir}: raw input {key!r} is {spec.shape} {spec.dtype.name} but another member "
+                                f"reads it as {raw_inputs[key].shape} {raw_inputs[key].dtype.name}.")
+            raw_inputs[key] = spec
+        model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+        transform = build_transform(cfg)
+        members.append((model, transform if transform is not None else (lambda x: x)))
+        configs.append({"run_dir": os.path.abspath(run_dir), "config": cfg})
+        if splits["validation"]:
+            _, labels, s = score_specs(model, splits["validation"], transform=transform, progress=progress,
+                                       desc=f"validation {cfg['name']}")
+            scores.append(s)
+    thresholds = _thresholds(labels, np.mean(scores, axis=0)) if scores else {}
+    metadata = {"name": name, "ensemble": "mean of the members' scores", "members": configs,
+                "classes": _classes(splits), "thresholds_at_signal_efficiency": thresholds,
+                "versions": package_versions()}
+    return export_mean(members, base_dir, name=name, raw_inputs=raw_inputs, metadata=metadata, version=version)
+
+
+def _raw_inputs(splits: dict) -> dict[str, tf.TensorSpec]:
+    from hepflow.data.readers import inspect_sample
+
+    layout = inspect_sample(splits["train"][0], 0)
+    return {name: tf.TensorSpec((None, *f.row_shape), tf.as_dtype(f.dtype)) for name, f in layout.features.items()}
+
+
+def _classes(splits: dict) -> dict[str, list[str]]:
+    classes: dict[str, list[str]] = {}
+    for spec in splits["train"]:
+        classes.setdefault(str(spec.label), []).append(spec.name)
+    return classes
+
+
+def _thresholds(labels, scores) -> dict[str, Any]:
+    import numpy as np
+
+    from hepflow.evaluation.metrics import threshold_at
+
+    return {str(e): threshold_at(labels, scores, e) for e in (0.3, 0.5)} if np.unique(labels).size == 2 else {}

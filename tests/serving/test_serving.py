@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from hepflow.cli.main import main
 from hepflow.data import DataError
-from hepflow.serving import export, export_run, predict_file
+from hepflow.serving import export, export_ensemble, export_run, predict_file
 from hepflow.serving.predict import load_metadata
 from hepflow.training import load_config, split_specs, train
 from hepflow.training.config import build_transform
@@ -68,6 +68,40 @@ def test_savedmodel_in_a_fresh_process_without_hepflow_matches_keras(pfn_export,
     serve_features = tf.saved_model.load(path).signatures["serve_features"]
     got = serve_features(particles=features["particles"], mask=features["mask"])["score"].numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_an_ensemble_export_scores_the_mean_of_its_members(pfn_export, pythia_jets_dir, tmp_path, capsys):
+    """PFN (constituents) + high-level DNN (mass, pt, tau): one raw signature, the mean of both scores."""
+    pfn_run, _ = pfn_export
+    dnn_run = train(os.path.join(CONFIGS, "high_level_dnn.yaml"), run_dir=str(tmp_path / "dnn"), verbose=0,
+                    overrides=QUICK + [f"data.dir={pythia_jets_dir}"])["run_dir"]
+    assert main(["export", pfn_run, dnn_run, str(tmp_path / "models"), "--ensemble-name", "pair"]) == 0
+    path = str(tmp_path / "models" / "pair" / "1")
+    assert "mean of 2 runs" in capsys.readouterr().out
+    meta = load_metadata(path)
+    assert set(meta["raw_inputs"]) == {"constituents", "mass", "pt", "tau"}
+    assert [m["config"]["name"] for m in meta["members"]] == ["pfn", "high_level_dnn"]
+    assert set(meta["thresholds_at_signal_efficiency"]) == {"0.3", "0.5"}
+    test_file = split_specs(load_config(os.path.join(pfn_run, "config.yaml")))["test"][1].files[0]
+    with h5py.File(test_file, "r") as f:
+        raw = {k: tf.constant(f[k][...]) for k in meta["raw_inputs"]}
+    want = []
+    for run in (pfn_run, dnn_run):
+        cfg = load_config(os.path.join(run, "config.yaml"))
+        model = keras.saving.load_model(os.path.join(run, "model.keras"))
+        features = build_transform(cfg)(dict(raw))
+        want.append(model({t.name: features[t.name] for t in model.inputs}, training=False).numpy()[:, 0])
+    assert np.abs(want[0] - want[1]).max() > 1e-3  # the members disagree, so the mean is a real check
+    got = tf.saved_model.load(path).signatures["serving_default"](**raw)["score"].numpy()
+    np.testing.assert_allclose(got, np.mean(want, axis=0), rtol=1e-5, atol=1e-5)
+    with pytest.raises(DataError, match="two or more runs"):
+        export_ensemble([pfn_run], str(tmp_path / "m"), name="one", progress=False)
+    other = train(os.path.join(CONFIGS, "high_level_dnn.yaml"), run_dir=str(tmp_path / "dnn2"), verbose=0,
+                  overrides=QUICK + [f"data.dir={pythia_jets_dir}", "data.split.validation=0.4"])["run_dir"]
+    with pytest.raises(DataError, match="other validation files"):
+        export_ensemble([pfn_run, other], str(tmp_path / "m"), name="bad", progress=False)
+    with pytest.raises(SystemExit, match="need --ensemble-name"):
+        main(["export", pfn_run, dnn_run, str(tmp_path / "m")])
 
 
 def test_wrong_shape_or_dtype_is_named(pfn_export):
