@@ -191,10 +191,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if task in ("anomaly", "proportions"):  # no truth labels in the config: name the signal files
         from hepflow.evaluation.anomaly_study import evaluate_anomaly_run
 
-        bad = [item for item in args.signal if "=" not in item]
-        if bad:
-            raise SystemExit(f"hepflow evaluate: --signal must look like gluino='data/anomaly/gluino_*.h5'. Received: {bad}")
-        signals = dict(item.partition("=")[::2] for item in args.signal)
+        signals = _named_values(args.signal, "--signal", "gluino='data/anomaly/gluino_*.h5'")
         table = evaluate_anomaly_run(args.run_dirs[0], signals, out_dir=args.out, efficiencies=args.efficiencies)
         print(format_report(table, tuple(args.efficiencies)))
         print(json.dumps(table))
@@ -213,10 +210,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     efficiencies = tuple(args.efficiencies)
     if not efficiencies or not all(0 < e < 1 for e in efficiencies):
         raise SystemExit(f"hepflow evaluate: --efficiencies must lie in (0, 1). Received: {list(efficiencies)}")
-    bad = [item for item in args.ensemble if "=" not in item]
-    if bad:
-        raise SystemExit(f"hepflow evaluate: --ensemble must look like cnn_ensemble=run_a,run_b. Received: {bad}")
-    ensembles = {name: members.split(",") for name, members in (item.partition("=")[::2] for item in args.ensemble)}
+    ensembles = {name: members.split(",") for name, members in
+                 _named_values(args.ensemble, "--ensemble", "cnn_ensemble=run_a,run_b").items()}
     table = evaluate_runs(args.run_dirs, out_dir=args.out, baselines=not args.no_baselines, peers=args.peer,
                           efficiencies=efficiencies, test_dir=args.test_dir, ensembles=ensembles)
     out = args.out or os.path.join(args.run_dirs[0], "evaluation")
@@ -224,6 +219,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"report, roc.png, sculpting.png and TensorBoard logs (tb/) in {out}")
     print(json.dumps(summary_json(table, efficiencies[0])))
     return 0
+
+
+def _named_values(items: Sequence[str], flag: str, example: str) -> dict[str, str]:
+    """``NAME=VALUE`` options of ``hepflow evaluate`` → ``{NAME: VALUE}``, refusing items without ``=``."""
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise SystemExit(f"hepflow evaluate: {flag} must look like {example}. Received: {bad}")
+    return dict(item.partition("=")[::2] for item in items)
 
 
 def summary_json(table: dict, efficiency: float = 0.3) -> dict:

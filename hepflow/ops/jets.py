@@ -144,20 +144,20 @@ def jet_images(constituents: tf.Tensor, *, charge: tf.Tensor | None = None, ptyp
     m = tf.cast(f["mask"], tf.float32)
     pt = f["pt"]
     x, y = preprocess_coordinates(f["delta_eta"], f["delta_phi"], pt, m, center=center, rotate=rotate, flip=flip)
-    if charge is not None and ptype is not None and colours == "tracks":
-        track = tf.cast(tf.not_equal(charge, 0), tf.float32) * m
-        muon = tf.cast(tf.equal(ptype, 5), tf.float32) * m
-        channels = tf.stack([pt * (1 - track), pt * track, track, muon], axis=-1)
-        is_pt = tf.constant([1.0, 1.0, 0.0, 0.0])
-    elif charge is not None and ptype is not None:
-        track = tf.cast(tf.not_equal(charge, 0), tf.float32) * m
-        ptype = tf.cast(ptype, tf.int32)
-        by_type = [pt * tf.cast(tf.equal(ptype, code), tf.float32) for code in range(1, 6)]
-        channels = tf.stack(by_type + [track, m * (1 - track)], axis=-1)
-        is_pt = tf.constant([1.0] * 5 + [0.0] * 2)
-    else:
+    if charge is None or ptype is None:
         channels = pt[..., None]
         is_pt = tf.constant([1.0])
+    else:
+        track = tf.cast(tf.not_equal(charge, 0), tf.float32) * m
+        ptype = tf.cast(ptype, tf.int32)
+        if colours == "tracks":
+            muon = tf.cast(tf.equal(ptype, 5), tf.float32) * m
+            channels = tf.stack([pt * (1 - track), pt * track, track, muon], axis=-1)
+            is_pt = tf.constant([1.0, 1.0, 0.0, 0.0])
+        else:
+            by_type = [pt * tf.cast(tf.equal(ptype, code), tf.float32) for code in range(1, 6)]
+            channels = tf.stack(by_type + [track, m * (1 - track)], axis=-1)
+            is_pt = tf.constant([1.0] * 5 + [0.0] * 2)
     if mode == "jet":
         scale = tf.reduce_sum(pt, axis=-1)[:, None, None]
         channels = tf.math.divide_no_nan(channels * is_pt, scale) + channels * (1 - is_pt)

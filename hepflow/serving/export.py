@@ -87,10 +87,8 @@ def export(model, base_dir: str, *, name: str | None = None, raw_inputs: Mapping
     archive.add_endpoint("serve_features", serve_features, input_signature=[feature_spec])
     meta = dict(metadata or {})
     meta.setdefault("model", model.name)
-    meta.setdefault("raw_inputs", {k: {"shape": [None, *v.shape[1:]], "dtype": v.dtype.name}
-                                   for k, v in (raw_inputs or feature_spec).items()})
-    meta.setdefault("feature_inputs", {k: {"shape": [None, *v.shape[1:]], "dtype": v.dtype.name}
-                                       for k, v in feature_spec.items()})
+    meta.setdefault("raw_inputs", _describe(raw_inputs or feature_spec))
+    meta.setdefault("feature_inputs", _describe(feature_spec))
     return write_archive(archive, out, meta)
 
 
@@ -132,8 +130,13 @@ def export_mean(members: list[tuple[Any, Callable[[dict[str, tf.Tensor]], dict[s
     archive.add_endpoint("serve", serve, input_signature=[raw_spec])
     meta = dict(metadata or {})
     meta.setdefault("model", name)
-    meta.setdefault("raw_inputs", {k: {"shape": [None, *v.shape[1:]], "dtype": v.dtype.name} for k, v in raw_spec.items()})
+    meta.setdefault("raw_inputs", _describe(raw_spec))
     return write_archive(archive, out, meta)
+
+
+def _describe(specs: Mapping[str, tf.TensorSpec]) -> dict[str, dict[str, Any]]:
+    """Input name → ``{"shape": [None, ...], "dtype": ...}`` for the metadata."""
+    return {k: {"shape": [None, *v.shape[1:]], "dtype": v.dtype.name} for k, v in specs.items()}
 
 
 def checked(tensors: Mapping[str, tf.Tensor], specs: Mapping[str, tf.TensorSpec]) -> dict[str, tf.Tensor]:

@@ -34,16 +34,11 @@ def export_run(run_dir: str, base_dir: str, *, version: int | None = None, onnx:
     Returns:
         The export folder ``base_dir/<run name>/<version>``.
     """
-    import keras
-
     from hepflow.evaluation.runs import score_specs
-    from hepflow.training.config import build_transform, load_config, split_specs
+    from hepflow.training.config import build_transform, split_specs
     from hepflow.training.train import package_versions
 
-    if not os.path.isfile(os.path.join(run_dir, "model.keras")):
-        raise DataError(f"{run_dir} is not a finished run: model.keras is missing.")
-    cfg = load_config(os.path.join(run_dir, "config.yaml"))
-    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    cfg, model = _load_finished(run_dir)
     if cfg["training"]["task"] == "generative":
         from hepflow.serving.generator import export_generator
 
@@ -98,20 +93,17 @@ def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: i
     Returns:
         The export folder.
     """
-    import keras
     import numpy as np
 
     from hepflow.evaluation.runs import score_specs
-    from hepflow.training.config import build_transform, load_config, split_specs
+    from hepflow.training.config import build_transform, split_specs
     from hepflow.training.train import package_versions
 
     if len(run_dirs) < 2:
         raise DataError(f"An ensemble needs two or more runs. Received: {list(run_dirs)}")
     members, raw_inputs, scores, labels, validation, configs = [], {}, [], None, None, []
     for run_dir in run_dirs:
-        if not os.path.isfile(os.path.join(run_dir, "model.keras")):
-            raise DataError(f"{run_dir} is not a finished run: model.keras is missing.")
-        cfg = load_config(os.path.join(run_dir, "config.yaml"))
+        cfg, model = _load_finished(run_dir)
         if cfg["training"]["task"] != "classification":
             raise DataError(f"{run_dir}: only classifier runs form an ensemble. Received: task={cfg['training']['task']!r}")
         splits = split_specs(cfg)
@@ -125,7 +117,6 @@ def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: i
                 raise DataError(f"{run_dir}: raw input {key!r} is {spec.shape} {spec.dtype.name} but another member "
                                 f"reads it as {raw_inputs[key].shape} {raw_inputs[key].dtype.name}.")
             raw_inputs[key] = spec
-        model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
         transform = build_transform(cfg)
         members.append((model, transform if transform is not None else (lambda x: x)))
         configs.append({"run_dir": os.path.abspath(run_dir), "config": cfg})
@@ -138,6 +129,17 @@ def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: i
                 "classes": _classes(splits), "thresholds_at_signal_efficiency": thresholds,
                 "versions": package_versions()}
     return export_mean(members, base_dir, name=name, raw_inputs=raw_inputs, metadata=metadata, version=version)
+
+
+def _load_finished(run_dir: str):
+    """``(config, model)`` of a finished run, or a DataError naming the missing ``model.keras``."""
+    import keras
+
+    from hepflow.training.config import load_config
+
+    if not os.path.isfile(os.path.join(run_dir, "model.keras")):
+        raise DataError(f"{run_dir} is not a finished run: model.keras is missing.")
+    return load_config(os.path.join(run_dir, "config.yaml")), keras.saving.load_model(os.path.join(run_dir, "model.keras"))
 
 
 def _raw_inputs(splits: dict) -> dict[str, tf.TensorSpec]:
