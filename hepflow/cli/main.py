@@ -213,7 +213,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     ensembles = {name: members.split(",") for name, members in
                  _named_values(args.ensemble, "--ensemble", "cnn_ensemble=run_a,run_b").items()}
     table = evaluate_runs(args.run_dirs, out_dir=args.out, baselines=not args.no_baselines, peers=args.peer,
-                          efficiencies=efficiencies, test_dir=args.test_dir, ensembles=ensembles)
+                          efficiencies=efficiencies, test_dir=args.test_dir, ensembles=ensembles,
+                          baseline_seed=args.baseline_seed)
     out = args.out or os.path.join(args.run_dirs[0], "evaluation")
     print(format_report(table, efficiencies, markdown=args.markdown))
     print(f"report, roc.png, sculpting.png and TensorBoard logs (tb/) in {out}")
@@ -400,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ensemble", action="append", default=[], metavar="NAME=RUN,RUN[,...]",
                    help="also score the mean of these runs' outputs (run names from their configs) as one "
                         "tagger (repeatable)")
+    p.add_argument("--baseline-seed", type=int, default=1,
+                   help="seed of the BDT baseline (default 1; the same whichever runs are evaluated)")
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("export", help="export a run (or an ensemble of runs) as a SavedModel (preprocessing "
                                       "inside) for TF Serving")

@@ -152,7 +152,7 @@ def _load_run(run_dir: str) -> dict[str, Any]:
 def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baselines: bool = True,
                   peers: Sequence[str] = (), efficiencies: Sequence[float] = (0.3, 0.5), batch_size: int = 1024,
                   test_dir: str | None = None, ensembles: Mapping[str, Sequence[str]] | None = None,
-                  progress: bool = True) -> dict[str, dict[str, float]]:
+                  baseline_seed: int = 1, progress: bool = True) -> dict[str, dict[str, float]]:
     """Evaluates trained runs (and the baselines) on their common test split.
 
     Args:
@@ -173,6 +173,8 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         ensembles: Extra rows: ensemble name → names of two or more of the runs; the ensemble's
             score is the mean of its members' scores (probabilities), its ``params`` and
             ``train_seconds`` the members' sums.
+        baseline_seed: Seed of the BDT (its early-stopping split), fixed so that the baselines
+            do not depend on which runs are evaluated or in which order. Default 1.
         progress: Show progress bars.
 
     Returns:
@@ -248,7 +250,7 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         test_sh, train_sh = shower_shape_arrays(splits[0]["test"]), shower_shape_arrays(splits[0]["train"])
         if not np.array_equal(test_sh["record_id"], ref_ids):
             raise DataError("The shower shapes and the scores cover different test records.")
-        bdt = bdt_tagger(train_sh["features"], train_sh["label"], seed=int(runs[0]["config"]["seed"]))
+        bdt = bdt_tagger(train_sh["features"], train_sh["label"], seed=baseline_seed)
         scores["bdt_shower_shapes"] = bdt.predict_proba(test_sh["features"])[:, 1]
     elif baselines:
         try:
@@ -260,7 +262,7 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
             if not np.array_equal(test_hl["record_id"], ref_ids):
                 raise DataError("The high-level features and the scores cover different test records.")
             bdt, cut_points = baseline_scores(train_hl, test_hl, efficiencies=efficiencies,
-                                              seed=int(runs[0]["config"]["seed"]))
+                                              seed=baseline_seed)
             scores.update(bdt)
             mass = test_hl["mass"]
     table = tagger_report(labels, scores, out_dir=out_dir, cut_based=cut_points, mass=mass,

@@ -93,6 +93,26 @@ def test_evaluate_runs_writes_one_report_with_baselines(runs, tmp_path):
     assert "cut_based" in (tmp_path / "report" / "report.txt").read_text()
 
 
+def test_the_bdt_seed_does_not_follow_the_runs(runs, tmp_path, monkeypatch):
+    import hepflow.evaluation.runs as runs_module
+
+    seeds = []
+    real = runs_module.bdt_tagger
+
+    def recording(*args, seed, **kwargs):
+        seeds.append(seed)
+        return real(*args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(runs_module, "bdt_tagger", recording)
+    first = evaluate_runs([runs["high_level_dnn"], runs["deeptop_cnn"]], out_dir=str(tmp_path / "a"), progress=False)
+    again = evaluate_runs([runs["deeptop_cnn"]], out_dir=str(tmp_path / "b"), progress=False, baseline_seed=1)
+    other = evaluate_runs([runs["deeptop_cnn"]], out_dir=str(tmp_path / "c"), progress=False, baseline_seed=11)
+    assert seeds == [1, 1, 11]
+    for name, a, b in (("bdt", first, again), ("cut_based", first, other)):  # the cuts have no seed
+        assert a[name].keys() == b[name].keys()
+        np.testing.assert_array_equal([a[name][k] for k in a[name]], [b[name][k] for k in a[name]])
+
+
 def test_an_ensemble_scores_the_mean_of_its_members(runs, tmp_path):
     from sklearn.metrics import roc_auc_score
 
