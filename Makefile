@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
 EXTRAS ?= test,pythia,formats,tfds,anomaly,onnx
 
-.PHONY: install install-peers demo test test-slow bench results results-towers results-calo results-calogan results-anomaly clean
+.PHONY: install install-peers demo test test-slow bench results results-gpu results-towers results-calo results-calogan results-anomaly clean
 
 install: $(STAMP)
 
@@ -52,6 +52,22 @@ results: install
 	  $(VENV)/bin/hepflow evaluate $(addprefix runs/top_tagging/,$(TAGGERS)) $(CNN_ENSEMBLE) --test-dir data/top_tagging_test$${seed#2} \
 	    --out runs/top_tagging/report_test100k$${seed#2} --markdown --efficiencies 0.3 0.5 0.7 || exit 1; \
 	done
+
+# docs/results.md, "Macaluso & Shih's CNN on a GPU": three seeds of the M-S CNN on colour images, scored with the
+# colour CNNs of `make results` (run it first) and their means on both 100k test samples (needs a GPU that
+# TensorFlow sees: ~2 minutes each on an H100, a day on 2 cores; tools/offload_images.py trains them on a GPU
+# machine that has Keras but no TensorFlow, see docs/training.md)
+MS_RUNS := macaluso_shih_cnn_colour macaluso_shih_cnn_colour_s6 macaluso_shih_cnn_colour_s7
+MS_ENSEMBLES := --ensemble ms_cnn_ensemble=macaluso_shih_cnn_colour,macaluso_shih_cnn_colour_s6,macaluso_shih_cnn_colour_s7 \
+	--ensemble six_cnn_ensemble=deeptop_cnn_colour,deeptop_cnn_colour_jet,deeptop_cnn_colour_gev,macaluso_shih_cnn_colour,macaluso_shih_cnn_colour_s6,macaluso_shih_cnn_colour_s7
+results-gpu: install
+	$(VENV)/bin/python -c "import sys, tensorflow as tf; sys.exit(0 if tf.config.list_physical_devices('GPU') else 'results-gpu: TensorFlow sees no GPU here')"
+	$(VENV)/bin/hepflow train configs/top_tagging/macaluso_shih_cnn_colour.yaml --run-dir runs/top_tagging/macaluso_shih_cnn_colour --overwrite
+	for s in 6 7; do $(VENV)/bin/hepflow train configs/top_tagging/macaluso_shih_cnn_colour.yaml --set seed=$$s \
+	  --set name=macaluso_shih_cnn_colour_s$$s --run-dir runs/top_tagging/macaluso_shih_cnn_colour_s$$s --overwrite || exit 1; done
+	for seed in 2 3; do $(VENV)/bin/hepflow evaluate $(addprefix runs/top_tagging/,deeptop_cnn_colour deeptop_cnn_colour_jet \
+	  deeptop_cnn_colour_gev $(MS_RUNS)) $(CNN_ENSEMBLE) $(MS_ENSEMBLES) --test-dir data/top_tagging_test$${seed#2} \
+	  --out runs/top_tagging/report_gpu_test100k$${seed#2} --markdown --efficiencies 0.3 0.5 0.7 || exit 1; done
 
 # docs/results.md, second table: calorimeter-only jets (towers, no tracks; about 1 hour on 2 cores)
 TOWER_TAGGERS := high_level_dnn pfn deeptop_cnn
