@@ -376,8 +376,9 @@ def generate_jets(out_dir: str, *, counts: dict[str, int], workers: int = 2, chu
 
     Each chunk has its own seed derived from ``seed``, the process and the chunk index;
     chunks already complete are skipped, so re-running the same command after an
-    interruption finishes the job without duplicating or losing jets. Writes
-    ``manifest.json`` (settings, seeds, versions, counts, cross sections) atomically at the end.
+    interruption finishes the job without duplicating or losing jets. Chunks are made in turn
+    across processes (chunk 0 of each, then chunk 1, ...), so a stopped run leaves the classes
+    balanced. Writes ``manifest.json`` (settings, seeds, versions, counts, cross sections) atomically at the end.
 
     Args:
         counts: Process name (``qcd``, ``top``, ``gluino``) → jets, e.g. ``{"qcd": 30000, "gluino": 5000}``.
@@ -401,6 +402,7 @@ def generate_jets(out_dir: str, *, counts: dict[str, int], workers: int = 2, chu
             path = os.path.join(out_dir, f"{process}_{index:05d}.h5")
             want_chunk = {"seed": job[4], "format": file_format, "settings": dataclasses.asdict(settings)}
             (done if chunk_complete(path, {"n_jets": n}, want_chunk) else jobs).append(job)
+    jobs.sort(key=lambda j: j[2])  # chunk 0 of every process, then chunk 1, ...: a stopped run stays balanced
     t0 = time.perf_counter()
     total = sum(counts.values())
     results = run_chunks(_run_chunk, jobs, workers=workers, total=total, done=sum(j[3] for j in done),
