@@ -134,21 +134,6 @@ def baseline_scores(train: Mapping[str, np.ndarray], test: Mapping[str, np.ndarr
     return {"bdt": bdt.predict_proba(test["features"])[:, 1]}, points
 
 
-def _load_run(run_dir: str) -> dict[str, Any]:
-    from hepflow.training.config import load_config
-
-    for name in ("config.yaml", "model.keras"):
-        if not os.path.isfile(os.path.join(run_dir, name)):
-            raise DataError(f"{run_dir} is not a finished run: {name} is missing.")
-    cfg = load_config(os.path.join(run_dir, "config.yaml"))
-    summary_path = os.path.join(run_dir, "summary.json")
-    summary = {}
-    if os.path.isfile(summary_path):
-        with open(summary_path) as f:
-            summary = json.load(f)
-    return {"dir": run_dir, "config": cfg, "summary": summary}
-
-
 def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baselines: bool = True,
                   peers: Sequence[str] = (), efficiencies: Sequence[float] = (0.3, 0.5), batch_size: int = 1024,
                   test_dir: str | None = None, ensembles: Mapping[str, Sequence[str]] | None = None,
@@ -182,12 +167,13 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         ``params`` and ``train_seconds`` for trained runs).
     """
     from hepflow.training.config import build_transform, refuse_seen_files, specs_in_dir, split_specs
+    from hepflow.training.runs import finished_run
 
     import keras
 
     if not run_dirs:
         raise DataError("evaluate_runs needs at least one run directory.")
-    runs = [_load_run(d) for d in run_dirs]
+    runs = [finished_run(d) for d in run_dirs]
     names = [r["config"]["name"] for r in runs]
     if len(set(names)) != len(names):
         raise DataError(f"Runs must have distinct names to share a report. Received: {names}")

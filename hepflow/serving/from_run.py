@@ -132,14 +132,13 @@ def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: i
 
 
 def _load_finished(run_dir: str):
-    """``(config, model)`` of a finished run, or a DataError naming the missing ``model.keras``."""
+    """``(config, model)`` of a finished run, or a DataError naming what is missing."""
     import keras
 
-    from hepflow.training.config import load_config
+    from hepflow.training.runs import finished_run
 
-    if not os.path.isfile(os.path.join(run_dir, "model.keras")):
-        raise DataError(f"{run_dir} is not a finished run: model.keras is missing.")
-    return load_config(os.path.join(run_dir, "config.yaml")), keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    cfg = finished_run(run_dir)["config"]
+    return cfg, keras.saving.load_model(os.path.join(run_dir, "model.keras"))
 
 
 def _raw_inputs(splits: dict) -> dict[str, tf.TensorSpec]:

@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any
 
-__all__ = ["list_runs", "format_runs", "read_history"]
+__all__ = ["list_runs", "format_runs", "read_history", "finished_run"]
 
 #: Columns of the table: (header, key in the run record).
 COLUMNS = (("run", "run_dir"), ("model", "model"), ("status", "status"), ("epochs", "epochs"),
@@ -28,6 +28,26 @@ def read_history(path: str) -> list[dict[str, float]]:
         return []
     with open(path, newline="") as f:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def finished_run(run_dir: str) -> dict[str, Any]:
+    """The resolved config and summary of a finished run, for evaluation and export.
+
+    Returns:
+        ``{"dir": run_dir, "config": ..., "summary": ...}`` (``summary`` is ``{}`` when the run
+        has no readable ``summary.json``).
+
+    Raises:
+        DataError: ``config.yaml`` or ``model.keras`` is missing (the run is unfinished).
+    """
+    from hepflow.data import DataError
+    from hepflow.training.config import load_config
+
+    for name in ("config.yaml", "model.keras"):
+        if not os.path.isfile(os.path.join(run_dir, name)):
+            raise DataError(f"{run_dir} is not a finished run: {name} is missing.")
+    return {"dir": run_dir, "config": load_config(os.path.join(run_dir, "config.yaml")),
+            "summary": _read_json(os.path.join(run_dir, "summary.json"))}
 
 
 def _run_record(run_dir: str) -> dict[str, Any]:
