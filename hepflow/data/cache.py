@@ -29,19 +29,33 @@ from typing import Any
 import numpy as np
 import psutil
 
+from hepflow.data.errors import DataError
 from hepflow.data.readers import SampleLayout
 
-__all__ = ["CACHE_FORMAT", "default_cache_dir", "transform_config", "fingerprint", "RowCache"]
+__all__ = ["CACHE_FORMAT", "DiskFullError", "default_cache_dir", "free_disk_bytes", "transform_config", "fingerprint",
+           "RowCache"]
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 
 
+class DiskFullError(DataError):
+    """A disk cache that does not fit the free space of its file system."""
+
+
 def default_cache_dir() -> str:
     """``$HEPFLOW_CACHE_DIR``, else ``~/.cache/hepflow/pipeline``."""
     return os.environ.get("HEPFLOW_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "hepflow", "pipeline")
+
+
+def free_disk_bytes(path: str) -> int:
+    """Free bytes on the file system that holds ``path`` (or its nearest existing parent)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
 
 
 def transform_config(transform: Callable | None) -> Any:
@@ -95,6 +109,12 @@ class _SampleCache:
         self.tmp_dir: str | None = None
         if final_dir is not None and self._load_existing():
             self.complete = True
+
+    @property
+    def n_bytes(self) -> int:
+        """Bytes the cached rows take."""
+        return self.n_rows * sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize
+                                 for s, d in self.spec.values())
 
     def _meta(self) -> dict:
         return {"format": CACHE_FORMAT, "fingerprint": self.fp, "sample": self.name,
@@ -191,6 +211,10 @@ class RowCache:
         spec: Feature name → (row shape, dtype) of the cached (transformed) rows.
         fingerprint: See :func:`fingerprint`.
         directory: Root folder for a disk cache, or ``None`` for memory.
+
+    Raises:
+        DiskFullError: A disk cache that does not fit the free space of its file
+            system (memory-mapped writes to a full disk would crash the process).
     """
 
     def __init__(self, layouts: Sequence[SampleLayout],
@@ -205,6 +229,20 @@ class RowCache:
                          fingerprint)
             for lay in layouts
         ]
+        if self.location is not None:
+            need, free = self.missing_bytes, free_disk_bytes(self.location)
+            if need > free:
+                todo = [c.name for c in self._samples if not c.complete]
+                raise DiskFullError(
+                    f"The pipeline cache for samples {todo} needs {need / 1e9:.2f} GB at {self.location}, but that "
+                    f"disk has {free / 1e9:.2f} GB free. Free space, point the cache at a larger disk "
+                    f"($HEPFLOW_CACHE_DIR or cache=DIR), or stream without a cache (cache=None). "
+                    f"Received: cache={directory!r}")
+
+    @property
+    def missing_bytes(self) -> int:
+        """Bytes still to be cached: the samples not yet complete."""
+        return sum(c.n_bytes for c in self._samples if not c.complete)
 
     def complete(self, sample: int) -> bool:
         """Whether every row of ``sample`` is cached (for a disk cache: published)."""

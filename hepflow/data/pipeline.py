@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import tensorflow as tf
 
-from hepflow.data.cache import RowCache, default_cache_dir, fingerprint
+from hepflow.data.cache import DiskFullError, RowCache, default_cache_dir, fingerprint
 from hepflow.data.errors import DataError
 from hepflow.data.plan import EPOCH_MODES, MIX_MODES, ChunkPlan, EpochPlanner
 from hepflow.data.readers import WEIGHT, BlockReader, SampleLayout, aligned_empty, inspect_sample
@@ -287,7 +287,14 @@ class Pipeline:
             directory = os.fspath(cache)
         fp = fingerprint(self.layouts, self.transform,
                          {"out_spec": {k: [list(s), str(d)] for k, (s, d) in self.out_spec.items()}})
-        return RowCache(self.layouts, self.out_spec, fingerprint=fp, directory=directory)
+        try:
+            return RowCache(self.layouts, self.out_spec, fingerprint=fp, directory=directory)
+        except DiskFullError as e:
+            if cache != "auto":
+                raise
+            log.warning("cache='auto': the rows fit neither the memory budget nor the disk; streaming without a "
+                        "cache. %s", e)
+            return None
 
     # -- numpy side (runs in tf.data threads) --------------------------------
     def _plan(self, key: int, i: int) -> ChunkPlan:

@@ -121,3 +121,37 @@ def test_auto_cache_picks_memory_or_disk_by_budget(specs, tmp_path, monkeypatch)
     assert big.cache.location.startswith(str(tmp_path / "auto"))
     assert sum(int(y.shape[0]) for _, y in big.dataset) == 3200
     np.testing.assert_equal(sorted(os.listdir(big.cache.location)), ["qcd", "top"])
+
+
+def test_a_disk_cache_that_does_not_fit_the_disk_is_refused_or_skipped(specs, tmp_path, monkeypatch, caplog):
+    import shutil
+
+    import hepflow.data.cache as cache_module
+    from hepflow.data.cache import DiskFullError
+
+    row_bytes = {k: np.dtype(d).itemsize * int(np.prod(s)) for k, (s, d) in
+                 Pipeline(specs, batch_size=64).out_spec.items()}
+    need = 3200 * sum(row_bytes.values())  # 1200 qcd + 2000 top rows
+
+    def disk_usage_with(free):
+        return lambda path: shutil._ntuple_diskusage(10**12, 10**12 - free, free)
+
+    monkeypatch.setattr(cache_module.shutil, "disk_usage", disk_usage_with(need - 1))
+    with pytest.raises(DiskFullError, match=r"needs .* GB at .*c/.*Received: cache=") as info:
+        Pipeline(specs, batch_size=64, cache=str(tmp_path / "c"))
+    assert "['qcd', 'top']" in str(info.value)
+
+    monkeypatch.setenv("HEPFLOW_CACHE_DIR", str(tmp_path / "auto"))
+    auto = Pipeline(specs, batch_size=64, cache="auto", memory_budget=1000, epoch="all")
+    assert auto.cache is None and "streaming without a cache" in caplog.text
+    assert sum(int(y.shape[0]) for _, y in auto.dataset) == 3200
+
+    monkeypatch.setattr(cache_module.shutil, "disk_usage", disk_usage_with(need))  # exactly enough
+    full = Pipeline(specs, batch_size=64, cache=str(tmp_path / "c"), epoch="all")
+    assert full.cache.missing_bytes == need
+    for _ in full.dataset:
+        pass
+    assert full.cache.missing_bytes == 0
+    monkeypatch.setattr(cache_module.shutil, "disk_usage", disk_usage_with(0))  # a published cache needs no room
+    again = Pipeline(specs, batch_size=64, cache=str(tmp_path / "c"), epoch="all")
+    assert again.cache.complete(0) and again.cache.complete(1)
