@@ -243,10 +243,10 @@ def _export(args: argparse.Namespace) -> int:
     from hepflow.serving.from_run import export_ensemble, export_run
 
     if args.ensemble_name is not None:
-        if args.onnx:
-            raise SystemExit("hepflow export: --onnx covers single runs, not ensembles. Received: --onnx --ensemble-name")
-        path = export_ensemble(args.run_dirs, args.out, name=args.ensemble_name, version=args.version)
+        path = export_ensemble(args.run_dirs, args.out, name=args.ensemble_name, version=args.version, onnx=args.onnx)
         print(f"exported the mean of {len(args.run_dirs)} runs to {path}; inspect with: saved_model_cli show --dir {path} --all")
+        if args.onnx:
+            print(f"ONNX: {path}/onnx/serving_default.onnx (raw inputs), checked against the SavedModel with ONNX Runtime")
         return 0
     if len(args.run_dirs) > 1:
         raise SystemExit(f"hepflow export: several runs need --ensemble-name. Received: {args.run_dirs}")
@@ -413,7 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="export the runs as one ensemble model under this name (as evaluate --ensemble)")
     p.add_argument("--version", type=int, default=None, help="version number (default: next free)")
     p.add_argument("--onnx", action="store_true",
-                   help="also write ONNX files of both signatures under onnx/ (needs the [onnx] extra)")
+                   help="also write ONNX files under onnx/: both signatures of a run, serving_default of an "
+                        "ensemble (needs the [onnx] extra)")
     p.set_defaults(func=_export)
     p = sub.add_parser("predict", help="score an HDF5 file with an exported model (streaming, atomic output)")
     p.add_argument("--model", required=True, help="export folder OUT/<name>/<version>")

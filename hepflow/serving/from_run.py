@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from hepflow.data import DataError, make_dataset
@@ -74,7 +75,7 @@ def export_run(run_dir: str, base_dir: str, *, version: int | None = None, onnx:
 
 
 def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: int | None = None,
-                    progress: bool = True) -> str:
+                    onnx: bool = False, progress: bool = True) -> str:
     """Exports several classifier runs as one SavedModel scoring the mean of their outputs.
 
     The score is what ``hepflow evaluate --ensemble`` reports. ``serving_default`` takes every
@@ -88,20 +89,23 @@ def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: i
         base_dir: The model base folder; the export goes to ``base_dir/name/version``.
         name: The ensemble's name.
         version: Version number; default the next free one.
+        onnx: Also write ``onnx/serving_default.onnx`` (raw inputs, every member's
+            preprocessing inside; the ``[onnx]`` extra), checked against the SavedModel on 64
+            validation rows. There is no ``serve_features`` file: the members' inputs differ.
         progress: Progress bars while scoring the validation files.
 
     Returns:
         The export folder.
     """
-    import numpy as np
-
     from hepflow.evaluation.runs import score_specs
     from hepflow.training.config import build_transform, split_specs
     from hepflow.training.train import package_versions
 
     if len(run_dirs) < 2:
         raise DataError(f"An ensemble needs two or more runs. Received: {list(run_dirs)}")
-    members, raw_inputs, scores, labels, validation, configs = [], {}, [], None, None, []
+    if onnx:
+        require_onnx()  # before the SavedModel is written
+    members, raw_inputs, scores, labels, validation, configs, check = [], {}, [], None, None, [], {}
     for run_dir in run_dirs:
         cfg, model = _load_finished(run_dir)
         if cfg["training"]["task"] != "classification":
@@ -120,6 +124,8 @@ def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: i
         transform = build_transform(cfg)
         members.append((model, transform if transform is not None else (lambda x: x)))
         configs.append({"run_dir": os.path.abspath(run_dir), "config": cfg})
+        if onnx:
+            _add_check_rows(check, splits, run_dir)
         if splits["validation"]:
             _, labels, s = score_specs(model, splits["validation"], transform=transform, progress=progress,
                                        desc=f"validation {cfg['name']}")
@@ -128,7 +134,23 @@ def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: i
     metadata = {"name": name, "ensemble": "mean of the members' scores", "members": configs,
                 "classes": _classes(splits), "thresholds_at_signal_efficiency": thresholds,
                 "versions": package_versions()}
-    return export_mean(members, base_dir, name=name, raw_inputs=raw_inputs, metadata=metadata, version=version)
+    out = export_mean(members, base_dir, name=name, raw_inputs=raw_inputs, metadata=metadata, version=version)
+    if onnx:
+        export_onnx(out, {"serving_default": {k: v for k, v in check.items() if k in raw_inputs}})
+    return out
+
+
+def _add_check_rows(check: dict, splits: dict, run_dir: str) -> None:
+    """Adds the first 64 validation rows of a member's raw features to ``check`` (the same rows for every member)."""
+    from hepflow.data import RECORD_ID
+
+    raw, _ = next(iter(make_dataset(splits["validation"] or splits["train"], batch_size=64, shuffle=0,
+                                    epoch="all", drop_remainder=False, with_record_id=True)))
+    raw = {k: v.numpy() for k, v in raw.items()}
+    if RECORD_ID in check and not np.array_equal(check[RECORD_ID], raw[RECORD_ID]):
+        raise DataError(f"{run_dir} reads other rows first than the ensemble's first member; ensemble members "
+                        "need the same `data` section.")
+    check.update(raw)
 
 
 def _load_finished(run_dir: str):
@@ -156,8 +178,6 @@ def _classes(splits: dict) -> dict[str, list[str]]:
 
 
 def _thresholds(labels, scores) -> dict[str, Any]:
-    import numpy as np
-
     from hepflow.evaluation.metrics import threshold_at
 
     return {str(e): threshold_at(labels, scores, e) for e in (0.3, 0.5)} if np.unique(labels).size == 2 else {}

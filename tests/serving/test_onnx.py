@@ -85,3 +85,31 @@ def test_missing_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import fails as if not installed
     with pytest.raises(ImportError, match=r"needs the \[onnx\] extra: pip install -e '\.\[onnx\]'"):
         require_onnx()
+
+
+def test_an_ensemble_exports_to_onnx_as_the_mean_of_its_members(colour_cnn_run, pythia_jets_dir, tmp_path, capsys):
+    """Colour CNN (jet images from constituents, charge, type) + high-level DNN (mass, pt, tau): one ONNX file."""
+    dnn_run = train(os.path.join(CONFIGS, "high_level_dnn.yaml"), run_dir=str(tmp_path / "dnn"), verbose=0,
+                    overrides=QUICK + [f"data.dir={pythia_jets_dir}"])["run_dir"]
+    assert main(["export", colour_cnn_run, dnn_run, str(tmp_path / "models"), "--ensemble-name", "pair", "--onnx"]) == 0
+    path = str(tmp_path / "models" / "pair" / "1")
+    assert "serving_default.onnx (raw inputs)" in capsys.readouterr().out
+    assert os.listdir(os.path.join(path, "onnx")) == ["serving_default.onnx"]
+
+    test_file = split_specs(load_config(os.path.join(dnn_run, "config.yaml")))["test"][1].files[0]
+    with h5py.File(test_file, "r") as f:
+        raw = {k: f[k][...] for k in ("constituents", "charge", "type", "mass", "pt", "tau")}
+    want = []
+    for run in (colour_cnn_run, dnn_run):
+        cfg = load_config(os.path.join(run, "config.yaml"))
+        model = keras.saving.load_model(os.path.join(run, "model.keras"))
+        features = build_transform(cfg)({k: tf.constant(v) for k, v in raw.items()})
+        want.append(model({t.name: features[t.name] for t in model.inputs}, training=False).numpy()[:, 0])
+    assert np.abs(want[0] - want[1]).max() > 1e-3  # the members disagree, so the mean is a real check
+
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(os.path.join(path, "onnx", "serving_default.onnx"))
+    assert sorted(i.name for i in session.get_inputs()) == sorted(raw)
+    got = session.run(["score"], raw)[0]
+    np.testing.assert_allclose(got, np.mean(want, axis=0), rtol=1e-5, atol=1e-5)
