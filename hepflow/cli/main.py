@@ -148,6 +148,33 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    import time
+
+    from hepflow.data.cache import default_cache_dir, list_caches, remove_caches
+
+    directory = args.dir or default_cache_dir()
+    if args.cache_command == "clear":
+        if not args.all and not args.names:
+            raise SystemExit("hepflow cache clear: name the caches to remove (see hepflow cache list) or pass --all. "
+                             "Received: nothing")
+        removed = remove_caches(None if args.all else args.names, directory)
+        print(f"removed {len(removed)} cache folder(s) from {directory}")
+        return 0
+    records = list_caches(directory)
+    if not records:
+        print(f"no pipeline caches in {directory}")
+        return 0
+    print(f"{'cache':<26}{'GB':>8}  {'modified':<17}samples")
+    for r in records:
+        samples = ", ".join(f"{k} ({v:,} rows)" for k, v in r["samples"].items()) or "none complete"
+        busy = f"; being filled by pid {', '.join(map(str, r['writers']))}" if r["writers"] else ""
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["modified"]))
+        print(f"{r['name']:<26}{r['bytes'] / 1e9:>8.2f}  {when:<17}{samples}{busy}")
+    print(f"total {sum(r['bytes'] for r in records) / 1e9:.2f} GB in {directory}")
+    return 0
+
+
 def _data_service(args: argparse.Namespace) -> int:
     from hepflow.data.service import start_dispatcher, start_worker
 
@@ -375,6 +402,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="column key: run_dir, model, best_val_loss, val_auc, val_accuracy, train_seconds, start")
     p.add_argument("--json", action="store_true", help="print the records as JSON")
     p.set_defaults(func=_runs)
+    p = sub.add_parser("cache", help="list or remove the pipeline's disk caches (transformed rows after epoch 1)")
+    cache_sub = p.add_subparsers(dest="cache_command", required=True)
+    for command, text in (("list", "every cache folder: size, samples, last change"), ("clear", "remove caches")):
+        p = cache_sub.add_parser(command, help=text)
+        p.add_argument("--dir", default=None, help="cache root (default $HEPFLOW_CACHE_DIR or ~/.cache/hepflow/pipeline)")
+        if command == "clear":
+            p.add_argument("names", nargs="*", help="cache folders to remove, as hepflow cache list names them")
+            p.add_argument("--all", action="store_true", help="remove every cache not being filled right now")
+        p.set_defaults(func=_cache)
     p = sub.add_parser("data-service", help="run a tf.data service dispatcher or worker (preprocessing on other "
                                             "processes or machines; train with training.service=grpc://HOST:PORT)")
     p.add_argument("role", choices=["dispatcher", "worker"])

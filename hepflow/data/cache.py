@@ -33,7 +33,7 @@ from hepflow.data.errors import DataError
 from hepflow.data.readers import SampleLayout
 
 __all__ = ["CACHE_FORMAT", "DiskFullError", "default_cache_dir", "free_disk_bytes", "transform_config", "fingerprint",
-           "RowCache"]
+           "RowCache", "list_caches", "remove_caches"]
 
 log = logging.getLogger(__name__)
 
@@ -257,3 +257,78 @@ class RowCache:
         arrays = self._samples[sample].arrays
         for k, target in out.items():
             target[dest:dest + stop - start] = arrays[k][start:stop]
+
+
+def _writer_pid(name: str) -> int | None:
+    """The process id in a temporary folder's name ``.<sample>.tmp-<pid>-<id>``, or None."""
+    try:
+        return int(name.split(".tmp-")[1].split("-")[0]) if ".tmp-" in name else None
+    except (IndexError, ValueError):
+        return None
+
+
+def list_caches(directory: str | None = None) -> list[dict[str, Any]]:
+    """The disk caches under ``directory`` (default :func:`default_cache_dir`), largest first.
+
+    Returns:
+        One record per fingerprint folder: ``name``, ``path``, ``bytes`` (on disk),
+        ``samples`` (published sample name → rows), ``writers`` (ids of live processes
+        still filling a sample) and ``modified`` (Unix time of the newest file).
+    """
+    directory = directory or default_cache_dir()
+    if not os.path.isdir(directory):
+        return []
+    records = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not os.path.isdir(path):
+            continue
+        size, newest, samples, writers = 0, os.path.getmtime(path), {}, []
+        for root, _, files in os.walk(path):
+            for f in files:
+                st = os.stat(os.path.join(root, f))
+                size += st.st_blocks * 512
+                newest = max(newest, st.st_mtime)
+        for entry in sorted(os.listdir(path)):
+            pid = _writer_pid(entry)
+            if pid is not None:
+                if psutil.pid_exists(pid):
+                    writers.append(pid)
+                continue
+            try:
+                with open(os.path.join(path, entry, "meta.json")) as f:
+                    samples[entry] = int(json.load(f)["n_rows"])
+            except (OSError, ValueError, KeyError):
+                continue
+        records.append({"name": name, "path": path, "bytes": size, "samples": samples, "writers": writers,
+                        "modified": newest})
+    return sorted(records, key=lambda r: -r["bytes"])
+
+
+def remove_caches(names: Sequence[str] | None = None, directory: str | None = None) -> list[str]:
+    """Deletes disk caches: the named fingerprint folders, or all with ``names=None``.
+
+    A process that still reads a removed cache keeps its open memory maps; a later pipeline
+    rebuilds the cache. Folders a live process is still filling are left alone.
+
+    Returns:
+        The paths removed.
+
+    Raises:
+        DataError: A name that is not a cache folder under ``directory``.
+    """
+    records = {r["name"]: r for r in list_caches(directory)}
+    if names is not None:
+        unknown = [n for n in names if n not in records]
+        if unknown:
+            raise DataError(f"No pipeline cache named {unknown} in {directory or default_cache_dir()}. "
+                            f"Received: {list(names)}; caches there: {sorted(records)}")
+    removed = []
+    for name in (records if names is None else names):
+        record = records[name]
+        if record["writers"]:
+            log.warning("Cache %s is being filled by process %s; left in place", record["path"], record["writers"])
+            continue
+        shutil.rmtree(record["path"])
+        removed.append(record["path"])
+    return removed

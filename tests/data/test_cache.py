@@ -155,3 +155,33 @@ def test_a_disk_cache_that_does_not_fit_the_disk_is_refused_or_skipped(specs, tm
     monkeypatch.setattr(cache_module.shutil, "disk_usage", disk_usage_with(0))  # a published cache needs no room
     again = Pipeline(specs, batch_size=64, cache=str(tmp_path / "c"), epoch="all")
     assert again.cache.complete(0) and again.cache.complete(1)
+
+
+def test_caches_are_listed_and_removed(specs, tmp_path, capsys):
+    from hepflow.cli.main import main
+    from hepflow.data import DataError
+    from hepflow.data.cache import list_caches, remove_caches
+
+    root = str(tmp_path / "c")
+    pipe = Pipeline(specs, batch_size=64, cache=root, epoch="all")
+    for _ in pipe.dataset:
+        pass
+    (record,) = list_caches(root)
+    assert record["path"] == pipe.cache.location and record["samples"] == {"qcd": 1200, "top": 2000}
+    arrays = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(record["path"]) for f in fs)
+    assert arrays >= 3200 * 2 * 4 and record["bytes"] >= 0.9 * arrays  # x (float32, 1 column) + mass, at least
+    assert main(["cache", "list", "--dir", root]) == 0
+    out = capsys.readouterr().out
+    assert record["name"] in out and "qcd (1,200 rows), top (2,000 rows)" in out
+
+    with pytest.raises(DataError, match=r"No pipeline cache named \['nope'\].*caches there"):
+        remove_caches(["nope"], root)
+    with pytest.raises(SystemExit, match="or pass --all"):
+        main(["cache", "clear", "--dir", root])
+    busy = os.path.join(root, "0" * 24)
+    os.makedirs(os.path.join(busy, f".qcd.tmp-{os.getpid()}-abcdef12"))  # a live process filling it
+    assert remove_caches(None, root) == [record["path"]]
+    assert not os.path.exists(record["path"]) and os.path.isdir(busy)
+    assert list_caches(root)[0]["writers"] == [os.getpid()]
+    assert main(["cache", "clear", "--dir", root, "--all"]) == 0  # still busy: kept
+    assert os.path.isdir(busy) and "removed 0 cache folder(s)" in capsys.readouterr().out
