@@ -193,13 +193,8 @@ def _remove_stale_tmp(location: str) -> None:
     except FileNotFoundError:
         return
     for name in names:
-        if ".tmp-" not in name:
-            continue
-        try:
-            pid = int(name.split(".tmp-")[1].split("-")[0])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not psutil.pid_exists(pid):
+        pid = _writer_pid(name)
+        if pid is not None and pid != os.getpid() and not psutil.pid_exists(pid):
             shutil.rmtree(os.path.join(location, name), ignore_errors=True)
 
 
