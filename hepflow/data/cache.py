@@ -32,8 +32,8 @@ import psutil
 from hepflow.data.errors import DataError
 from hepflow.data.readers import SampleLayout
 
-__all__ = ["CACHE_FORMAT", "DiskFullError", "default_cache_dir", "free_disk_bytes", "transform_config", "fingerprint",
-           "RowCache", "list_caches", "remove_caches"]
+__all__ = ["CACHE_FORMAT", "DiskFullError", "default_cache_dir", "free_disk_bytes", "row_bytes", "transform_config",
+           "fingerprint", "RowCache", "list_caches", "remove_caches"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,11 @@ def default_cache_dir() -> str:
     """``$HEPFLOW_CACHE_DIR``, else ``~/.cache/hepflow/pipeline``."""
     return os.environ.get("HEPFLOW_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "hepflow", "pipeline")
+
+
+def row_bytes(spec: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> int:
+    """Bytes of one row of a feature spec (name → (row shape, dtype))."""
+    return sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in spec.values())
 
 
 def free_disk_bytes(path: str) -> int:
@@ -113,8 +118,7 @@ class _SampleCache:
     @property
     def n_bytes(self) -> int:
         """Bytes the cached rows take."""
-        return self.n_rows * sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize
-                                 for s, d in self.spec.values())
+        return self.n_rows * row_bytes(self.spec)
 
     def _meta(self) -> dict:
         return {"format": CACHE_FORMAT, "fingerprint": self.fp, "sample": self.name,

@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import tensorflow as tf
 
-from hepflow.data.cache import DiskFullError, RowCache, default_cache_dir, fingerprint
+from hepflow.data.cache import DiskFullError, RowCache, default_cache_dir, fingerprint, row_bytes
 from hepflow.data.errors import DataError
 from hepflow.data.plan import EPOCH_MODES, MIX_MODES, ChunkPlan, EpochPlanner
 from hepflow.data.readers import WEIGHT, BlockReader, SampleLayout, aligned_empty, inspect_sample
@@ -187,13 +187,13 @@ class Pipeline:
         self.transform = transform
         self.check_finite = on_nonfinite == "error"
         self.reader = BlockReader(self.layouts, check_finite=self.check_finite)
-        row_bytes = max(_row_bytes(self.raw_spec), 1)
-        self.block_rows = block_rows or int(np.clip(_BLOCK_BYTES // row_bytes, 64, 1 << 16))
+        raw_row_bytes = max(row_bytes(self.raw_spec), 1)
+        self.block_rows = block_rows or int(np.clip(_BLOCK_BYTES // raw_row_bytes, 64, 1 << 16))
         self.out_spec = self._trace_transform()
 
         user_chunks = chunk_rows is not None
         if chunk_rows is None:
-            chunk_rows = min(max(shuffle, _CHUNK_BYTES // row_bytes), max(_MAX_CHUNK_BYTES // row_bytes, batch_size))
+            chunk_rows = min(max(shuffle, _CHUNK_BYTES // raw_row_bytes), max(_MAX_CHUNK_BYTES // raw_row_bytes, batch_size))
         elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows <= 0:
             raise DataError(f"chunk_rows must be a positive int. Received: chunk_rows={chunk_rows!r}")
 
@@ -278,7 +278,7 @@ class Pipeline:
         if cache == "memory":
             directory = None
         elif cache == "auto":
-            need = _row_bytes(self.out_spec) * sum(lay.n_rows for lay in self.layouts)
+            need = row_bytes(self.out_spec) * sum(lay.n_rows for lay in self.layouts)
             budget = memory_budget if memory_budget is not None else psutil.virtual_memory().available // 2
             directory = None if need <= budget else default_cache_dir()
             log.info("cache='auto': %.1f MB of transformed rows, budget %.1f MB → %s", need / 1e6,
@@ -435,11 +435,6 @@ class Pipeline:
             # every chunk once per epoch: a known length, and a clear error if a worker lost batches
             ds = ds.apply(tf.data.experimental.assert_cardinality(self.n_batches))
         return ds.prefetch(prefetch)
-
-
-def _row_bytes(spec: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> int:
-    """Bytes of one row of a feature spec (name → (row shape, dtype))."""
-    return sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in spec.values())
 
 
 def _common_features(layouts: Sequence[SampleLayout]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
