@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from hepflow.data import DataError, make_dataset
+from hepflow.data import RECORD_ID, DataError, make_dataset
 from hepflow.serving.export import export, export_mean
 from hepflow.serving.onnx import export_onnx, require_onnx
 
@@ -66,10 +66,9 @@ def export_run(run_dir: str, base_dir: str, *, version: int | None = None, onnx:
     out = export(model, base_dir, name=cfg["name"], raw_inputs=raw_inputs, preprocess=preprocess,
                  metadata=metadata, version=version)
     if onnx:
-        raw, _ = next(iter(make_dataset(splits["validation"] or splits["train"], batch_size=64, shuffle=0,
-                                        epoch="all", drop_remainder=False)))
-        features = preprocess(dict(raw))
-        export_onnx(out, {"serving_default": {k: raw[k].numpy() for k in raw_inputs},
+        raw = _check_rows(splits)
+        features = preprocess({k: tf.constant(v) for k, v in raw.items()})
+        export_onnx(out, {"serving_default": {k: raw[k] for k in raw_inputs},
                           "serve_features": {t.name: features[t.name].numpy() for t in model.inputs}})
     return out
 
@@ -125,7 +124,11 @@ def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: i
         members.append((model, transform if transform is not None else (lambda x: x)))
         configs.append({"run_dir": os.path.abspath(run_dir), "config": cfg})
         if onnx:
-            _add_check_rows(check, splits, run_dir)
+            rows = _check_rows(splits)
+            if check and not np.array_equal(check[RECORD_ID], rows[RECORD_ID]):
+                raise DataError(f"{run_dir} reads other rows first than the ensemble's first member; ensemble "
+                                "members need the same `data` section.")
+            check.update(rows)
         if splits["validation"]:
             _, labels, s = score_specs(model, splits["validation"], transform=transform, progress=progress,
                                        desc=f"validation {cfg['name']}")
@@ -140,17 +143,12 @@ def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: i
     return out
 
 
-def _add_check_rows(check: dict, splits: dict, run_dir: str) -> None:
-    """Adds the first 64 validation rows of a member's raw features to ``check`` (the same rows for every member)."""
-    from hepflow.data import RECORD_ID
-
+def _check_rows(splits: dict) -> dict[str, np.ndarray]:
+    """The first 64 validation rows (else training rows) of a run's raw features and their record ids,
+    on which an ONNX conversion is checked."""
     raw, _ = next(iter(make_dataset(splits["validation"] or splits["train"], batch_size=64, shuffle=0,
                                     epoch="all", drop_remainder=False, with_record_id=True)))
-    raw = {k: v.numpy() for k, v in raw.items()}
-    if RECORD_ID in check and not np.array_equal(check[RECORD_ID], raw[RECORD_ID]):
-        raise DataError(f"{run_dir} reads other rows first than the ensemble's first member; ensemble members "
-                        "need the same `data` section.")
-    check.update(raw)
+    return {k: v.numpy() for k, v in raw.items()}
 
 
 def _load_finished(run_dir: str):
