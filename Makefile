@@ -72,7 +72,8 @@ results-gpu: install
 # docs/results.md, "more training jets": the DeepTop colour CNN (GeV images) on the first 400k, 600k and all 1.2M
 # jets of one sample (80 % of each for training; its chunks are made in turn, so any prefix is balanced; smaller
 # samples are hard links into the big one), scored with the 160k run on both 100k test samples. Generation
-# (~3 h on 2 cores) and training (~5 h) both resume; the cosine decay lasts the 15 epochs of each.
+# (~3 h on 2 cores) and training (~5 h) both resume; the cosine decay lasts the 15 epochs of each. A second
+# 1.2M run (training seed 4) checks the seed spread, and jets1200_ensemble is the mean of the two 1.2M runs.
 JET_SIZES := 400 600 1200
 results-jets: install
 	$(VENV)/bin/hepflow generate top-tagging --out data/top_tagging_1200k --jets 1200000 --seed 1
@@ -82,9 +83,14 @@ results-jets: install
 	  $(VENV)/bin/hepflow train configs/top_tagging/deeptop_cnn_colour_gev.yaml --set data.dir=data/top_tagging_$${n}k \
 	  --set name=deeptop_cnn_colour_gev_$${n}k --set optimizer.learning_rate.decay_steps=$$((n * 375 / 4)) \
 	  --set training.early_stopping.patience=15 --run-dir runs/top_tagging/deeptop_cnn_colour_gev_$${n}k --overwrite || exit 1; done
+	[ -f runs/top_tagging/deeptop_cnn_colour_gev_1200k_s4/model.keras ] || \
+	  $(VENV)/bin/hepflow train configs/top_tagging/deeptop_cnn_colour_gev.yaml --set data.dir=data/top_tagging_1200k \
+	  --set name=deeptop_cnn_colour_gev_1200k_s4 --set seed=4 --set optimizer.learning_rate.decay_steps=112500 \
+	  --set training.early_stopping.patience=15 --run-dir runs/top_tagging/deeptop_cnn_colour_gev_1200k_s4 --overwrite
 	for seed in 2 3; do $(VENV)/bin/hepflow evaluate $(addprefix runs/top_tagging/,deeptop_cnn_colour_gev \
-	  $(foreach n,$(JET_SIZES),deeptop_cnn_colour_gev_$(n)k)) \
+	  $(foreach n,$(JET_SIZES),deeptop_cnn_colour_gev_$(n)k) deeptop_cnn_colour_gev_1200k_s4) \
 	  --ensemble jets_ensemble=deeptop_cnn_colour_gev_400k,deeptop_cnn_colour_gev_600k,deeptop_cnn_colour_gev_1200k \
+	  --ensemble jets1200_ensemble=deeptop_cnn_colour_gev_1200k,deeptop_cnn_colour_gev_1200k_s4 \
 	  --test-dir data/top_tagging_test$${seed#2} --out runs/top_tagging/report_jets_test100k$${seed#2} \
 	  --markdown --efficiencies 0.3 0.5 0.7 || exit 1; done
 
