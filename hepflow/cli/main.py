@@ -431,9 +431,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "for electron identification)")
     p.add_argument("--peer", action="append", default=[], choices=["energyflow_pfn"],
                    help="also train and score a peer implementation with the same budget (needs [peers])")
-    p.add_argument("--test-dir", default=None, metavar="DIR",
+    p.add_argument("--test-dir", action="append", default=None, metavar="DIR",
                    help="score the files of DIR matching the samples' patterns instead of the test split "
-                        "(an independent, larger test sample; must not hold training files)")
+                        "(an independent, larger test sample; must not hold training files); repeat it to "
+                        "score several independent samples as one")
     p.add_argument("--ensemble", action="append", default=[], metavar="NAME=RUN,RUN[,...]",
                    help="also score the mean of these runs' outputs (run names from their configs) as one "
                         "tagger (repeatable)")

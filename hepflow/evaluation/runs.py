@@ -136,7 +136,7 @@ def baseline_scores(train: Mapping[str, np.ndarray], test: Mapping[str, np.ndarr
 
 def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baselines: bool = True,
                   peers: Sequence[str] = (), efficiencies: Sequence[float] = (0.3, 0.5), batch_size: int = 1024,
-                  test_dir: str | None = None, ensembles: Mapping[str, Sequence[str]] | None = None,
+                  test_dir: str | Sequence[str] | None = None, ensembles: Mapping[str, Sequence[str]] | None = None,
                   baseline_seed: int = 1, progress: bool = True) -> dict[str, dict[str, float]]:
     """Evaluates trained runs (and the baselines) on their common test split.
 
@@ -155,6 +155,8 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         test_dir: Score the files of this folder that match the samples' patterns instead of
             the configs' test split (an independent, larger test sample, e.g. more QCD jets
             to measure high rejections); the baselines still fit on the training split.
+            Several folders (independent samples, none holding another's files) are scored
+            as one sample.
         ensembles: Extra rows: ensemble name → names of two or more of the runs; the ensemble's
             score is the mean of its members' scores (probabilities), its ``params`` and
             ``train_seconds`` the members' sums.
@@ -202,7 +204,8 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
             raise DataError(f"{d} has other test files than {run_dirs[0]}; a shared report needs the same "
                             "`data` section in every config.")
     if test_dir is not None:
-        refuse_seen_files(splits[0]["test"], [r["config"] for r in runs], where=test_dir)
+        refuse_seen_files(splits[0]["test"], [r["config"] for r in runs],
+                          where=test_dir if isinstance(test_dir, str) else ", ".join(test_dir))
     scores: dict[str, np.ndarray] = {}
     ref_ids = labels = None
     for run, split in zip(runs, splits):

@@ -284,7 +284,7 @@ def _sample_entries(config: Mapping[str, Any]) -> list[tuple[dict[str, Any], lis
     return out
 
 
-def specs_in_dir(config: Mapping[str, Any], directory: str) -> list[SampleSpec]:
+def specs_in_dir(config: Mapping[str, Any], directory: str | Sequence[str]) -> list[SampleSpec]:
     """The config's samples read from the files of ``directory`` instead of ``data.dir``.
 
     Each sample keeps its name, keys, label and selection; its file patterns (relative to
@@ -292,16 +292,35 @@ def specs_in_dir(config: Mapping[str, Any], directory: str) -> list[SampleSpec]:
     score trained runs on an independent, larger test sample (``hepflow evaluate --test-dir``);
     check it with :func:`refuse_seen_files`.
 
+    Args:
+        config: A training config.
+        directory: A folder, or several: each sample then holds the matching files of every
+            folder, in the order given (e.g. two test samples generated with other seeds).
+
     Raises:
-        DataError: ``directory`` is missing or a sample has no file there.
+        DataError: a folder is missing, a sample has no file in one, or two folders hold the
+            same file (by path or by content), which would count its jets twice.
     """
-    if not os.path.isdir(directory):
-        raise DataError(f"The test directory does not exist. Received: test_dir={directory!r}")
+    directories = [directory] if isinstance(directory, str) else list(directory)
+    if not directories:
+        raise DataError("specs_in_dir needs at least one test directory. Received: []")
+    for d in directories:
+        if not os.path.isdir(d):
+            raise DataError(f"The test directory does not exist. Received: test_dir={d!r}")
     out = []
     for entry, files in _sample_entries(config):
-        spec = SampleSpec(files=[os.path.join(directory, os.path.basename(f) if os.path.isabs(f) else f)
-                                 for f in files], **entry)
-        out.append(SampleSpec(**{**spec.to_dict(), "files": spec.resolve_files()}))
+        per_dir = []
+        for d in directories:
+            spec = SampleSpec(files=[os.path.join(d, os.path.basename(f) if os.path.isabs(f) else f)
+                                     for f in files], **entry)
+            per_dir.append(spec.resolve_files())
+        for i in range(1, len(per_dir)):
+            twice = _same_files(per_dir[i], [p for earlier in per_dir[:i] for p in earlier])
+            if twice:
+                raise DataError(f"Sample '{entry['name']}': test directory {directories[i]!r} holds files that an "
+                                f"earlier test directory holds too (same path or bytes), so their jets would count "
+                                f"twice. Received: {sorted(twice)[:3]}{' …' if len(twice) > 3 else ''}")
+        out.append(SampleSpec(files=[p for paths in per_dir for p in paths], **entry))
     return out
 
 

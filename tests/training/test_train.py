@@ -173,6 +173,42 @@ def test_evaluate_on_a_test_directory_scores_its_files_and_refuses_training_file
                       progress=False)
 
 
+def _rows_copy(src, dst, rows: slice) -> None:
+    """A copy of an HDF5 sample file holding only ``rows`` of every dataset."""
+    import h5py
+
+    with h5py.File(src, "r") as a, h5py.File(dst, "w") as b:
+        for key, ds in a.items():
+            b.create_dataset(key, data=ds[rows])
+        b.attrs.update(dict(a.attrs))
+
+
+def test_evaluate_on_several_test_directories_scores_them_as_one_sample(runs, tmp_path):
+    """--test-dir A --test-dir B: the halves of the test split in two folders score as the whole split."""
+    import shutil
+
+    cfg = load_config(os.path.join(runs["deeptop_cnn"], "config.yaml"))
+    halves = [tmp_path / "first_half", tmp_path / "second_half"]
+    for d, rows in zip(halves, (slice(0, 5), slice(5, None))):
+        d.mkdir()
+        for spec in split_specs(cfg)["test"]:
+            (path,) = spec.files
+            _rows_copy(path, d / f"{spec.name}_90000.h5", rows)
+    own = evaluate_runs([runs["deeptop_cnn"]], out_dir=str(tmp_path / "own"), baselines=False, progress=False)
+    both = evaluate_runs([runs["deeptop_cnn"]], out_dir=str(tmp_path / "both"), baselines=False,
+                         test_dir=[str(d) for d in halves], progress=False)
+    assert both["deeptop_cnn"]["auc"] == pytest.approx(own["deeptop_cnn"]["auc"], abs=1e-12)
+    assert json.loads((tmp_path / "both" / "report.json").read_text())["test"] == {"test_jets": 24, "test_signal": 12}
+    one = evaluate_runs([runs["deeptop_cnn"]], out_dir=str(tmp_path / "one"), baselines=False,
+                        test_dir=[str(halves[0])], progress=False)
+    assert json.loads((tmp_path / "one" / "report.json").read_text())["test"] == {"test_jets": 10, "test_signal": 5}
+    # the same file in two folders would count its jets twice
+    shutil.copy(halves[0] / "qcd_90000.h5", halves[1] / "qcd_90001.h5")
+    with pytest.raises(DataError, match=r"Sample 'qcd'.*second_half.*count\s+twice.*qcd_90001\.h5"):
+        evaluate_runs([runs["deeptop_cnn"]], out_dir=str(tmp_path / "r"), test_dir=[str(d) for d in halves],
+                      progress=False)
+
+
 def test_finished_runs_are_not_overwritten(runs):
     cfg = os.path.join(runs["deeptop_cnn"], "config.yaml")
     with pytest.raises(DataError, match="already holds a finished run"):
