@@ -93,6 +93,10 @@ results-jets: install
 	  --ensemble jets1200_ensemble=deeptop_cnn_colour_gev_1200k,deeptop_cnn_colour_gev_1200k_s4 \
 	  --test-dir data/top_tagging_test$${seed#2} --out runs/top_tagging/report_jets_test100k$${seed#2} \
 	  --markdown --efficiencies 0.3 0.5 0.7 || exit 1; done
+	$(VENV)/bin/hepflow evaluate runs/top_tagging/deeptop_cnn_colour_gev_1200k runs/top_tagging/deeptop_cnn_colour_gev_1200k_s4 \
+	  --ensemble jets1200_ensemble=deeptop_cnn_colour_gev_1200k,deeptop_cnn_colour_gev_1200k_s4 \
+	  --test-dir data/top_tagging_test --test-dir data/top_tagging_test3 --out runs/top_tagging/report_jets1200_test200k \
+	  --markdown --efficiencies 0.3 0.5 0.7
 
 # docs/results.md, second table: calorimeter-only jets (towers, no tracks; about 1 hour on 2 cores)
 TOWER_TAGGERS := high_level_dnn pfn deeptop_cnn
