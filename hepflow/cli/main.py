@@ -464,7 +464,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("inspect", help="validate sample specs (YAML) and list their rows and features")
     p.add_argument("specs", help="YAML file of sample specs")
     p.set_defaults(func=_inspect)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "export" and not any(e.startswith("-") for e in extra):
+        # argparse ends the positionals at the first option: `RUN RUN --ensemble-name N OUT` leaves OUT over.
+        paths = [*args.run_dirs, args.out, *extra]
+        args.run_dirs, args.out = paths[:-1], paths[-1]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except Exception as e:  # a clear one-line error for the command line

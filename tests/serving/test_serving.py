@@ -75,7 +75,8 @@ def test_an_ensemble_export_scores_the_mean_of_its_members(pfn_export, pythia_je
     pfn_run, _ = pfn_export
     dnn_run = train(os.path.join(CONFIGS, "high_level_dnn.yaml"), run_dir=str(tmp_path / "dnn"), verbose=0,
                     overrides=QUICK + [f"data.dir={pythia_jets_dir}"])["run_dir"]
-    assert main(["export", pfn_run, dnn_run, str(tmp_path / "models"), "--ensemble-name", "pair"]) == 0
+    # the option between the runs and OUT, as people write it
+    assert main(["export", pfn_run, dnn_run, "--ensemble-name", "pair", str(tmp_path / "models")]) == 0
     path = str(tmp_path / "models" / "pair" / "1")
     assert "mean of 2 runs" in capsys.readouterr().out
     meta = load_metadata(path)
@@ -102,6 +103,9 @@ def test_an_ensemble_export_scores_the_mean_of_its_members(pfn_export, pythia_je
         export_ensemble([pfn_run, other], str(tmp_path / "m"), name="bad", progress=False)
     with pytest.raises(SystemExit, match="need --ensemble-name"):
         main(["export", pfn_run, dnn_run, str(tmp_path / "m")])
+    with pytest.raises(SystemExit):
+        main(["export", pfn_run, "--no-such-option", str(tmp_path / "m")])
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
 
 
 def test_wrong_shape_or_dtype_is_named(pfn_export):
