@@ -74,6 +74,7 @@ results-gpu: install
 # samples are hard links into the big one), scored with the 160k run on both 100k test samples. Generation
 # (~3 h on 2 cores) and training (~5 h) both resume; the cosine decay lasts the 15 epochs of each. A second
 # 1.2M run (training seed 4) checks the seed spread, and jets1200_ensemble is the mean of the two 1.2M runs.
+# PFN-ID trained on the same 960k jets (20 epochs, cosine decay) is scored against the BDT fitted on that split.
 JET_SIZES := 400 600 1200
 results-jets: install
 	$(VENV)/bin/hepflow generate top-tagging --out data/top_tagging_1200k --jets 1200000 --seed 1
@@ -87,14 +88,18 @@ results-jets: install
 	  $(VENV)/bin/hepflow train configs/top_tagging/deeptop_cnn_colour_gev.yaml --set data.dir=data/top_tagging_1200k \
 	  --set name=deeptop_cnn_colour_gev_1200k_s4 --set seed=4 --set optimizer.learning_rate.decay_steps=112500 \
 	  --set training.early_stopping.patience=15 --run-dir runs/top_tagging/deeptop_cnn_colour_gev_1200k_s4 --overwrite
+	[ -f runs/top_tagging/pfn_id_1200k/model.keras ] || \
+	  $(VENV)/bin/hepflow train configs/top_tagging/pfn_id.yaml --set data.dir=data/top_tagging_1200k \
+	  --set name=pfn_id_1200k --set optimizer.learning_rate.decay_steps=75000 \
+	  --set training.early_stopping.patience=20 --run-dir runs/top_tagging/pfn_id_1200k --overwrite
 	for seed in 2 3; do $(VENV)/bin/hepflow evaluate $(addprefix runs/top_tagging/,deeptop_cnn_colour_gev \
 	  $(foreach n,$(JET_SIZES),deeptop_cnn_colour_gev_$(n)k) deeptop_cnn_colour_gev_1200k_s4) \
 	  --ensemble jets_ensemble=deeptop_cnn_colour_gev_400k,deeptop_cnn_colour_gev_600k,deeptop_cnn_colour_gev_1200k \
 	  --ensemble jets1200_ensemble=deeptop_cnn_colour_gev_1200k,deeptop_cnn_colour_gev_1200k_s4 \
 	  --test-dir data/top_tagging_test$${seed#2} --out runs/top_tagging/report_jets_test100k$${seed#2} \
 	  --markdown --efficiencies 0.3 0.5 0.7 || exit 1; done
-	$(VENV)/bin/hepflow evaluate runs/top_tagging/deeptop_cnn_colour_gev_1200k runs/top_tagging/deeptop_cnn_colour_gev_1200k_s4 \
-	  --ensemble jets1200_ensemble=deeptop_cnn_colour_gev_1200k,deeptop_cnn_colour_gev_1200k_s4 \
+	$(VENV)/bin/hepflow evaluate $(addprefix runs/top_tagging/,deeptop_cnn_colour_gev_1200k deeptop_cnn_colour_gev_1200k_s4 \
+	  pfn_id_1200k) --ensemble jets1200_ensemble=deeptop_cnn_colour_gev_1200k,deeptop_cnn_colour_gev_1200k_s4 \
 	  --test-dir data/top_tagging_test --test-dir data/top_tagging_test3 --out runs/top_tagging/report_jets1200_test200k \
 	  --markdown --efficiencies 0.3 0.5 0.7
 
