@@ -5,19 +5,45 @@ a ``.<name>.tmp-<pid>`` file (which the generators' ``remove_stale_tmp`` cleans 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["write_atomic", "write_json_atomic"]
+__all__ = ["atomic_path", "write_atomic", "write_json_atomic"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[str]:
+    """A temporary path beside ``path`` that is renamed onto it when the block succeeds.
+
+    Args:
+        path: The file (or folder) to write.
+        suffix: Appended to the temporary name, for writers that insist on an extension
+            (``".keras"``).
+
+    Yields:
+        ``<dir>/.<name>.tmp-<pid><suffix>``, for the block to write. If the block raises, what
+        it wrote there is removed and ``path`` is left as it was.
+    """
+    path = os.fspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.remove(tmp)
 
 
 def write_atomic(path: str, text: str) -> None:
     """Writes ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def write_json_atomic(path: str, obj: Any, **kwargs) -> None:

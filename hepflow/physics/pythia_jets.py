@@ -30,7 +30,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hepflow.io import write_atomic, write_json_atomic
+from hepflow.io import atomic_path, write_atomic, write_json_atomic
 from hepflow.physics.chunks import (chunk_complete, remove_stale_tmp, run_chunks, sidecar_path,
                                     write_sidecar)
 from hepflow.physics.detector import DETECTORS, detector_settings, particle_types, simple_detector
@@ -325,13 +325,11 @@ def _write_native(path: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any
     and by tf.data service workers. (Measured alternative: Blosc-LZ4 with byte shuffle stores
     padded jets 3.7x smaller and still reads ~1M jets/s per core; see docs/top_tagging.md.)
     """
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for k, v in arrays.items():
             f.create_dataset(k, data=v)
         for k, v in attrs.items():
             f.attrs[k] = v
-    os.replace(tmp, path)
 
 
 def _run_chunk(job: tuple) -> dict[str, Any]:

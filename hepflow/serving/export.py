@@ -21,6 +21,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from hepflow.io import atomic_path
+
 __all__ = ["export", "export_mean", "METADATA_FILE"]
 
 #: Metadata file inside the export (TF Serving ignores ``assets.extra``).
@@ -157,12 +159,10 @@ def version_folder(base_dir: str, name: str, version: int | None) -> str:
 
 def write_archive(archive, out: str, metadata: Mapping[str, Any]) -> str:
     """Writes a Keras ``ExportArchive`` plus ``assets.extra/hepflow.json`` to ``out`` atomically (temp + rename)."""
-    base, version = os.path.split(out)
-    tmp = os.path.join(base, f".{version}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    archive.write_out(tmp, verbose=False)
-    os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
-    with open(os.path.join(tmp, METADATA_FILE), "w") as f:
-        json.dump(dict(metadata), f, indent=1)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a dead process that had this pid
+        archive.write_out(tmp, verbose=False)
+        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+        with open(os.path.join(tmp, METADATA_FILE), "w") as f:
+            json.dump(dict(metadata), f, indent=1)
     return out

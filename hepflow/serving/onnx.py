@@ -13,6 +13,8 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
+from hepflow.io import atomic_path
+
 __all__ = ["export_onnx", "require_onnx", "ONNX_DIR", "DEFAULT_OPSET"]
 
 #: Folder of the ONNX files inside an export version folder.
@@ -80,8 +82,7 @@ def _convert(tf2onnx, ort, saved_model_dir: str, signature: str, fn, batch: Mapp
 
     output = os.path.join(saved_model_dir, ONNX_DIR, f"{signature}.onnx")
     os.makedirs(os.path.dirname(output), exist_ok=True)
-    tmp = f"{output}.tmp-{os.getpid()}"
-    try:
+    with atomic_path(output) as tmp:
         tf2onnx.convert.from_function(positional, input_signature=specs, opset=opset, output_path=tmp)
         feed = {s.name: np.asarray(batch[s.name], dtype=s.dtype.as_numpy_dtype) for s in specs}
         expected = fn(**{k: tf.constant(v) for k, v in feed.items()})["score"].numpy()
@@ -92,8 +93,4 @@ def _convert(tf2onnx, ort, saved_model_dir: str, signature: str, fn, batch: Mapp
             raise ValueError(f"The ONNX conversion of {saved_model_dir} ({signature}) "
                              f"disagrees with the SavedModel: largest score difference {diff:.3g} > atol={atol} "
                              f"on {len(expected)} rows.")
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return output

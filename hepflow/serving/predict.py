@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from hepflow.data import RECORD_ID, DataError, SampleSpec, make_dataset
 from hepflow.data.readers import inspect_sample
+from hepflow.io import atomic_path
 from hepflow.serving.export import METADATA_FILE
 
 __all__ = ["predict_file", "load_metadata"]
@@ -67,9 +68,8 @@ def predict_file(model_dir: str, input_path: str, output_path: str, *, keys: Map
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
     ds = make_dataset([spec], batch_size=batch_size, epoch="all", shuffle=0, drop_remainder=False,
                       with_record_id=True, cache=None)
-    tmp = f"{output_path}.tmp-{os.getpid()}"
     written = np.zeros(n_rows, bool)
-    try:
+    with atomic_path(output_path) as tmp:
         with h5py.File(tmp, "w") as out:
             scores = out.create_dataset("score", (n_rows,), "f4")
             out.attrs["model"] = os.path.abspath(model_dir)
@@ -82,8 +82,4 @@ def predict_file(model_dir: str, input_path: str, output_path: str, *, keys: Map
                 written[rows] = True
             if not written.all():
                 raise DataError(f"{input_path}: {int((~written).sum())} rows were not scored.")
-        os.replace(tmp, output_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return n_rows

@@ -12,6 +12,8 @@ import os
 import h5py
 import numpy as np
 
+from hepflow.io import atomic_path
+
 __all__ = ["write_jet_files"]
 
 
@@ -40,8 +42,7 @@ def write_jet_files(directory: str | os.PathLike, *, name: str, n_files: int, je
     for i in range(n_files):
         rng = np.random.default_rng(seed * 1000 + i)
         path = os.path.join(os.fspath(directory), f"{name}_{i}.h5")
-        tmp = path + ".tmp"
-        with h5py.File(tmp, "w") as f:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             kw = {"compression": compression} if compression else {}
             if compression:
                 kw["chunks"] = (min(256, jets_per_file), n_constituents, 4)
@@ -65,6 +66,5 @@ def write_jet_files(directory: str | os.PathLike, *, name: str, n_files: int, je
                 c[a:a + n] = x
                 m[a:a + n] = (rng.normal(173.0, 15.0, n) if signal else rng.exponential(60.0, n) + 10).astype("f4")
                 pt[a:a + n] = rng.uniform(550.0, 650.0, n).astype("f4")
-        os.replace(tmp, path)
         paths.append(path)
     return paths

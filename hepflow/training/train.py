@@ -37,7 +37,7 @@ import tensorflow as tf
 import yaml
 
 from hepflow.data import DataError, make_dataset
-from hepflow.io import write_atomic
+from hepflow.io import atomic_path, write_atomic
 from hepflow.training.best_epoch import best_epoch_callbacks
 from hepflow.training.config import (build_model, build_optimizer, build_transform, load_config, split_specs)
 from hepflow.training.distribute import is_chief, make_strategy, strategy_name, tf_config_workers
@@ -297,9 +297,8 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
                   verbose=verbose if chief else 0, backup_dir=os.path.join(out_dir, "backup"),
                   backup_steps=tcfg.get("backup_steps"), write_backups=chief)
     train_seconds = time.perf_counter() - t0
-    tmp = os.path.join(out_dir, f".model.tmp-{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, os.path.join(out_dir, "model.keras"))
+    with atomic_path(os.path.join(out_dir, "model.keras"), suffix=".keras") as tmp:
+        model.save(tmp)
 
     if chief and binary and task == "classification":
         _validation_roc(cfg, splits, transform, model, out_dir)

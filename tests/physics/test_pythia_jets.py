@@ -77,12 +77,13 @@ def test_killed_run_resumes_without_duplicates_or_losses(tmp_path):
     # The generating process kills itself half-way through writing its third chunk (so the test
     # does not race the generator: polling for files let a fast run finish before the kill).
     code = ("import os, signal, h5py; import hepflow.physics.pythia_jets as pj; from hepflow.physics.pythia_jets import *\n"
+            "from hepflow.io import atomic_path\n"
             "written = []\n"
             "def crash_on_third(path, arrays, attrs):\n"
             "    if len(written) == 2:\n"
-            "        with h5py.File(f'{path}.tmp-{os.getpid()}', 'w') as f:\n"
+            "        with atomic_path(path) as tmp, h5py.File(tmp, 'w') as f:\n"
             "            f.create_dataset('pt', data=arrays['pt'])\n"
-            "        os.kill(os.getpid(), signal.SIGKILL)\n"
+            "            os.kill(os.getpid(), signal.SIGKILL)\n"
             "    written.append(path)\n"
             "    write(path, arrays, attrs)\n"
             "write, pj._write_native = pj._write_native, crash_on_third\n"

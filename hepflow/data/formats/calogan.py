@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from hepflow.data.errors import DataError
+from hepflow.io import atomic_path
 
 __all__ = ["CALOGAN_SHAPES", "read_calogan", "write_calogan"]
 
@@ -61,8 +62,6 @@ def write_calogan(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> 
     """Writes the CaloGAN layout (float32, contiguous) atomically: a temporary file, then a rename."""
     path = os.fspath(path)
     _check(arrays, path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for key in CALOGAN_SHAPES:
             f.create_dataset(key, data=np.asarray(arrays[key], np.float32))
-    os.replace(tmp, path)

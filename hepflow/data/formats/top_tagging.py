@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from hepflow.io import atomic_path
+
 __all__ = ["reference_columns", "read_reference", "write_reference", "N_CONSTITUENTS"]
 
 N_CONSTITUENTS = 200
@@ -94,7 +96,5 @@ def write_reference(path: str | os.PathLike, arrays: dict[str, np.ndarray], *, l
         np.asarray(arrays["label"], np.float64)[:, None],
     ], axis=1)
     df = pd.DataFrame(data, columns=reference_columns())
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    df.to_hdf(tmp, key=KEY, format=layout, mode="w")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_hdf(tmp, key=KEY, format=layout, mode="w")
