@@ -6,7 +6,7 @@ transformed, cached ``tf.data.Dataset``.
 """
 from __future__ import annotations
 
-from hepflow.data.errors import DataError
+from hepflow.errors import DataError
 from hepflow.data.pipeline import RECORD_ID, make_dataset
 from hepflow.data.samples import SampleSpec, load_specs, specs_from_dlkit
 from hepflow.data.transforms import Compose, Normalize

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from hepflow.data.errors import DataError
+from hepflow.errors import DataError
 from hepflow.data.readers import SampleLayout
 
 __all__ = ["CACHE_FORMAT", "DiskFullError", "default_cache_dir", "free_disk_bytes", "row_bytes", "transform_config",

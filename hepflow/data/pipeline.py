@@ -19,7 +19,7 @@ import psutil
 import tensorflow as tf
 
 from hepflow.data.cache import DiskFullError, RowCache, default_cache_dir, fingerprint, row_bytes
-from hepflow.data.errors import DataError
+from hepflow.errors import DataError
 from hepflow.data.plan import EPOCH_MODES, MIX_MODES, ChunkPlan, EpochPlanner
 from hepflow.data.readers import WEIGHT, BlockReader, SampleLayout, aligned_empty, inspect_sample
 from hepflow.data.samples import SampleSpec, load_specs

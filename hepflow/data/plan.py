@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hepflow.data.errors import DataError
+from hepflow.errors import DataError
 from hepflow.data.readers import SampleLayout
 
 __all__ = ["MIX_MODES", "EPOCH_MODES", "exact_counts", "Stream", "ChunkPlan", "EpochPlanner"]

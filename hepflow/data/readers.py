@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import h5py
 import numpy as np
 
-from hepflow.data.errors import DataError
+from hepflow.errors import DataError
 from hepflow.data.samples import SampleSpec
 from hepflow.data.selection import evaluate_selection, selection_names
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from hepflow.data.errors import DataError
+from hepflow.errors import DataError
 
 __all__ = ["SampleSpec", "load_specs", "specs_from_dlkit"]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from hepflow.data.errors import DataError
+from hepflow.errors import DataError
 
 __all__ = ["selection_names", "evaluate_selection"]
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from hepflow.data.errors import DataError
+from hepflow.errors import DataError
 from hepflow.data.plan import EpochPlanner
 from hepflow.data.readers import WEIGHT, SampleLayout
 

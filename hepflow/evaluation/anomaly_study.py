@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from hepflow.data import DataError, SampleSpec
+from hepflow.data import SampleSpec
+from hepflow.errors import ConfigError, DataError
 from hepflow.evaluation.anomaly import bump_hunt, mass_sculpting, plot_mass_cut
 from hepflow.evaluation.metrics import auc, threshold_at
 from hepflow.evaluation.report import format_report, json_safe, tagger_report
@@ -338,7 +339,7 @@ def evaluate_anomaly_run(run_dir: str, signals: Mapping[str, str], *, out_dir: s
 
     cfg = load_config(os.path.join(run_dir, "config.yaml"))
     if not signals:
-        raise DataError(f"{run_dir} has no truth labels: name the signal files to score against its background, "
+        raise ConfigError(f"{run_dir} has no truth labels: name the signal files to score against its background, "
                         "e.g. --signal gluino='data/anomaly/gluino_*.h5'.")
     out_dir = out_dir or os.path.join(run_dir, "evaluation")
     signal_specs = {n: SampleSpec(name=n, files=g, keys=_keys_of(cfg), label=1) for n, g in signals.items()}

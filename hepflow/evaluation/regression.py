@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from hepflow.data import DataError
+from hepflow.errors import DataError, RunError
 
 __all__ = ["resolution_curve", "fit_resolution", "evaluate_regression"]
 
@@ -79,7 +79,7 @@ def evaluate_regression(run_dir: str, *, out_dir: str | None = None, bins: int =
     cfg = load_config(os.path.join(run_dir, "config.yaml"))
     tcfg = cfg["training"]
     if tcfg["task"] != "regression":
-        raise DataError(f"{run_dir} is not a regression run (training.task = {tcfg['task']!r}).")
+        raise RunError(f"{run_dir} is not a regression run (training.task = {tcfg['task']!r}).")
     out_dir = out_dir or os.path.join(run_dir, "evaluation")
     os.makedirs(out_dir, exist_ok=True)
     splits = split_specs(cfg)

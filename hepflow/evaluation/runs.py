@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from hepflow.data import RECORD_ID, DataError, SampleSpec, make_dataset
+from hepflow.data import RECORD_ID, SampleSpec, make_dataset
+from hepflow.errors import ConfigError, DataError
 from hepflow.evaluation.baselines import ROC_EFFICIENCIES, CutBasedTagger, bdt_tagger
 from hepflow.evaluation.report import format_report, json_safe, tagger_report
 
@@ -174,25 +174,25 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
     import keras
 
     if not run_dirs:
-        raise DataError("evaluate_runs needs at least one run directory.")
+        raise ConfigError("evaluate_runs needs at least one run directory.")
     runs = [finished_run(d) for d in run_dirs]
     names = [r["config"]["name"] for r in runs]
     if len(set(names)) != len(names):
-        raise DataError(f"Runs must have distinct names to share a report. Received: {names}")
+        raise ConfigError(f"Runs must have distinct names to share a report. Received: {names}")
     if out_dir is None:
         if len(runs) > 1:
-            raise DataError("Pass out_dir (--out) when evaluating several runs together.")
+            raise ConfigError("Pass out_dir (--out) when evaluating several runs together.")
         out_dir = os.path.join(run_dirs[0], "evaluation")
     ensembles = dict(ensembles or {})
     for ens, members in ensembles.items():
         unknown = sorted(set(members) - set(names))
         if unknown or len(set(members)) < 2 or ens in names:
-            raise DataError(f"Ensemble {ens!r} needs two or more distinct runs among {names} and a name of its own. "
+            raise ConfigError(f"Ensemble {ens!r} needs two or more distinct runs among {names} and a name of its own. "
                             f"Received: {list(members)}")
     splits = [split_specs(r["config"]) for r in runs]
     if test_dir is not None:
         if peers:
-            raise DataError(f"Peers train and score on the configs' own split; drop --peer with a test directory. "
+            raise ConfigError(f"Peers train and score on the configs' own split; drop --peer with a test directory. "
                             f"Received: peers={list(peers)}, test_dir={test_dir!r}")
         for run, split in zip(runs, splits):
             split["test"] = specs_in_dir(run["config"], test_dir)
@@ -222,12 +222,12 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
     peer_info = {}
     for peer in peers:
         if peer != "energyflow_pfn":
-            raise DataError(f"Unknown peer {peer!r}; expected 'energyflow_pfn'.")
+            raise ConfigError(f"Unknown peer {peer!r}; expected 'energyflow_pfn'.")
         from hepflow.evaluation.peers import energyflow_pfn_scores
 
         pfn_runs = [r for r in runs if r["config"]["model"]["name"] == "particle_flow_network"]
         if not pfn_runs:
-            raise DataError("The energyflow_pfn peer copies the budget of a particle_flow_network run; "
+            raise ConfigError("The energyflow_pfn peer copies the budget of a particle_flow_network run; "
                             f"none among {list(run_dirs)}.")
         ids, s, peer_info[peer] = energyflow_pfn_scores(pfn_runs[0]["config"], pfn_runs[0]["summary"],
                                                         progress=progress)

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from hepflow.data import RECORD_ID, DataError, make_dataset
+from hepflow.data import RECORD_ID, make_dataset
+from hepflow.errors import ConfigError, DataError
 from hepflow.serving.export import export, export_mean
 from hepflow.serving.onnx import export_onnx, require_onnx
 
@@ -101,14 +102,14 @@ def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: i
     from hepflow.training.train import package_versions
 
     if len(run_dirs) < 2:
-        raise DataError(f"An ensemble needs two or more runs. Received: {list(run_dirs)}")
+        raise ConfigError(f"An ensemble needs two or more runs. Received: {list(run_dirs)}")
     if onnx:
         require_onnx()  # before the SavedModel is written
     members, raw_inputs, scores, labels, validation, configs, check = [], {}, [], None, None, [], {}
     for run_dir in run_dirs:
         cfg, model = _load_finished(run_dir)
         if cfg["training"]["task"] != "classification":
-            raise DataError(f"{run_dir}: only classifier runs form an ensemble. Received: task={cfg['training']['task']!r}")
+            raise ConfigError(f"{run_dir}: only classifier runs form an ensemble. Received: task={cfg['training']['task']!r}")
         splits = split_specs(cfg)
         files = [(s.name, s.files) for s in splits["validation"]]
         if validation is not None and files != validation:

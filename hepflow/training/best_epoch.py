@@ -15,7 +15,7 @@ from typing import Any
 
 import keras
 
-from hepflow.data import DataError
+from hepflow.errors import ConfigError
 
 __all__ = ["BestEpoch", "best_so_far", "best_epoch_callbacks", "monitor_mode"]
 
@@ -74,7 +74,7 @@ class BestEpoch(keras.callbacks.EarlyStopping):
     def get_monitor_value(self, logs: Mapping[str, Any] | None) -> float:
         logs = logs or {}
         if self.monitor not in logs:
-            raise DataError(f"training.early_stopping.monitor names no metric of this model; it has "
+            raise ConfigError(f"training.early_stopping.monitor names no metric of this model; it has "
                             f"{sorted(logs)}. Received: monitor={self.monitor!r}")
         return logs[self.monitor]
 
@@ -94,16 +94,16 @@ def best_epoch_callbacks(early_stopping: Mapping[str, Any] | None, *, out_dir: s
         The callbacks, possibly none.
     """
     if early_stopping is not None and not isinstance(early_stopping, Mapping):
-        raise DataError(f"training.early_stopping must be a mapping like {{monitor: val_loss, patience: 3}} "
+        raise ConfigError(f"training.early_stopping must be a mapping like {{monitor: val_loss, patience: 3}} "
                         f"or null. Received: {early_stopping!r}")
     unknown = set(early_stopping or {}) - {"monitor", "patience"}
     if unknown:
-        raise DataError(f"training.early_stopping takes monitor and patience. Received: {sorted(unknown)}")
+        raise ConfigError(f"training.early_stopping takes monitor and patience. Received: {sorted(unknown)}")
     if generative and not early_stopping:
         return []
     monitor = str((early_stopping or {}).get("monitor", "val_loss"))
     if not monitor.startswith("val_"):
-        raise DataError(f"training.early_stopping.monitor must be a validation metric (val_...). "
+        raise ConfigError(f"training.early_stopping.monitor must be a validation metric (val_...). "
                         f"Received: monitor={monitor!r}")
     mode = monitor_mode(monitor)
     resumed = best_so_far(history, monitor, mode)

@@ -43,15 +43,21 @@ on the same ``data`` section sees the same test files.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import difflib
 import hashlib
+import inspect
+import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import keras
 import yaml
 
-from hepflow.data import Compose, DataError, Normalize, SampleSpec
+from hepflow.data import Compose, Normalize, SampleSpec
+from hepflow.errors import ConfigError, DataError
 
 __all__ = ["load_config", "apply_overrides", "split_specs", "specs_in_dir", "refuse_seen_files", "build_transform",
            "build_model", "build_optimizer", "SPLITS", "SCHEDULES", "TASKS"]
@@ -76,6 +82,145 @@ SCHEDULES = {"cosine_decay": "CosineDecay", "exponential_decay": "ExponentialDec
              "polynomial_decay": "PolynomialDecay", "cosine_decay_restarts": "CosineDecayRestarts"}
 
 _TOP_LEVEL = {"name", "seed", "data", "transform", "model", "optimizer", "training"}
+_DATA_KEYS = {"dir", "samples", "split", "mix"}
+_MODEL_KEYS = {"name", "args"}
+_SAMPLE_KEYS = {f.name for f in dataclasses.fields(SampleSpec)}
+_EARLY_STOPPING_KEYS = {"monitor", "patience"}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+#: ``training`` entries: (check, what is expected).
+_TRAINING: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: _is_int(v) and v >= 1, "a positive int"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "a positive int"),
+    "steps_per_epoch": (lambda v: v is None or (_is_int(v) and v >= 1), "null or a positive int"),
+    "validation_steps": (lambda v: v is None or (_is_int(v) and v >= 1), "null or a positive int"),
+    "early_stopping": (lambda v: v is None or isinstance(v, Mapping), "null or a mapping {monitor, patience}"),
+    "cache": (lambda v: v is None or (isinstance(v, str) and v != ""), "null, auto, memory or a folder"),
+    "task": (lambda v: v in TASKS, f"one of {list(TASKS)}"),
+    "target": (lambda v: v is None or (isinstance(v, str) and v != ""), "null or a feature name"),
+    "target_scale": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "strategy": (lambda v: isinstance(v, str), "a strategy name"),
+    "mixed_precision": (lambda v: isinstance(v, bool), "true or false"),
+    "backup_steps": (lambda v: v is None or (_is_int(v) and v >= 1), "null or a positive int"),
+    "service": (lambda v: v is None or (isinstance(v, str) and v != ""), "null or grpc://host:port"),
+    "monitor_every": (lambda v: _is_int(v) and v >= 1, "a positive int"),
+}
+
+
+def _closest(key: Any, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _refuse_unknown(where: str, section: str, mapping: Mapping[str, Any], known: Sequence[str]) -> None:
+    """Raises :class:`ConfigError` naming the first key of ``mapping`` not in ``known``."""
+    for key in mapping:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}' in {section}{_closest(key, known)}. Expected some of "
+                              f"{sorted(known)}. Received: {key}={mapping[key]!r}")
+
+
+def _signature_keys(fn: Callable) -> tuple[set[str], bool]:
+    """The keyword arguments ``fn`` takes, and whether it takes any (``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return set(), True
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def _check_arguments(where: str, section: str, fn: Callable, args: Mapping[str, Any]) -> None:
+    """Refuses arguments that ``fn`` does not take (unless it takes ``**kwargs``)."""
+    names, open_ended = _signature_keys(fn)
+    if not open_ended:
+        _refuse_unknown(where, section, args, sorted(names))
+
+
+def _optimizers() -> dict[str, type]:
+    """Keras optimizer classes by lower-case name (``adam``, ``adamw``, ``sgd``, ...)."""
+    return {c.__name__.lower(): c for c in vars(keras.optimizers).values()
+            if isinstance(c, type) and issubclass(c, keras.optimizers.Optimizer)
+            and c is not keras.optimizers.Optimizer}
+
+
+def _check_schema(cfg: Mapping[str, Any], where: str) -> None:
+    """Every key known, every value of the expected type; a :class:`ConfigError` naming the first that is not."""
+    _refuse_unknown(where, "the config's top level", cfg, sorted(_TOP_LEVEL))
+    if not isinstance(cfg.get("name"), str) or not cfg["name"] or cfg["name"] in (".", "..") \
+            or any(c in cfg["name"] for c in "/\\") or cfg["name"].startswith("."):
+        raise ConfigError(f"{where}: `name` must be a non-empty string without path separators that does not "
+                          f"start with '.' (it names the run directory). Received: name={cfg.get('name')!r}")
+    if not _is_int(cfg["seed"]) or cfg["seed"] < 0:
+        raise ConfigError(f"{where}: `seed` must be an int >= 0. Received: seed={cfg['seed']!r}")
+    for section in ("data", "optimizer", "training"):
+        if not isinstance(cfg[section], Mapping):
+            raise ConfigError(f"{where}: `{section}` must be a mapping. Received: {section}={cfg[section]!r}")
+    data = cfg["data"]
+    _refuse_unknown(where, "`data`", data, sorted(_DATA_KEYS))
+    if not isinstance(data.get("dir"), str) or not data["dir"]:
+        raise ConfigError(f"{where}: `data.dir` must be a folder. Received: dir={data.get('dir')!r}")
+    samples = data.get("samples")
+    if not samples or not isinstance(samples, list):
+        raise ConfigError(f"{where}: `data.samples` must list the samples. Received: samples={samples!r}")
+    for i, entry in enumerate(samples):
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: each entry of `data.samples` must be a mapping of SampleSpec fields. "
+                              f"Received: sample {i} = {entry!r}")
+        _refuse_unknown(where, f"`data.samples[{i}]` ({entry.get('name', '?')})", entry, sorted(_SAMPLE_KEYS))
+    training = cfg["training"]
+    _refuse_unknown(where, "`training`", training, sorted(_TRAINING))
+    for key, (ok, expected) in _TRAINING.items():
+        if not ok(training[key]):
+            raise ConfigError(f"{where}: `training.{key}` must be {expected}. Received: {key}={training[key]!r}")
+    if training["early_stopping"] is not None:
+        _refuse_unknown(where, "`training.early_stopping`", training["early_stopping"], sorted(_EARLY_STOPPING_KEYS))
+        patience = training["early_stopping"].get("patience", 3)
+        if not _is_int(patience) or patience < 0:
+            raise ConfigError(f"{where}: `training.early_stopping.patience` must be an int >= 0. "
+                              f"Received: patience={patience!r}")
+    model = cfg.get("model")
+    if not isinstance(model, Mapping) or model.get("name") not in _models():
+        name = model.get("name") if isinstance(model, Mapping) else model
+        raise ConfigError(f"{where}: `model.name` must be one of {sorted(_models())}"
+                          f"{_closest(name, list(_models()))}. Received: model={model!r}")
+    _refuse_unknown(where, "`model`", model, sorted(_MODEL_KEYS))
+    if not isinstance(model.get("args") or {}, Mapping):
+        raise ConfigError(f"{where}: `model.args` must be a mapping. Received: args={model.get('args')!r}")
+    _check_arguments(where, f"`model.args` of {model['name']}", _models()[model["name"]], model.get("args") or {})
+    _check_optimizer(cfg["optimizer"], where)
+
+
+def _check_optimizer(opt: Mapping[str, Any], where: str) -> None:
+    optimizers = _optimizers()
+    name = opt.get("name", "adam")
+    if not isinstance(name, str) or name.lower() not in optimizers:
+        raise ConfigError(f"{where}: `optimizer.name` must be a Keras optimizer, one of {sorted(optimizers)}"
+                          f"{_closest(name, list(optimizers))}. Received: name={name!r}")
+    # Keras optimizers take **kwargs only to refuse them: the named arguments of the class and its base are all
+    known = set().union(*(_signature_keys(c.__init__)[0] for c in optimizers[name.lower()].__mro__
+                          if issubclass(c, keras.optimizers.Optimizer)))
+    _refuse_unknown(where, f"`optimizer` ({name})", {k: v for k, v in opt.items() if k != "name"}, sorted(known))
+    lr = opt.get("learning_rate", 1e-3)
+    if isinstance(lr, Mapping):
+        schedule = lr.get("schedule")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"{where}: `optimizer.learning_rate.schedule` must be one of {sorted(SCHEDULES)}"
+                              f"{_closest(schedule, list(SCHEDULES))}. Received: schedule={schedule!r}")
+        cls = getattr(keras.optimizers.schedules, SCHEDULES[schedule])
+        _check_arguments(where, f"`optimizer.learning_rate` ({schedule})", cls.__init__,
+                         {k: v for k, v in lr.items() if k != "schedule"})
+    elif not (_is_number(lr) and lr > 0):
+        raise ConfigError(f"{where}: `optimizer.learning_rate` must be a number > 0 or a schedule "
+                          f"{{schedule: cosine_decay, ...}}. Received: learning_rate={lr!r}")
 
 
 def _transforms() -> dict[str, Any]:
@@ -121,23 +266,31 @@ def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise DataError(f"An override must look like key.sub=value. Received: {item!r}")
+            raise ConfigError(f"An override must look like key.sub=value. Received: {item!r}")
         node = out
         *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise DataError(f"Override {item!r}: '{p}' is not a section. Received: {node!r}")
-        node[leaf] = yaml.safe_load(value)
+                raise ConfigError(f"Override {item!r}: '{p}' is not a section. Received: {node!r}")
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"Override {item!r}: the value is not valid YAML ({str(e).splitlines()[0]}). "
+                              f"Received: {value!r}") from None
     return out
 
 
 def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Reads a config (a YAML path or a mapping), applies overrides and defaults, and validates it.
 
+    Every key must be one hepflow knows (a typo such as ``training: {epoch: 5}`` is refused
+    with the closest valid name, never ignored), every value of the expected type, and model,
+    transform and optimizer arguments ones their classes take.
+
     Raises:
-        DataError: unknown sections, a missing model or samples, bad split fractions, or an
-            unknown transform or model name; the message names the offending entry.
+        ConfigError: a missing or unparsable file, an unknown key, a wrong type, bad split
+            fractions, or an unknown transform, model or optimizer; the message names the entry.
     """
     where = "config"
     if isinstance(source, Mapping):
@@ -145,45 +298,40 @@ def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Sequen
     else:
         where = os.fspath(source)
         if not os.path.isfile(where):
-            raise DataError(f"Config file not found: {where}")
+            raise ConfigError(f"Config file not found: {where}. Received: config={where!r}")
         with open(where) as f:
-            raw = yaml.safe_load(f)
+            try:
+                raw = yaml.safe_load(f)
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+                raise ConfigError(f"{where}: not valid YAML{at}: {problem}. Received: a YAML syntax error") from None
         if not isinstance(raw, Mapping):
-            raise DataError(f"{where}: a config must be a mapping. Received: {raw!r}")
+            raise ConfigError(f"{where}: a config must be a mapping. Received: {raw!r}")
     cfg = _numbers(_merge(DEFAULTS, apply_overrides(raw, overrides)))
-    unknown = set(cfg) - _TOP_LEVEL
-    if unknown:
-        raise DataError(f"{where}: unknown sections {sorted(unknown)}; expected some of {sorted(_TOP_LEVEL)}.")
-    if not isinstance(cfg.get("name"), str) or not cfg["name"] or "/" in cfg["name"]:
-        raise DataError(f"{where}: `name` must be a non-empty string without '/'. Received: {cfg.get('name')!r}")
-    if not cfg["data"].get("samples"):
-        raise DataError(f"{where}: `data.samples` must list the samples. Received: {cfg['data']!r}")
-    model = cfg.get("model")
-    if not isinstance(model, Mapping) or model.get("name") not in _models():
-        raise DataError(f"{where}: `model.name` must be one of {sorted(_models())}. Received: model={model!r}")
+    _check_schema(cfg, where)
     split = cfg["data"]["split"]
     if (not isinstance(split, Mapping) or set(split) - {"validation", "test"}
-            or not all(isinstance(v, (int, float)) and 0 <= v < 1 for v in split.values())
+            or not all(_is_number(v) and 0 <= v < 1 for v in split.values())
             or sum(split.values()) >= 1):
-        raise DataError(f"{where}: `data.split` must map validation/test to fractions in [0, 1) summing "
-                        f"below 1. Received: split={split!r}")
+        raise ConfigError(f"{where}: `data.split` must map validation/test to fractions in [0, 1) summing "
+                          f"below 1. Received: split={split!r}")
     _transform_items(cfg["transform"], where)
     if cfg["data"].get("mix") not in ("exact", "sampled"):
-        raise DataError(f"{where}: `data.mix` must be 'exact' or 'sampled'. Received: mix={cfg['data'].get('mix')!r}")
+        raise ConfigError(f"{where}: `data.mix` must be 'exact' or 'sampled'. "
+                          f"Received: mix={cfg['data'].get('mix')!r}")
     task = cfg["training"]["task"]
-    if task not in TASKS or (task == "regression") != bool(cfg["training"]["target"]):
-        raise DataError(f"{where}: `training.task` must be classification, generative (a model with its own "
-                        "train_step, e.g. calogan), anomaly (an autoencoder), proportions (label_proportions) "
-                        "or regression with a `training.target` "
-                        f"feature. Received: task={task!r}, target={cfg['training']['target']!r}")
+    if (task == "regression") != bool(cfg["training"]["target"]):
+        raise ConfigError(f"{where}: `training.task` must be classification, generative (a model with its own "
+                          "train_step, e.g. calogan), anomaly (an autoencoder), proportions (label_proportions) "
+                          "or regression with a `training.target` "
+                          f"feature. Received: task={task!r}, target={cfg['training']['target']!r}")
     from hepflow.training.distribute import STRATEGIES
 
     if cfg["training"]["strategy"] not in STRATEGIES:
-        raise DataError(f"{where}: `training.strategy` must be one of {STRATEGIES}. "
-                        f"Received: strategy={cfg['training']['strategy']!r}")
-    steps = cfg["training"]["backup_steps"]
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise DataError(f"{where}: `training.backup_steps` must be null or a positive int. Received: {steps!r}")
+        raise ConfigError(f"{where}: `training.strategy` must be one of {STRATEGIES}. "
+                          f"Received: strategy={cfg['training']['strategy']!r}")
     return cfg
 
 
@@ -194,10 +342,14 @@ def _transform_items(spec: Any, where: str = "config") -> list[tuple[str, dict[s
         if isinstance(item, str):
             item = {item: {}}
         if not isinstance(item, Mapping) or len(item) != 1:
-            raise DataError(f"{where}: each transform is `name: {{args}}`. Received: {item!r}")
+            raise ConfigError(f"{where}: each transform is `name: {{args}}`. Received: {item!r}")
         (name, args), = item.items()
         if name not in _transforms():
-            raise DataError(f"{where}: unknown transform {name!r}; expected one of {sorted(_transforms())}.")
+            raise ConfigError(f"{where}: unknown transform {name!r}{_closest(name, list(_transforms()))}. Expected "
+                              f"one of {sorted(_transforms())}. Received: transform={item!r}")
+        if not isinstance(args or {}, Mapping):
+            raise ConfigError(f"{where}: the arguments of transform {name!r} must be a mapping. Received: {args!r}")
+        _check_arguments(where, f"transform `{name}`", _transforms()[name], args or {})
         out.append((name, dict(args or {})))
     return out
 
@@ -205,7 +357,13 @@ def _transform_items(spec: Any, where: str = "config") -> list[tuple[str, dict[s
 def build_transform(config: Mapping[str, Any]):
     """The pipeline transform of a config (``None`` when it lists none)."""
     registry = _transforms()
-    parts = [registry[name](**args) for name, args in _transform_items(config["transform"])]
+    parts = []
+    for name, args in _transform_items(config["transform"]):
+        try:
+            parts.append(registry[name](**args))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config: transform `{name}` cannot be built from its arguments: {e}. "
+                              f"Received: {name}={args!r}") from None
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else Compose(parts)
@@ -214,13 +372,16 @@ def build_transform(config: Mapping[str, Any]):
 def build_model(config: Mapping[str, Any]):
     """The Keras model of a config: ``hepflow.models.<model.name>(**model.args)``."""
     model = config["model"]
-    return _models()[model["name"]](**dict(model.get("args") or {}))
+    args = dict(model.get("args") or {})
+    try:
+        return _models()[model["name"]](**args)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config: model `{model['name']}` cannot be built from `model.args`: "
+                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. Received: args={args!r}") from None
 
 
 def build_optimizer(config: Mapping[str, Any]):
     """A Keras optimizer from ``optimizer: {name: adam, learning_rate: ...}`` (any Keras optimizer)."""
-    import keras
-
     opt = dict(config["optimizer"])
     name = opt.pop("name", "adam")
     try:
@@ -234,7 +395,7 @@ def build_optimizer(config: Mapping[str, Any]):
                 {"class_name": SCHEDULES[schedule], "config": lr, "module": "keras.optimizers.schedules"})
         return keras.optimizers.get({"class_name": name, "config": opt})
     except (ValueError, TypeError) as e:
-        raise DataError(f"Cannot build the optimizer. Received: optimizer={config['optimizer']!r} ({e})") from None
+        raise ConfigError(f"Cannot build the optimizer. Received: optimizer={config['optimizer']!r} ({e})") from None
 
 
 def split_specs(config: Mapping[str, Any]) -> dict[str, list[SampleSpec]]:
@@ -277,7 +438,7 @@ def _sample_entries(config: Mapping[str, Any]) -> list[tuple[dict[str, Any], lis
     out = []
     for entry in config["data"]["samples"]:
         if not isinstance(entry, Mapping):
-            raise DataError(f"Each sample must be a mapping of SampleSpec fields. Received: {entry!r}")
+            raise ConfigError(f"Each sample must be a mapping of SampleSpec fields. Received: {entry!r}")
         entry = dict(entry)
         files = entry.pop("files", None)
         out.append((entry, [files] if isinstance(files, str) else list(files or [])))

@@ -25,7 +25,7 @@ import os
 
 import tensorflow as tf
 
-from hepflow.data import DataError
+from hepflow.errors import ConfigError
 
 __all__ = ["STRATEGIES", "make_strategy", "strategy_name", "tf_config_workers", "is_chief", "free_ports",
            "localhost_tf_configs"]
@@ -41,7 +41,7 @@ def tf_config_workers() -> int:
     try:
         cluster = json.loads(raw).get("cluster", {})
     except (json.JSONDecodeError, AttributeError) as e:
-        raise DataError(f"TF_CONFIG must be JSON with a 'cluster' and a 'task'. Received: {raw[:200]!r}") from e
+        raise ConfigError(f"TF_CONFIG must be JSON with a 'cluster' and a 'task'. Received: {raw[:200]!r}") from e
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
@@ -70,7 +70,7 @@ def make_strategy(name: str | tf.distribute.Strategy = "auto") -> tf.distribute.
     if isinstance(name, tf.distribute.Strategy):
         return name
     if name not in STRATEGIES:
-        raise DataError(f"strategy must be one of {STRATEGIES}. Received: strategy={name!r}")
+        raise ConfigError(f"strategy must be one of {STRATEGIES}. Received: strategy={name!r}")
     workers = tf_config_workers()
     if name == "auto":
         name = ("multi_worker" if workers > 1
@@ -79,7 +79,7 @@ def make_strategy(name: str | tf.distribute.Strategy = "auto") -> tf.distribute.
         return tf.distribute.get_strategy()
     if name == "multi_worker":
         if workers < 1:
-            raise DataError("strategy='multi_worker' needs TF_CONFIG naming the cluster's workers and this "
+            raise ConfigError("strategy='multi_worker' needs TF_CONFIG naming the cluster's workers and this "
                             "process's task. Received: TF_CONFIG unset")
         # all gradients of a step in as few collectives as possible: each costs network round trips
         options = tf.distribute.experimental.CommunicationOptions(bytes_per_pack=32 * 1024 * 1024)

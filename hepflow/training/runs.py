@@ -1,12 +1,91 @@
-"""``hepflow runs list``: the run directories under a folder and their key metrics."""
+"""Run directories: what ``train`` writes there, their state, and ``hepflow runs list``.
+
+``train`` never deletes what it did not write: :data:`RUN_ENTRIES` names everything it (and
+``hepflow evaluate``'s default output) may put in a run directory, and only those entries are
+removed when a run is replaced with ``overwrite=True``.
+"""
 from __future__ import annotations
 
 import csv
 import json
 import os
+import shutil
 from typing import Any
 
-__all__ = ["list_runs", "format_runs", "read_history", "finished_run"]
+from hepflow.errors import RunError
+
+__all__ = ["RUN_FILES", "RUN_ENTRIES", "run_state", "check_new_run", "clear_run", "list_runs", "format_runs",
+           "read_history", "finished_run"]
+
+#: The files every finished run holds.
+RUN_FILES = ("config.yaml", "samples.yaml", "environment.json", "history.csv", "model.keras", "summary.json")
+#: Everything hepflow writes into a run directory: files, then folders.
+RUN_ENTRIES = RUN_FILES + ("best.keras", "backup", "tb", "validation", "evaluation")
+
+
+def run_state(run_dir: str) -> str:
+    """What ``run_dir`` holds.
+
+    Returns:
+        ``"absent"`` (no such folder), ``"empty"`` (a folder with none of hepflow's entries,
+        possibly other files), ``"finished"`` (``model.keras``), ``"interrupted"`` (a backup to
+        resume from) or ``"started"`` (some of hepflow's entries, no backup, no model).
+    """
+    if not os.path.isdir(run_dir):
+        return "absent"
+    if os.path.exists(os.path.join(run_dir, "model.keras")):
+        return "finished"
+    if os.path.exists(os.path.join(run_dir, "backup", "position.json")):
+        return "interrupted"
+    if any(os.path.lexists(os.path.join(run_dir, name)) for name in RUN_ENTRIES):
+        return "started"
+    return "empty"
+
+
+def check_new_run(run_dir: str, *, overwrite: bool) -> None:
+    """Raises unless a new run may be written to ``run_dir``; changes nothing on disk.
+
+    A new run may go where no run is, or, with ``overwrite``, replace one.
+
+    Raises:
+        RunError: ``run_dir`` is a file, or holds a run (finished, interrupted or started)
+            and ``overwrite`` is false.
+    """
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RunError(f"The run directory is a file. Received: run_dir={run_dir!r}")
+    state = run_state(run_dir)
+    if overwrite or state in ("absent", "empty"):
+        return
+    if state == "finished":
+        raise RunError(f"Run directory {run_dir} already holds a finished run (model.keras). Pass another run "
+                       f"directory, or overwrite=True (--overwrite) to replace it. Received: run_dir={run_dir!r}")
+    if state == "interrupted":
+        raise RunError(f"Run directory {run_dir} holds an interrupted run; continue it with "
+                       f"`hepflow train --resume {run_dir}` (resume=True), or start afresh with --overwrite "
+                       f"(overwrite=True). Received: run_dir={run_dir!r}")
+    present = [n for n in RUN_ENTRIES if os.path.lexists(os.path.join(run_dir, n))]
+    raise RunError(f"Run directory {run_dir} holds files of an earlier run that never saved a backup "
+                   f"({', '.join(present)}); pass --overwrite (overwrite=True) to replace them, or another run "
+                   f"directory. Received: run_dir={run_dir!r}")
+
+
+def clear_run(run_dir: str) -> list[str]:
+    """Removes hepflow's entries (:data:`RUN_ENTRIES`) from ``run_dir``, and nothing else.
+
+    Returns:
+        The names removed.
+    """
+    removed = []
+    for name in RUN_ENTRIES:
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+        else:
+            continue
+        removed.append(name)
+    return removed
 
 #: Columns of the table: (header, key in the run record).
 COLUMNS = (("run", "run_dir"), ("model", "model"), ("status", "status"), ("epochs", "epochs"),
@@ -40,12 +119,11 @@ def finished_run(run_dir: str) -> dict[str, Any]:
     Raises:
         DataError: ``config.yaml`` or ``model.keras`` is missing (the run is unfinished).
     """
-    from hepflow.data import DataError
     from hepflow.training.config import load_config
 
     for name in ("config.yaml", "model.keras"):
         if not os.path.isfile(os.path.join(run_dir, name)):
-            raise DataError(f"{run_dir} is not a finished run: {name} is missing.")
+            raise RunError(f"{run_dir} is not a finished run: {name} is missing. Received: run_dir={run_dir!r}")
     return {"dir": run_dir, "config": load_config(os.path.join(run_dir, "config.yaml")),
             "summary": _read_json(os.path.join(run_dir, "summary.json"))}
 
@@ -57,11 +135,8 @@ def _run_record(run_dir: str) -> dict[str, Any]:
         epochs = read_history(os.path.join(run_dir, "history.csv"))
     except (OSError, ValueError):  # an unreadable log still lists the run
         epochs = []
-    if os.path.exists(os.path.join(run_dir, "model.keras")):
-        status = "finished"
-    elif os.path.exists(os.path.join(run_dir, "backup", "position.json")):
-        status = "interrupted"
-    else:
+    status = run_state(run_dir)
+    if status not in ("finished", "interrupted"):
         status = "started"
     model = summary.get("model")
     if model is None:

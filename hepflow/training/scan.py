@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hepflow.data import DataError
+from hepflow.errors import ConfigError
 from hepflow.training.runs import list_runs
 from hepflow.io import write_atomic
 
@@ -54,32 +54,32 @@ def load_scan(path: str) -> dict[str, Any]:
         with open(path) as f:
             scan = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as e:
-        raise DataError(f"Cannot read the scan file {path}. Received: {e}") from None
+        raise ConfigError(f"Cannot read the scan file {path}. Received: {e}") from None
     if not isinstance(scan, Mapping):
-        raise DataError(f"{path}: a scan file is a mapping of {sorted(_KEYS)}. Received: {scan!r}")
+        raise ConfigError(f"{path}: a scan file is a mapping of {sorted(_KEYS)}. Received: {scan!r}")
     unknown = set(scan) - _KEYS
     if unknown:
-        raise DataError(f"{path}: unknown keys {sorted(unknown)}; expected {sorted(_KEYS)}.")
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; expected {sorted(_KEYS)}.")
     scan = {"method": "grid", "trials": None, "seed": 0, "parallel": 1, "metric": "val_loss", "overrides": [],
             **scan}
     for key in ("config", "out", "space"):
         if not scan.get(key):
-            raise DataError(f"{path}: `{key}` is required. Received: {scan.get(key)!r}")
+            raise ConfigError(f"{path}: `{key}` is required. Received: {scan.get(key)!r}")
     config = scan["config"]
     beside = os.path.join(os.path.dirname(os.path.abspath(path)), config)
     scan["config"] = config if os.path.exists(config) or not os.path.exists(beside) else beside
     if scan["method"] not in ("grid", "random"):
-        raise DataError(f"{path}: `method` must be grid or random. Received: {scan['method']!r}")
+        raise ConfigError(f"{path}: `method` must be grid or random. Received: {scan['method']!r}")
     if scan["method"] == "random" and not (isinstance(scan["trials"], int) and scan["trials"] > 0):
-        raise DataError(f"{path}: random scans need `trials`, a positive int. Received: {scan['trials']!r}")
+        raise ConfigError(f"{path}: random scans need `trials`, a positive int. Received: {scan['trials']!r}")
     if not (isinstance(scan["parallel"], int) and scan["parallel"] > 0):
-        raise DataError(f"{path}: `parallel` must be a positive int. Received: {scan['parallel']!r}")
+        raise ConfigError(f"{path}: `parallel` must be a positive int. Received: {scan['parallel']!r}")
     if not isinstance(scan["space"], Mapping):
-        raise DataError(f"{path}: `space` maps config keys to value lists. Received: {scan['space']!r}")
+        raise ConfigError(f"{path}: `space` maps config keys to value lists. Received: {scan['space']!r}")
     for key, values in scan["space"].items():
         ranged = isinstance(values, Mapping) and {"low", "high"} <= set(values)
         if not (isinstance(values, list) and values) and not (ranged and scan["method"] == "random"):
-            raise DataError(f"{path}: space.{key} must be a non-empty list (or {{low, high}} in random scans). "
+            raise ConfigError(f"{path}: space.{key} must be a non-empty list (or {{low, high}} in random scans). "
                             f"Received: {values!r}")
     return scan
 

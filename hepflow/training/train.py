@@ -36,16 +36,15 @@ from typing import Any
 import tensorflow as tf
 import yaml
 
-from hepflow.data import DataError, make_dataset
+from hepflow.data import make_dataset
+from hepflow.errors import ConfigError, RunError
 from hepflow.io import atomic_path, write_atomic
 from hepflow.training.best_epoch import best_epoch_callbacks
 from hepflow.training.config import (build_model, build_optimizer, build_transform, load_config, split_specs)
 from hepflow.training.distribute import is_chief, make_strategy, strategy_name, tf_config_workers
-from hepflow.training.runs import read_history
+from hepflow.training.runs import RUN_FILES, check_new_run, clear_run, read_history, run_state
 
 __all__ = ["train", "model_inputs", "RUN_FILES"]
-
-RUN_FILES = ("config.yaml", "samples.yaml", "environment.json", "history.csv", "model.keras", "summary.json")
 
 
 def model_inputs(model, dataset, *, target: str | None = None, target_scale: float = 1.0):
@@ -65,7 +64,7 @@ def model_inputs(model, dataset, *, target: str | None = None, target_scale: flo
     have = set(dataset.element_spec[0])
     missing = [n for n in names + ([target] if target else []) if n not in have]
     if missing:
-        raise DataError(f"Model '{model.name}' needs inputs {names}" + (f" and the target '{target}'" if target else "")
+        raise ConfigError(f"Model '{model.name}' needs inputs {names}" + (f" and the target '{target}'" if target else "")
                         + f"; the pipeline gives {sorted(have)} (missing {missing}). "
                         "Check the config's `transform` and the samples' `keys`.")
     if target:
@@ -111,25 +110,12 @@ def _samples_record(splits: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
     return out
 
 
-def _run_dir(cfg: Mapping[str, Any], run_dir: str | None, overwrite: bool) -> str:
-    run_dir = run_dir or os.path.join("runs", cfg["name"])
-    if os.path.exists(os.path.join(run_dir, "model.keras")) and not overwrite:
-        raise DataError(f"Run directory {run_dir} already holds a finished run (model.keras). "
-                        "Pass another run directory, or overwrite=True (--overwrite).")
-    os.makedirs(run_dir, exist_ok=True)
-    for name in RUN_FILES + ("best.keras",):
-        if os.path.exists(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
-    for name in ("backup", "tb"):
-        shutil.rmtree(os.path.join(run_dir, name), ignore_errors=True)
-    return run_dir
-
-
 def _resume_config(run_dir: str | None, overrides: Sequence[str]) -> dict[str, Any]:
     if not run_dir or not os.path.exists(os.path.join(run_dir, "config.yaml")):
-        raise DataError(f"resume needs the directory of a started run (with config.yaml). Received: run_dir={run_dir!r}")
-    if os.path.exists(os.path.join(run_dir, "model.keras")):
-        raise DataError(f"Run {run_dir} has finished (model.keras exists); there is nothing to resume.")
+        raise RunError(f"resume needs the directory of a started run (with config.yaml). Received: run_dir={run_dir!r}")
+    if run_state(run_dir) == "finished":
+        raise RunError(f"Run {run_dir} has finished (model.keras exists); there is nothing to resume. "
+                       f"Received: run_dir={run_dir!r}")
     return load_config(os.path.join(run_dir, "config.yaml"), overrides)
 
 
@@ -165,7 +151,7 @@ def _datasets(cfg: Mapping[str, Any], splits, transform, model, workers: int):
     if workers == 1:
         return train_ds(batch_size), val_ds(val_batch)
     if service:
-        raise DataError("training.service with several training workers is not supported: the service already "
+        raise ConfigError("training.service with several training workers is not supported: the service already "
                         f"shares the preprocessing out. Received: service={service!r}, workers={workers}")
 
     def shard(ctx):
@@ -201,7 +187,10 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
             ``resume`` the run's own ``config.yaml`` is used and this may be ``None``.
         run_dir: Where the run goes; default ``runs/<name>``.
         overrides: ``key.sub=value`` overrides, e.g. ``["training.epochs=2"]``.
-        overwrite: Replace a finished run in ``run_dir``.
+        overwrite: Replace a run in ``run_dir`` (finished, interrupted or started): only the
+            entries hepflow writes there (:data:`hepflow.training.runs.RUN_ENTRIES`) are removed,
+            and only once the config, the data and the model have been checked. Without it, a
+            ``run_dir`` that holds a run is refused (an interrupted one points to ``resume``).
         resume: Continue the unfinished run in ``run_dir`` from its last backup (after a crash,
             ``kill -9``, or SIGINT/SIGTERM, which save a backup before stopping).
         strategy: Overrides ``training.strategy``: a name or a ``tf.distribute.Strategy``.
@@ -212,8 +201,9 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
         ``train_seconds``, ``epochs``, ``train_jets_seen`` and the last epoch's metrics.
 
     Raises:
-        DataError: a bad config, missing files or keys, a finished run in ``run_dir``, or
-            nothing to resume.
+        ConfigError: a bad config.
+        DataError: missing files or keys, bad shapes.
+        RunError: a run in ``run_dir`` without ``overwrite``, or nothing to resume.
         KeyboardInterrupt: SIGINT/SIGTERM arrived; the state was saved for ``resume``.
     """
     import keras
@@ -226,23 +216,20 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     strategy = make_strategy(strategy if strategy is not None else tcfg["strategy"])
     workers = tf_config_workers() if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else 1
     chief = is_chief() or workers == 1
-    if chief:
-        run_dir = run_dir if resume else _run_dir(cfg, run_dir, overwrite)
-        out_dir = run_dir
-    else:  # other workers write their (identical) files to a scratch folder
-        run_dir = run_dir or os.path.join("runs", cfg["name"])
-        out_dir = tempfile.mkdtemp(prefix="hepflow-worker-")
+    run_dir = run_dir or os.path.join("runs", cfg["name"])
+    if chief and not resume:  # refuse before any work; nothing is removed until config and data are checked
+        check_new_run(run_dir, overwrite=overwrite)
     started = time.time()
     seed = int(cfg["seed"])
     keras.utils.set_random_seed(seed)
     splits = split_specs(cfg)
     if not splits["validation"]:
-        raise DataError("Training needs a validation split: set data.split.validation > 0. "
+        raise ConfigError("Training needs a validation split: set data.split.validation > 0. "
                         f"Received: split={cfg['data']['split']!r}")
     transform = build_transform(cfg)
     batch_size = int(tcfg["batch_size"])
     if batch_size % strategy.num_replicas_in_sync:
-        raise DataError(f"training.batch_size is global and must divide among the {strategy.num_replicas_in_sync} "
+        raise ConfigError(f"training.batch_size is global and must divide among the {strategy.num_replicas_in_sync} "
                         f"replicas. Received: batch_size={batch_size}")
     previous_policy = keras.mixed_precision.global_policy()
     if tcfg.get("mixed_precision"):  # float16 compute, float32 variables; the policy applies to this model only
@@ -267,6 +254,15 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
                           loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
                           metrics=["accuracy", keras.metrics.AUC(name="auc")] if binary else ["accuracy"])
     train_data, val_data = _datasets(cfg, splits, transform, model, workers)
+    # Config, data and model are good: only now is the run directory touched.
+    if not chief:  # other workers write their (identical) files to a scratch folder
+        out_dir = tempfile.mkdtemp(prefix="hepflow-worker-")
+    else:
+        out_dir = run_dir
+        if not resume:
+            check_new_run(run_dir, overwrite=overwrite)  # again: another process may have started meanwhile
+            clear_run(run_dir)
+            os.makedirs(run_dir, exist_ok=True)
 
     env = {"versions": package_versions(), "git_revision": _git_revision(), "host": socket.gethostname(),
            "platform": platform.platform(), "argv": sys.argv, "cpu_count": os.cpu_count(),

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import h5py
 import numpy as np
 
-from hepflow.data.errors import DataError
+from hepflow.errors import DataError
 from hepflow.io import atomic_path
 
 __all__ = ["CALOGAN_SHAPES", "read_calogan", "write_calogan"]

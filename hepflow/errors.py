@@ -1,0 +1,31 @@
+"""The errors hepflow raises on bad input: one family, one-line messages.
+
+Every message names the file, key, config entry or option involved, says what was expected
+and ends with ``Received: ...`` as Keras errors do. The ``hepflow`` command prints any
+:class:`HepflowError` as one line on stderr and exits with status 2 (a traceback only with
+``--debug`` or ``HEPFLOW_DEBUG=1``).
+
+Model and layer constructors keep Keras's convention and raise ``ValueError`` for bad
+arguments; building them from a config turns that into a :class:`ConfigError`.
+"""
+from __future__ import annotations
+
+__all__ = ["HepflowError", "DataError", "ConfigError", "RunError"]
+
+
+class HepflowError(Exception):
+    """The root of hepflow's errors: bad input that the user can fix, explained in one line."""
+
+
+class DataError(HepflowError, ValueError):
+    """Bad input to a data pipeline: missing or corrupt files, wrong keys, bad shapes, bad options."""
+
+
+class ConfigError(HepflowError, ValueError):
+    """A bad configuration: an unknown key, a wrong type, a value out of range, in a config file,
+    a ``--set`` override, a command-line option or the arguments of a generator."""
+
+
+class RunError(HepflowError):
+    """A run directory that cannot be used as asked: a finished or interrupted run in the way,
+    nothing to resume, an unfinished run to evaluate or export, an unsafe run name."""
