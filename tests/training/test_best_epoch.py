@@ -6,7 +6,7 @@ import pytest
 
 import keras
 
-from hepflow.data import DataError
+from hepflow.errors import ConfigError
 from hepflow.training.best_epoch import BestEpoch, best_epoch_callbacks, best_so_far, monitor_mode
 
 
@@ -54,7 +54,7 @@ def test_fresh_early_stopping_restores_its_own_best_epoch():
 
 def test_a_monitor_the_model_does_not_log_is_named():
     model, x, y = _model_and_data()
-    with pytest.raises(DataError, match=r"has \['loss', 'val_loss'\].*monitor='val_los'"):
+    with pytest.raises(ConfigError, match=r"has \['loss', 'val_loss'\].*monitor='val_los'"):
         model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0,
                   callbacks=[BestEpoch(monitor="val_los", patience=1)])
 
@@ -65,7 +65,7 @@ def test_a_monitor_the_model_does_not_log_is_named():
     (3, r"must be a mapping.*Received: 3"),
 ])
 def test_bad_early_stopping_sections_are_named(section, match, tmp_path):
-    with pytest.raises(DataError, match=match):
+    with pytest.raises(ConfigError, match=match):
         best_epoch_callbacks(section, out_dir=str(tmp_path), history=[], generative=False)
 
 

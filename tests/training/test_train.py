@@ -10,11 +10,11 @@ import keras
 import numpy as np
 import pytest
 
-from hepflow.data import DataError
+from hepflow.errors import ConfigError, DataError, RunError
 from hepflow.evaluation.runs import evaluate_runs, score_specs
 from hepflow.training import load_config, split_specs, train
 from hepflow.training.config import build_transform
-from hepflow.training.train import RUN_FILES
+from hepflow.training.runs import RUN_FILES
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "top_tagging", "*.yaml")))
 QUICK = ["training.epochs=1", "training.steps_per_epoch=2", "training.batch_size=8", "training.cache=null"]
@@ -129,7 +129,7 @@ def test_an_ensemble_scores_the_mean_of_its_members(runs, tmp_path):
     assert table["both"]["members"] == members
     assert table["both"]["params"] == table["deeptop_cnn"]["params"] + table["high_level_dnn"]["params"]
     for bad in ({"both": ["deeptop_cnn"]}, {"both": ["deeptop_cnn", "pfn"]}, {"deeptop_cnn": members}):
-        with pytest.raises(DataError, match="Received"):
+        with pytest.raises(ConfigError, match="Received"):
             evaluate_runs([runs[m] for m in members], out_dir=str(tmp_path / "r"), baselines=False,
                           ensembles=bad, progress=False)
 
@@ -139,7 +139,7 @@ def test_runs_with_other_test_files_cannot_share_a_report(runs, pythia_jets_dir,
                   overrides=quick(pythia_jets_dir) + ["data.split.test=0.2"], verbose=0)
     with pytest.raises(DataError, match="other test files"):
         evaluate_runs([runs["deeptop_cnn"], other["run_dir"]], out_dir=str(tmp_path / "r"), progress=False)
-    with pytest.raises(DataError, match="not a finished run"):
+    with pytest.raises(RunError, match="not a finished run"):
         evaluate_runs([str(tmp_path)], progress=False)
 
 
@@ -211,13 +211,70 @@ def test_evaluate_on_several_test_directories_scores_them_as_one_sample(runs, tm
 
 def test_finished_runs_are_not_overwritten(runs):
     cfg = os.path.join(runs["deeptop_cnn"], "config.yaml")
-    with pytest.raises(DataError, match="already holds a finished run"):
+    with pytest.raises(RunError, match="already holds a finished run"):
         train(cfg, run_dir=runs["deeptop_cnn"], verbose=0)
+
+
+def _listing(folder):
+    return sorted(os.path.relpath(os.path.join(r, f), folder) for r, _, fs in os.walk(folder) for f in fs)
+
+
+def test_train_never_deletes_what_it_did_not_write(pythia_jets_dir, tmp_path):
+    """A run directory holding foreign files, an interrupted run, a started run: nothing removed without overwrite."""
+    cfg = os.path.join(os.path.dirname(CONFIGS[0]), "high_level_dnn.yaml")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("my notes")
+    (run / "plots").mkdir()
+    (run / "plots" / "mine.png").write_bytes(b"png")
+    # an interrupted run: hepflow's files and a backup, beside the user's files
+    (run / "config.yaml").write_text("name: x\n")
+    (run / "history.csv").write_text("epoch,loss\n0,0.5\n")
+    (run / "backup").mkdir()
+    (run / "backup" / "position.json").write_text("{}")
+    (run / "tb").mkdir()
+    before = {p: (run / p).read_bytes() for p in _listing(run)}
+    # a bad config or bad data fails before the run directory is touched
+    with pytest.raises(ConfigError):
+        train(cfg, run_dir=str(run), overrides=quick(pythia_jets_dir) + ["training.epoch=2"], verbose=0, overwrite=True)
+    with pytest.raises(DataError):
+        train(cfg, run_dir=str(run), overrides=quick(tmp_path / "nowhere"), verbose=0, overwrite=True)
+    # rerunning train (not --resume) on an interrupted run points to resume and keeps its backup
+    with pytest.raises(RunError, match=r"interrupted run; continue it with `hepflow train --resume"):
+        train(cfg, run_dir=str(run), overrides=quick(pythia_jets_dir), verbose=0)
+    assert {p: (run / p).read_bytes() for p in _listing(run)} == before
+    # a started run without a backup is refused too
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "config.yaml").write_text("name: x\n")
+    with pytest.raises(RunError, match=r"files of an earlier run .*config.yaml.*--overwrite"):
+        train(cfg, run_dir=str(started), overrides=quick(pythia_jets_dir), verbose=0)
+    assert (started / "config.yaml").read_text() == "name: x\n"
+    # --overwrite replaces hepflow's entries only
+    train(cfg, run_dir=str(run), overrides=quick(pythia_jets_dir), verbose=0, overwrite=True)
+    assert (run / "notes.txt").read_text() == "my notes" and (run / "plots" / "mine.png").read_bytes() == b"png"
+    assert (run / "backup" / "position.json").read_text() != "{}" and (run / "model.keras").is_file()  # new run
+    assert "high_level_dnn" in (run / "config.yaml").read_text()
+    # a folder with only foreign files takes a new run beside them
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.h5").write_bytes(b"keep")
+    train(cfg, run_dir=str(other), overrides=quick(pythia_jets_dir), verbose=0)
+    assert (other / "data.h5").read_bytes() == b"keep" and (other / "model.keras").is_file()
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../up", "a\\b", ".hidden"])
+def test_run_names_that_leave_the_runs_folder_are_refused(name, pythia_jets_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = os.path.join(os.path.dirname(CONFIGS[0]), "high_level_dnn.yaml")
+    with pytest.raises(ConfigError, match="`name` must be a non-empty string without path separators"):
+        train(cfg, overrides=quick(pythia_jets_dir) + [f"name={name!r}"], verbose=0)
+    assert os.listdir(tmp_path) == []
 
 
 def test_missing_model_inputs_are_named(pythia_jets_dir, tmp_path):
     path = os.path.join(os.path.dirname(CONFIGS[0]), "high_level_dnn.yaml")
-    with pytest.raises(DataError, match=r"needs inputs .*missing \['tau21', 'tau32'\]"):
+    with pytest.raises(ConfigError, match=r"needs inputs .*missing \['tau21', 'tau32'\]"):
         train(path, run_dir=str(tmp_path / "r"), overrides=quick(pythia_jets_dir) + ["transform=[]"], verbose=0)
 
 
