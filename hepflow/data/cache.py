@@ -91,7 +91,7 @@ def fingerprint(layouts: Sequence[SampleLayout], transform: Callable | None,
         "format": CACHE_FORMAT,
         "samples": [
             {"spec": lay.spec.to_dict(),
-             "files": [[f.path, f.size, f.mtime_ns, f.n_rows] for f in lay.files],
+             "files": [[f.path, f.size, f.mtime_ns, f.n_rows] + [list(x) for x in f.linked] for f in lay.files],
              "n_rows": lay.n_rows}
             for lay in layouts
         ],

@@ -44,9 +44,14 @@ class FileInfo:
 
     Attributes:
         byte_offsets: Feature name → byte offset of its data in the file, for
-            contiguous, unfiltered, native-endian datasets, which are then read
-            with ``os.preadv`` (no HDF5 library call, no global lock, GIL
-            released); ``None`` for the others (chunked, compressed), read with h5py.
+            contiguous, unfiltered, native-endian datasets stored in this file,
+            which are then read with ``os.preadv`` (no HDF5 library call, no
+            global lock, GIL released); ``None`` for the others (chunked,
+            compressed, big-endian on a little-endian machine, external links,
+            virtual datasets), read with h5py, which converts byte order.
+        linked: ``(path, size, mtime_ns)`` of the other files the keys' data live in
+            (external links, sources of virtual datasets), watched for changes
+            like the file itself.
     """
 
     path: str
@@ -54,6 +59,7 @@ class FileInfo:
     size: int
     mtime_ns: int
     byte_offsets: dict = dataclasses.field(default_factory=dict, compare=False)
+    linked: tuple = ()
 
 
 @dataclasses.dataclass
@@ -143,7 +149,8 @@ def inspect_sample(spec: SampleSpec, index: int, *, on_nonfinite: str = "error")
             n_rows = None
             for name, key in keys.items():
                 d = _dataset(f, key, path, spec.name)
-                info = FeatureInfo(key, tuple(d.shape[1:]), np.dtype(d.dtype))
+                # rows are handed out in the machine's byte order: h5py converts '>f4' on read
+                info = FeatureInfo(key, tuple(d.shape[1:]), np.dtype(d.dtype).newbyteorder("="))
                 if n_rows is None:
                     n_rows, first = d.shape[0], key
                 elif d.shape[0] != n_rows:
@@ -173,8 +180,9 @@ def inspect_sample(spec: SampleSpec, index: int, *, on_nonfinite: str = "error")
                 dropped += int((~finite if mask is None else (mask & ~finite)).sum())
                 mask = kept
             sel = None if mask is None or mask.all() else np.flatnonzero(mask).astype(np.int64)
-            offsets = {name: _raw_offset(f[key], st.st_size) for name, key in keys.items()}
-            files.append(FileInfo(path, int(n_rows), st.st_size, st.st_mtime_ns, offsets))
+            offsets = {name: _raw_offset(f[key], path, st.st_size) for name, key in keys.items()}
+            linked = _linked_files(f, keys.values(), path, spec.name)
+            files.append(FileInfo(path, int(n_rows), st.st_size, st.st_mtime_ns, offsets, linked))
             rows.append(sel)
             counts.append(n_rows if sel is None else len(sel))
     counts_a = np.asarray(counts, np.int64)
@@ -195,8 +203,44 @@ def inspect_sample(spec: SampleSpec, index: int, *, on_nonfinite: str = "error")
     return layout
 
 
-def _raw_offset(d: h5py.Dataset, file_size: int) -> int | None:
-    """Byte offset of a dataset's data if it can be read as plain bytes, else ``None``."""
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _data_file(d: h5py.Dataset) -> str:
+    """The file that holds a dataset's data (another file for an external link)."""
+    return d.file.filename
+
+
+def _linked_files(f: h5py.File, keys, path: str, sample: str) -> tuple[tuple[str, int, int], ...]:
+    """``(path, size, mtime_ns)`` of the files other than ``path`` that hold the keys' data."""
+    out: dict[str, tuple[str, int, int]] = {}
+    for key in keys:
+        d = f[key]
+        sources = [_data_file(d)]
+        if d.is_virtual:
+            base = os.path.dirname(os.path.abspath(_data_file(d)))
+            sources += [s.file_name if s.file_name == "." or os.path.isabs(s.file_name)
+                        else os.path.join(base, s.file_name) for s in d.virtual_sources()]
+        for source in sources:
+            if source == "." or _same_file(source, path):
+                continue
+            try:
+                st = os.stat(source)
+            except OSError:
+                raise DataError(f"Sample '{sample}': key '{key}' in {path} links to {source}, which cannot be "
+                                f"opened; expected the linked file beside it. Received: a missing linked file") from None
+            out[os.path.abspath(source)] = (os.path.abspath(source), st.st_size, st.st_mtime_ns)
+    return tuple(sorted(out.values()))
+
+
+def _raw_offset(d: h5py.Dataset, path: str, file_size: int) -> int | None:
+    """Byte offset of a dataset's data in ``path`` if it can be read there as plain bytes, else ``None``."""
+    if d.is_virtual or not _same_file(_data_file(d), path):  # the bytes live in other files
+        return None
     if d.chunks is not None or d.compression is not None or d.id.get_create_plist().get_nfilters():
         return None
     if not d.dtype.isnative or d.dtype.hasobject:
@@ -269,6 +313,19 @@ class BlockReader:
                 f"(expected size {info.size} and mtime_ns {info.mtime_ns}); rebuild the dataset. "
                 f"Received: size {st.st_size}, mtime_ns {st.st_mtime_ns}"
             )
+        for linked, size, mtime_ns in info.linked:
+            try:
+                now = os.stat(linked)
+                changed = (now.st_size, now.st_mtime_ns) != (size, mtime_ns)
+            except OSError:
+                changed = True
+            if changed:
+                self._forget(local.files, info.path)
+                raise DataError(
+                    f"Sample '{sample}': {linked}, which {info.path} links to, changed or disappeared while the "
+                    f"pipeline was using it (expected size {size} and mtime_ns {mtime_ns}); rebuild the dataset. "
+                    "Received: a changed linked file"
+                )
         f = local.files.get(info.path)
         if f is None:
             h = _open(info.path, sample)

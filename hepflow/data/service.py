@@ -42,9 +42,10 @@ def check_portable(layouts: Sequence[SampleLayout], raw_spec: dict, *, cache) ->
                 if info.byte_offsets.get(name) is None:
                     raise DataError(
                         f"Sample '{lay.spec.name}': dataset '{lay.features[name].path}' in {info.path} is "
-                        "chunked, compressed or not native-endian; service workers read contiguous, "
-                        "uncompressed datasets only (h5py's default layout). Rewrite the file or drop "
-                        "service=. Received: a filtered or chunked dataset"
+                        "chunked, compressed, not native-endian, an external link or a virtual dataset; service "
+                        "workers read contiguous, uncompressed, native-endian datasets stored in the file itself "
+                        "only (h5py's default layout). Rewrite the file or drop service=. "
+                        "Received: a dataset the workers cannot read as raw bytes"
                     )
 
 

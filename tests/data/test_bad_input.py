@@ -209,3 +209,71 @@ def test_bad_label_combinations_and_rates(jet_dir):
                       SampleSpec(name="b", files=f, keys=["x"], rate=1000)], batch_size=16)
     with pytest.raises(DataError, match="unique"):
         make_dataset([SampleSpec(name="a", files=f, keys=["x"])] * 2)
+
+
+def _all_rows(ds, key):
+    return np.concatenate([f[key].numpy() for f, _ in ds])
+
+
+@pytest.mark.parametrize("chunks", [None, (7, 2)], ids=["contiguous", "chunked"])
+def test_big_endian_datasets_are_read_in_the_machines_byte_order(tmp_path, chunks):
+    want = np.arange(200, dtype="f4").reshape(100, 2) / 3
+    with h5py.File(tmp_path / "be.h5", "w") as f:
+        f.create_dataset("x", data=want.astype(">f4"), chunks=chunks)
+        f.create_dataset("n", data=np.arange(100, dtype=">i8"), chunks=None if chunks is None else (7,))
+    ds = make_dataset([spec(tmp_path / "be.h5", keys=("x", "n"), selection="n != 50")], batch_size=33, epoch="all",
+                      shuffle=0, drop_remainder=False)
+    np.testing.assert_array_equal(_all_rows(ds, "x"), np.delete(want, 50, axis=0))
+    np.testing.assert_array_equal(_all_rows(ds, "n"), np.delete(np.arange(100), 50))
+    assert ds.element_spec[0]["x"].dtype == tf.float32
+
+
+def _linked_files(tmp_path):
+    """target.h5 holds y far into the file; link.h5 is larger and links to it (external, soft, virtual)."""
+    y = np.arange(300, dtype="f4").reshape(100, 3) + 1000
+    with h5py.File(tmp_path / "target.h5", "w") as f:
+        f.create_dataset("pad", data=np.full(20_000, 7, "f4"))
+        f.create_dataset("y", data=y)
+    with h5py.File(tmp_path / "link.h5", "w") as f:
+        f.create_dataset("z", data=y - 1000)
+        f.create_dataset("big", data=np.full(200_000, -1, "f4"))  # what the linked offset points at here
+        f["ext"] = h5py.ExternalLink("target.h5", "y")
+        f["soft"] = h5py.SoftLink("/z")
+        layout = h5py.VirtualLayout(shape=(100, 3), dtype="f4")
+        layout[:50] = h5py.VirtualSource("target.h5", "y", shape=(100, 3))[:50]
+        layout[50:] = h5py.VirtualSource(".", "z", shape=(100, 3))[50:]
+        f.create_virtual_dataset("virtual", layout)
+    return y
+
+
+def test_external_links_soft_links_and_virtual_datasets_read_the_linked_data(tmp_path, monkeypatch):
+    y = _linked_files(tmp_path)
+    monkeypatch.chdir(tmp_path)  # external links resolve relative to the linking file or the working folder
+    ds = make_dataset([spec(tmp_path / "link.h5", keys=("ext", "soft", "virtual", "z"))], batch_size=40,
+                      epoch="all", shuffle=0, drop_remainder=False)
+    np.testing.assert_array_equal(_all_rows(ds, "ext"), y)
+    np.testing.assert_array_equal(_all_rows(ds, "soft"), y - 1000)
+    np.testing.assert_array_equal(_all_rows(ds, "virtual"), np.concatenate([y[:50], y[50:] - 1000]))
+
+
+def test_a_linked_file_changing_mid_epoch_is_noticed(tmp_path, monkeypatch):
+    _linked_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    ds = make_dataset([spec(tmp_path / "link.h5", keys=("ext",))], batch_size=10, epoch="all", shuffle=0,
+                      num_readers=1, chunk_rows=10, prefetch=1)
+    it = iter(ds)
+    next(it)
+    os.utime(tmp_path / "target.h5", ns=(1, 1))  # rewritten by someone else
+    with pytest.raises(tf.errors.OpError, match=r"target\.h5, which .*link\.h5 links to, changed"):
+        for _ in it:
+            pass
+
+
+def test_the_service_refuses_what_its_workers_cannot_read_as_bytes(tmp_path, monkeypatch):
+    _linked_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with h5py.File(tmp_path / "be.h5", "w") as f:
+        f.create_dataset("x", data=np.ones((100, 2), ">f4"))
+    for path, key in ((tmp_path / "link.h5", "ext"), (tmp_path / "link.h5", "virtual"), (tmp_path / "be.h5", "x")):
+        with pytest.raises(DataError, match=r"not native-endian, an external link or a virtual dataset"):
+            make_dataset([spec(path, keys=(key,))], batch_size=10, service="grpc://localhost:1")

@@ -132,6 +132,18 @@ def test_predict_scores_every_row_in_order(pfn_export, pythia_jets_dir, tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["scores.h5"]  # no temporary file left
 
 
+def test_predict_reads_big_endian_inputs_in_the_machines_byte_order(pfn_export, pythia_jets_dir, tmp_path):
+    _, path = pfn_export
+    with h5py.File(pythia_jets_dir / "top_00003.h5", "r") as f:
+        c = f["constituents"][...]
+    with h5py.File(tmp_path / "be.h5", "w") as f:
+        f.create_dataset("constituents", data=c.astype(">f4"))
+    predict_file(path, str(tmp_path / "be.h5"), str(tmp_path / "be_scores.h5"), progress=False)
+    want = tf.saved_model.load(path).signatures["serving_default"](constituents=tf.constant(c))["score"].numpy()
+    with h5py.File(tmp_path / "be_scores.h5", "r") as f:
+        np.testing.assert_allclose(f["score"][...], want, rtol=1e-5, atol=1e-6)
+
+
 def test_predict_rejects_mismatched_files(pfn_export, tmp_path):
     _, path = pfn_export
     bad = tmp_path / "bad.h5"
