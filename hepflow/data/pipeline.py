@@ -18,7 +18,8 @@ import numpy as np
 import psutil
 import tensorflow as tf
 
-from hepflow.data.cache import DiskFullError, RowCache, default_cache_dir, fingerprint, row_bytes
+from hepflow.data.cache import (CacheCorruptError, DiskFullError, RowCache, default_cache_dir, fingerprint,
+                                row_bytes)
 from hepflow.errors import DataError
 from hepflow.data.plan import EPOCH_MODES, MIX_MODES, ChunkPlan, EpochPlanner
 from hepflow.data.readers import WEIGHT, BlockReader, SampleLayout, aligned_empty, inspect_sample
@@ -285,8 +286,17 @@ class Pipeline:
                      budget / 1e6, "memory" if directory is None else directory)
         else:
             directory = os.fspath(cache)
-        fp = fingerprint(self.layouts, self.transform,
-                         {"out_spec": {k: [list(s), str(d)] for k, (s, d) in self.out_spec.items()}})
+        fp = ""
+        if directory is not None:  # a memory cache lives and dies with this pipeline: no fingerprint needed
+            try:
+                fp = fingerprint(self.layouts, self.transform,
+                                 {"out_spec": {k: [list(s), str(d)] for k, (s, d) in self.out_spec.items()}})
+            except DataError as e:
+                if cache != "auto":
+                    raise
+                log.warning("cache='auto': the rows do not fit the memory budget and the transform cannot be "
+                            "fingerprinted for a disk cache; streaming without a cache. %s", e)
+                return None
         try:
             return RowCache(self.layouts, self.out_spec, fingerprint=fp, directory=directory)
         except DiskFullError as e:
@@ -314,19 +324,27 @@ class Pipeline:
         plan = self._plan(key, i)
         cached = self.cache is not None and all(
             self.cache.complete(s) for s in {seg[0] for seg in plan.segments})
-        n_raw, n_out = (0, plan.n_rows) if cached else (plan.n_rows, 0)
+        if cached:
+            out = {k: aligned_empty((plan.n_rows,) + s, d) for k, (s, d) in self.out_spec.items()}
+            try:
+                dest = 0
+                for sample, _, a, b, canon in plan.segments:
+                    self.cache.read(sample, canon, canon + b - a, out, dest)
+                    dest += b - a
+                raw = {k: aligned_empty((0,) + s, d) for k, (s, d) in self.raw_spec.items()}
+                return (np.bool_(True), plan.perm, plan.record_ids, *raw.values(), *out.values())
+            except CacheCorruptError as e:  # moved aside: this chunk comes from the files, and fills a new cache
+                log.warning("%s; reading these rows from the files instead.", e)
+        n_raw, n_out = plan.n_rows, 0
         raw = {k: aligned_empty((n_raw,) + s, d) for k, (s, d) in self.raw_spec.items()}
         out = {k: aligned_empty((n_out,) + s, d) for k, (s, d) in self.out_spec.items()}
         dest = 0
-        for sample, file, a, b, canon in plan.segments:
-            if cached:
-                self.cache.read(sample, canon, canon + b - a, out, dest)
-            else:
-                if WEIGHT in raw and WEIGHT not in self.layouts[sample].features:
-                    raw[WEIGHT][dest:dest + b - a] = 1.0
-                self.reader.read(sample, file, a, b, raw, dest)
+        for sample, file, a, b, _ in plan.segments:
+            if WEIGHT in raw and WEIGHT not in self.layouts[sample].features:
+                raw[WEIGHT][dest:dest + b - a] = 1.0
+            self.reader.read(sample, file, a, b, raw, dest)
             dest += b - a
-        return (np.bool_(cached), plan.perm, plan.record_ids, *raw.values(), *out.values())
+        return (np.bool_(False), plan.perm, plan.record_ids, *raw.values(), *out.values())
 
     def _np_write(self, key, i, *values):
         plan = self._plan(key, i)

@@ -52,6 +52,9 @@ class FileInfo:
         linked: ``(path, size, mtime_ns)`` of the other files the keys' data live in
             (external links, sources of virtual datasets), watched for changes
             like the file itself.
+        ctime_ns: The inode's change time, for cache fingerprints: a file rewritten in
+            place with its old size and mtime restored still gets a new ctime (so do
+            ``chmod`` and new hard links, which then only cost a rebuilt cache).
     """
 
     path: str
@@ -60,6 +63,7 @@ class FileInfo:
     mtime_ns: int
     byte_offsets: dict = dataclasses.field(default_factory=dict, compare=False)
     linked: tuple = ()
+    ctime_ns: int = dataclasses.field(default=0, compare=False)
 
 
 @dataclasses.dataclass
@@ -182,7 +186,7 @@ def inspect_sample(spec: SampleSpec, index: int, *, on_nonfinite: str = "error")
             sel = None if mask is None or mask.all() else np.flatnonzero(mask).astype(np.int64)
             offsets = {name: _raw_offset(f[key], path, st.st_size) for name, key in keys.items()}
             linked = _linked_files(f, keys.values(), path, spec.name)
-            files.append(FileInfo(path, int(n_rows), st.st_size, st.st_mtime_ns, offsets, linked))
+            files.append(FileInfo(path, int(n_rows), st.st_size, st.st_mtime_ns, offsets, linked, st.st_ctime_ns))
             rows.append(sel)
             counts.append(n_rows if sel is None else len(sel))
     counts_a = np.asarray(counts, np.int64)

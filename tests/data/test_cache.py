@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from hepflow.data import RECORD_ID, Normalize, SampleSpec
+from hepflow.data import RECORD_ID, DataError, Normalize, SampleSpec
 from hepflow.data.pipeline import Pipeline
 
 
@@ -185,3 +185,109 @@ def test_caches_are_listed_and_removed(specs, tmp_path, capsys):
     assert list_caches(root)[0]["writers"] == [os.getpid()]
     assert main(["cache", "clear", "--dir", root, "--all"]) == 0  # still busy: kept
     assert os.path.isdir(busy) and "removed 0 cache folder(s)" in capsys.readouterr().out
+
+
+# -- integrity: closures and globals in the fingerprint, corrupt files moved aside and rebuilt --------------
+
+def scaled(factor):
+    def transform(features):
+        return {**features, "mass": features["mass"] * factor}
+    return transform
+
+
+SHIFT = 0.0
+
+
+def shifted(features):
+    return {**features, "mass": features["mass"] + SHIFT}
+
+
+def _disk_pipe(specs, cache_dir, transform, **kw):
+    return Pipeline(specs, batch_size=64, transform=transform, cache=str(cache_dir), epoch="all", shuffle=0, seed=1,
+                    with_record_id=True, **kw)
+
+
+def _masses(pipe):
+    return np.array([v for _, v in sorted(by_id(pipe.dataset).items())])
+
+
+def test_closure_values_and_globals_are_part_of_the_fingerprint(specs, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    two = _masses(_disk_pipe(specs, cache, scaled(2.0)))
+    three = _masses(_disk_pipe(specs, cache, scaled(3.0)))  # same source, other closure value: another cache
+    np.testing.assert_allclose(three, two * 1.5, rtol=1e-6)
+    base = _masses(_disk_pipe(specs, cache, shifted))
+    monkeypatch.setattr(f"{__name__}.SHIFT", 5.0)  # a global changed between runs
+    np.testing.assert_allclose(_masses(_disk_pipe(specs, cache, shifted)), base + 5.0, rtol=1e-6)
+    assert len(os.listdir(cache)) == 4
+
+
+def test_a_transform_that_cannot_be_fingerprinted_is_not_disk_cached(specs, tmp_path):
+    handle = open(os.devnull)  # a value no fingerprint can describe
+
+    def reads_a_file(features):
+        handle.fileno()
+        return features
+
+    try:
+        with pytest.raises(DataError, match=r"`handle`, which .*reads_a_file reads from its closure.*get_config\(\)"):
+            _disk_pipe(specs, tmp_path / "cache", reads_a_file)
+        assert Pipeline(specs, batch_size=64, transform=reads_a_file, cache="memory").cache is not None
+    finally:
+        handle.close()
+
+
+def _published(tmp_path, specs):
+    cache = tmp_path / "cache"
+    norm = Normalize(offsets={"mass": 100.0}, scales={"mass": 50.0})
+    pipe = _disk_pipe(specs, cache, norm)
+    ref = by_id(pipe.dataset)
+    return cache, norm, ref, os.path.join(pipe.cache.location, "top")
+
+
+@pytest.mark.parametrize("damage", ["truncated_npy", "garbled_meta", "overwritten_bytes"])
+def test_a_corrupt_disk_cache_is_moved_aside_and_rebuilt(specs, tmp_path, damage, caplog):
+    cache, norm, ref, top = _published(tmp_path, specs)
+    if damage == "truncated_npy":
+        with open(os.path.join(top, "x.npy"), "r+b") as f:
+            f.truncate(os.path.getsize(os.path.join(top, "x.npy")) - 100)
+    elif damage == "garbled_meta":
+        with open(os.path.join(top, "meta.json"), "r+b") as f:
+            f.seek(10)
+            f.write(b"\x00garbage\x00")
+    else:  # same size, bytes changed in place: only the checksum can tell
+        with open(os.path.join(top, "mass.npy"), "r+b") as f:
+            f.seek(os.path.getsize(os.path.join(top, "mass.npy")) - 40)
+            f.write(np.full(4, 1e6, "f4").tobytes())
+    with caplog.at_level("WARNING"):
+        pipe = _disk_pipe(specs, cache, norm)
+        reads = count_raw_reads(pipe)
+        again = by_id(pipe.dataset)  # the right numbers, read from the files
+    assert again.keys() == ref.keys() and all(again[k] == v for k, v in ref.items())
+    assert reads[0] > 0 and "corrupt" in caplog.text
+    assert [n for n in os.listdir(os.path.dirname(top)) if n.startswith(".top.corrupt-")]  # kept for a look
+    rebuilt = _disk_pipe(specs, cache, norm)  # the rebuilt cache is sound and serves the same rows
+    reads = count_raw_reads(rebuilt)
+    third = by_id(rebuilt.dataset)
+    assert third.keys() == ref.keys() and all(third[k] == v for k, v in ref.items())
+    assert reads[0] == 0
+
+
+def test_a_file_rewritten_with_its_old_size_and_mtime_gets_a_new_cache(specs, tmp_path, jet_dir):
+    import shutil
+
+    import h5py
+
+    copy = tmp_path / "jets"
+    shutil.copytree(jet_dir, copy)
+    specs = [SampleSpec(**{**s.to_dict(), "files": str(copy / os.path.basename(s.files[0]))}) for s in specs]
+    cache, norm, ref, _ = _published(tmp_path, specs)
+    path = sorted(copy.glob("top_*.h5"))[0]
+    st = os.stat(path)
+    with h5py.File(path, "r+") as f:
+        f["mass"][0] = f["mass"][0] + 50.0  # same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # old mtime restored
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    again = by_id(_disk_pipe(specs, cache, norm).dataset)
+    changed = [k for k in ref if again[k] != ref[k]]
+    assert len(changed) == 1 and again[changed[0]] == pytest.approx(ref[changed[0]] + 1.0)
