@@ -55,7 +55,7 @@ def make_dataset(
     deterministic: bool = True,
     with_record_id: bool = False,
     on_nonfinite: str = "error",
-    drop_remainder: bool = True,
+    drop_remainder: bool | None = None,
     prefetch: int = 2,
     service: str | None = None,
     shard: tuple[int, int] | None = None,
@@ -102,8 +102,10 @@ def make_dataset(
             (sample index, file index, row in file).
         on_nonfinite: ``"error"`` (raise naming file, key and row) or ``"drop"``
             (scan the files once at build time, skip and log such rows).
-        drop_remainder: With ``epoch="all"``, drop the last short batch.
-        prefetch: Batches to prefetch.
+        drop_remainder: With ``epoch="all"``, drop the last short batch; default
+            ``None`` keeps it there, so that every record comes once (mixed epochs
+            always yield full batches).
+        prefetch: Batches to prefetch (an int >= 0, or ``tf.data.AUTOTUNE``).
         service: ``"grpc://host:port"`` of a tf.data service dispatcher. The
             service's workers (other processes or machines) then read and
             transform the chunks, each chunk once per epoch
@@ -136,24 +138,54 @@ def make_dataset(
     ).dataset
 
 
-def _check_options(batch_size, mix, epoch, shuffle, cache, on_nonfinite, drop_remainder) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise DataError(f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_options(*, batch_size, transform, mix, epoch, shuffle, chunk_rows, cache, memory_budget, num_readers,
+                   block_rows, seed, deterministic, with_record_id, on_nonfinite, drop_remainder, prefetch,
+                   service) -> None:
+    """Every option of :func:`make_dataset` checked up front: a :class:`DataError` in the house style."""
+    def positive(name, v, *, optional=True):
+        if (v is None and optional) or (_is_int(v) and v > 0):
+            return
+        raise DataError(f"{name} must be {'None or ' if optional else ''}a positive int. Received: {name}={v!r}")
+
+    positive("batch_size", batch_size, optional=False)
+    positive("chunk_rows", chunk_rows)
+    positive("num_readers", num_readers)
+    positive("block_rows", block_rows)
+    if transform is not None and not callable(transform):
+        raise DataError(f"transform must be None or a callable on a dict of tensors. Received: transform={transform!r}")
     if mix not in MIX_MODES:
         raise DataError(f"mix must be one of {MIX_MODES}. Received: mix={mix!r}")
-    if not (epoch in EPOCH_MODES or (isinstance(epoch, int) and not isinstance(epoch, bool) and epoch > 0)):
+    if not (epoch in EPOCH_MODES or (_is_int(epoch) and epoch > 0)):
         raise DataError(f"epoch must be one of {EPOCH_MODES} or a positive int. Received: epoch={epoch!r}")
-    if isinstance(shuffle, bool) or not isinstance(shuffle, int) or shuffle < 0:
+    if not _is_int(shuffle) or shuffle < 0:
         raise DataError(f"shuffle must be an int ≥ 0 (rows). Received: shuffle={shuffle!r}")
+    if memory_budget is not None and (not _is_int(memory_budget) or memory_budget < 0):
+        raise DataError(f"memory_budget must be None or an int ≥ 0 (bytes). Received: memory_budget={memory_budget!r}")
+    if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**63):
+        raise DataError(f"seed must be None or an int in [0, 2**63). Received: seed={seed!r}")
+    for name, v in (("deterministic", deterministic), ("with_record_id", with_record_id)):
+        if not isinstance(v, (bool, np.bool_)):
+            raise DataError(f"{name} must be True or False. Received: {name}={v!r}")
+    if drop_remainder is not None and not isinstance(drop_remainder, (bool, np.bool_)):
+        raise DataError(f"drop_remainder must be None, True or False. Received: drop_remainder={drop_remainder!r}")
+    if not (prefetch == tf.data.AUTOTUNE or (_is_int(prefetch) and prefetch >= 0)):
+        raise DataError(f"prefetch must be an int ≥ 0 or tf.data.AUTOTUNE. Received: prefetch={prefetch!r}")
     if on_nonfinite not in ("error", "drop"):
         raise DataError(f"on_nonfinite must be 'error' or 'drop'. Received: on_nonfinite={on_nonfinite!r}")
-    if not drop_remainder and epoch != "all":
+    if drop_remainder is False and epoch != "all":
         raise DataError(
             "Mixed epochs always yield full batches; drop_remainder=False needs epoch='all'. "
             f"Received: epoch={epoch!r}, drop_remainder=False"
         )
-    if cache is not None and cache is not False and not isinstance(cache, (str, os.PathLike)):
+    if not (cache is None or cache is False or (isinstance(cache, (str, os.PathLike)) and os.fspath(cache) != "")):
         raise DataError(f"cache must be None, 'memory', 'auto' or a directory. Received: cache={cache!r}")
+    if service is not None and (not isinstance(service, str) or not service):
+        raise DataError(f"service must be None or the address of a tf.data service dispatcher, grpc://host:port. "
+                        f"Received: service={service!r}")
 
 
 class Pipeline:
@@ -167,8 +199,15 @@ class Pipeline:
     def __init__(self, specs, *, batch_size=256, transform=None, mix="exact", epoch="shortest",
                  shuffle=10_000, chunk_rows=None, cache=None, memory_budget=None, num_readers=None,
                  block_rows=None, seed=None, deterministic=True, with_record_id=False,
-                 on_nonfinite="error", drop_remainder=True, prefetch=2, service=None, shard=None) -> None:
-        _check_options(batch_size, mix, epoch, shuffle, cache, on_nonfinite, drop_remainder)
+                 on_nonfinite="error", drop_remainder=None, prefetch=2, service=None, shard=None) -> None:
+        _check_options(batch_size=batch_size, transform=transform, mix=mix, epoch=epoch, shuffle=shuffle,
+                       chunk_rows=chunk_rows, cache=cache, memory_budget=memory_budget, num_readers=num_readers,
+                       block_rows=block_rows, seed=seed, deterministic=deterministic, with_record_id=with_record_id,
+                       on_nonfinite=on_nonfinite, drop_remainder=drop_remainder, prefetch=prefetch, service=service)
+        if drop_remainder is None:  # every record once with epoch="all"; full batches otherwise
+            drop_remainder = epoch != "all"
+        drop_remainder = bool(drop_remainder)
+        seed = None if seed is None else int(seed)
         if shard is not None:
             if service is not None:
                 raise DataError("shard= and service= exclude each other: the service shares out chunks itself. "
@@ -195,8 +234,6 @@ class Pipeline:
         user_chunks = chunk_rows is not None
         if chunk_rows is None:
             chunk_rows = min(max(shuffle, _CHUNK_BYTES // raw_row_bytes), max(_MAX_CHUNK_BYTES // raw_row_bytes, batch_size))
-        elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows <= 0:
-            raise DataError(f"chunk_rows must be a positive int. Received: chunk_rows={chunk_rows!r}")
 
         def planner(batches_per_chunk: int) -> EpochPlanner:
             return EpochPlanner(self.layouts, batch_size=batch_size, mix=mix, epoch=epoch,

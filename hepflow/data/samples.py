@@ -98,13 +98,19 @@ class SampleSpec:
         else:
             label_v = int(label)
         try:
-            rate_f = float(rate)
+            rate_f = float("nan") if isinstance(rate, bool) else float(rate)
         except (TypeError, ValueError):
             rate_f = float("nan")
         if not math.isfinite(rate_f) or rate_f <= 0:
             raise DataError(
                 f"Sample '{name}': `rate` must be a finite number > 0. Received: rate={rate!r}"
             )
+        if selection is not None and (not isinstance(selection, str) or not selection.strip()):
+            raise DataError(f"Sample '{name}': `selection` must be an expression string or None. "
+                            f"Received: selection={selection!r}")
+        if weight_key is not None and (not isinstance(weight_key, str) or not weight_key):
+            raise DataError(f"Sample '{name}': `weight_key` must be an HDF5 dataset path or None. "
+                            f"Received: weight_key={weight_key!r}")
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "files", files_t)
         object.__setattr__(self, "keys", dict(keys_d))

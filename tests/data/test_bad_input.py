@@ -189,11 +189,40 @@ def test_file_changing_mid_epoch(tmp_path):
     (dict(shuffle=-1), "shuffle"), (dict(on_nonfinite="ignore"), "on_nonfinite"),
     (dict(drop_remainder=False), "drop_remainder=False needs epoch='all'"),
     (dict(cache=3), "cache"), (dict(chunk_rows=0), "chunk_rows"),
+    (dict(num_readers=-3), r"num_readers must be None or a positive int. Received: num_readers=-3"),
+    (dict(num_readers=0), r"num_readers must be None or a positive int. Received: num_readers=0"),
+    (dict(prefetch=-5), r"prefetch must be an int ≥ 0 or tf.data.AUTOTUNE. Received: prefetch=-5"),
+    (dict(block_rows=-5), r"block_rows must be None or a positive int. Received: block_rows=-5"),
+    (dict(block_rows=0), r"block_rows must be None or a positive int. Received: block_rows=0"),
+    (dict(seed="abc"), r"seed must be None or an int in \[0, 2\*\*63\). Received: seed='abc'"),
+    (dict(seed=-1), r"seed must be None or an int"),
+    (dict(cache=""), r"cache must be None, 'memory', 'auto' or a directory. Received: cache=''"),
+    (dict(memory_budget=-1), r"memory_budget must be None or an int ≥ 0"),
+    (dict(deterministic="yes"), r"deterministic must be True or False"),
+    (dict(transform="normalize"), r"transform must be None or a callable"),
+    (dict(service=""), r"service must be None or the address"),
 ])
 def test_bad_options(jet_dir, kwargs, match):
     s = SampleSpec(name="qcd", files=str(jet_dir / "qcd_*.h5"), keys=["x"])
     with pytest.raises(DataError, match=match):
         make_dataset([s], **kwargs)
+
+
+@pytest.mark.parametrize("field", [dict(rate=True), dict(selection=3), dict(weight_key="")])
+def test_bad_spec_fields(jet_dir, field):
+    with pytest.raises(DataError, match=f"`{next(iter(field))}` must be"):
+        SampleSpec(name="a", files=str(jet_dir / "qcd_0.h5"), keys=["x"], **field)
+
+
+def test_epoch_all_keeps_the_last_partial_batch_by_default(jet_dir):
+    """Every record once means every record: 1200 rows in batches of 512 are 512 + 512 + 176."""
+    s = SampleSpec(name="qcd", files=str(jet_dir / "qcd_*.h5"), keys=["x"])
+    ds = make_dataset([s], batch_size=512, epoch="all", with_record_id=True, seed=1)
+    sizes = [int(y.shape[0]) for _, y in ds]
+    assert sizes == [512, 512, 176] and len(ds) == 3
+    ids = np.concatenate([f[RECORD_ID].numpy() for f, _ in ds])
+    assert len({tuple(r) for r in ids}) == 1200
+    assert [int(y.shape[0]) for _, y in make_dataset([s], batch_size=512, epoch="all", drop_remainder=True)] == [512, 512]
 
 
 def test_bad_label_combinations_and_rates(jet_dir):
