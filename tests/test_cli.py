@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 
 import pytest
 
@@ -53,18 +54,81 @@ def test_train_and_evaluate_commands(pythia_jets_dir, tmp_path, capsys):
     assert main(["evaluate", run, "--no-baselines"]) == 0
     out = capsys.readouterr().out
     assert list(json.loads(out.strip().splitlines()[-1])) == ["pfn"]
-    with pytest.raises(SystemExit, match="--ensemble must look like"):
-        main(["evaluate", run, "--ensemble", "pfn"])
+    assert main(["evaluate", run, "--ensemble", "pfn"]) == 2
+    assert "--ensemble must look like" in capsys.readouterr().err
     assert os.path.isfile(os.path.join(run, "evaluation", "roc.png"))
     assert main(["train", cfg, "--run-dir", run]) == 2
     assert "already holds a finished run" in capsys.readouterr().err
 
 
-def test_generate_jets_refuses_a_malformed_process(tmp_path):
+def _cli(argv, capsys):
+    """Exit status and stderr of ``hepflow ARGV`` run in this process."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    return rc, capsys.readouterr().err
 
-    from hepflow.cli.main import main
 
-    with pytest.raises(SystemExit, match="--process must look like qcd=30000"):
-        main(["generate", "jets", "--out", str(tmp_path), "--process", "gluino"])
-    with pytest.raises(ValueError, match="counts must name processes"):
-        main(["generate", "jets", "--out", str(tmp_path), "--process", "stop=10"])
+def _bad_cases(tmp_path, jet_dir):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("name: t\nmodel: {name: pfn\n")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(f"name: t\ndata: {{dir: {jet_dir}, samples: [{{name: a, files: 'qcd_*.h5', keys: [x]}}]}}\n"
+                    "model: {name: deeptop_cnn}\ntraining: {epoch: 5}\n")
+    out = str(tmp_path / "out")
+    return [
+        (["generate", "top-tagging", "--out", out, "--jets", "-5"], "--jets: expected a positive integer"),
+        (["generate", "top-tagging", "--out", out, "--jets", "10", "--workers", "0"], "--workers: expected a positive"),
+        (["generate", "jets", "--out", out, "--process", "qcd=10", "--chunk-jets", "0"], "--chunk-jets: expected"),
+        (["generate", "jets", "--out", out, "--process", "bogus=10"], "counts must name processes"),
+        (["generate", "jets", "--out", out, "--process", "gluino"], "--process must look like qcd=30000"),
+        (["generate", "calo-showers", "--out", out, "--showers", "10", "--emin", "100", "--emax", "1"],
+         "0 < Emin < Emax"),
+        (["generate", "calo-showers", "--out", out, "--showers", "10", "--emin", "-1"], "--emin: expected a positive"),
+        (["train", str(bad_yaml)], "bad.yaml: not valid YAML at line"),
+        (["train", str(typo)], "unknown key 'epoch' in `training` (did you mean 'epochs'?)"),
+        (["train"], "give a CONFIG, or --resume RUN_DIR"),
+        (["train", "--resume", str(tmp_path / "nothing")], "resume needs the directory of a started run"),
+        (["train", str(tmp_path / "missing.yaml")], "Config file not found"),
+        (["inspect", str(tmp_path / "missing.yaml")], "file not found"),
+        (["inspect", str(bad_yaml)], "not valid YAML at line"),
+        (["evaluate", str(tmp_path / "norun")], "Config file not found"),
+        (["export", str(tmp_path / "norun"), out], "is not a finished run"),
+        (["predict", "--model", out, "--input", str(jet_dir / "qcd_0.h5"), "--output", str(tmp_path / "no/dir/s.h5")],
+         "output folder"),
+        (["predict", "--model", out, "--input", str(tmp_path / "none.h5"), "--output", str(tmp_path / "s.h5")],
+         "Input file not found"),
+        (["scan", str(tmp_path / "missing.yaml")], "Cannot read the scan file"),
+        (["cache", "clear", "--dir", str(tmp_path)], "name the caches to remove"),
+        (["data-service", "worker"], "--dispatcher HOST:PORT is required"),
+        (["study", "anomaly", "--epochs", "0"], "--epochs: expected a positive integer"),
+        (["datasets", "build", "nope"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ]
+
+
+def test_every_subcommand_reports_bad_arguments_in_one_line(jet_dir, tmp_path, capsys):
+    for argv, phrase in _bad_cases(tmp_path, jet_dir):
+        rc, err = _cli(argv, capsys)
+        assert rc == 2, (argv, rc, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+        assert phrase in err, (argv, err)
+    assert not (tmp_path / "out").exists()  # nothing was generated or written
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [\n")
+    plain = subprocess.run([sys.executable, "-m", "hepflow.cli.main", "train", str(bad)], capture_output=True,
+                           text=True, timeout=120)
+    # TensorFlow's C++ start-up log (absl, before hepflow runs) aside, the error is one line
+    ours = [line for line in plain.stderr.strip().splitlines()
+            if not re.match(r"^([IWE]\d{4} |WARNING: All log messages|To enable the following)", line)]
+    assert plain.returncode == 2 and len(ours) == 1 and ours[0].startswith("hepflow: error:"), plain.stderr
+    debug = subprocess.run([sys.executable, "-m", "hepflow.cli.main", "train", str(bad), "--debug"],
+                           capture_output=True, text=True, timeout=120)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "ConfigError" in debug.stderr

@@ -7,7 +7,51 @@ import os
 import sys
 from collections.abc import Sequence
 
+from hepflow.errors import ConfigError, DataError, HepflowError
+
 __all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the house style: a bad argument is one line on stderr and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number. Received: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number. Received: {text}")
+    return value
+
+
+def _one_line(e: BaseException) -> str | None:
+    """The one-line message of a hepflow error, also when TensorFlow wrapped it in an op error mid-epoch."""
+    if isinstance(e, HepflowError):
+        return " ".join(str(e).split())
+    if type(e).__module__.startswith("tensorflow"):
+        for name in ("DataError", "ConfigError", "RunError", "CacheCorruptError", "DiskFullError"):
+            marker = f"{name}: "
+            text = str(e)
+            if marker in text:
+                return " ".join(text.split(marker, 1)[1].splitlines()[0].split())
+        if "holds NaN or Inf" in str(e):  # the service path's in-graph check
+            return " ".join(str(e).splitlines()[0].split())
+    return None
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -46,8 +90,8 @@ def _generate_jets(args: argparse.Namespace) -> int:
     counts = {}
     for item in args.process:
         name, sep, n = item.partition("=")
-        if not sep or not n.isdigit():
-            raise SystemExit(f"hepflow generate jets: --process must look like qcd=30000. Received: {item!r}")
+        if not sep or not n.isdigit() or int(n) <= 0:
+            raise ConfigError(f"hepflow generate jets: --process must look like qcd=30000. Received: {item!r}")
         counts[name] = int(n)
     base = ANOMALY_SETTINGS if args.preset == "anomaly" else JetSettings()
     settings = dataclasses.replace(base, detector=args.detector, mpi=not args.no_mpi)
@@ -100,7 +144,7 @@ def _train(args: argparse.Namespace) -> int:
     from hepflow.training import train
 
     if (args.config is None) == (args.resume is None):
-        raise SystemExit("hepflow train: give a CONFIG, or --resume RUN_DIR (not both). "
+        raise ConfigError("hepflow train: give a CONFIG, or --resume RUN_DIR (not both). "
                          f"Received: config={args.config!r}, resume={args.resume!r}")
     try:
         if args.resume:
@@ -156,7 +200,7 @@ def _cache(args: argparse.Namespace) -> int:
     directory = args.dir or default_cache_dir()
     if args.cache_command == "clear":
         if not args.all and not args.names:
-            raise SystemExit("hepflow cache clear: name the caches to remove (see hepflow cache list) or pass --all. "
+            raise ConfigError("hepflow cache clear: name the caches to remove (see hepflow cache list) or pass --all. "
                              "Received: nothing")
         removed = remove_caches(None if args.all else args.names, directory)
         print(f"removed {len(removed)} cache folder(s) from {directory}")
@@ -184,7 +228,7 @@ def _data_service(args: argparse.Namespace) -> int:
               flush=True)
     else:
         if not args.dispatcher:
-            raise SystemExit("hepflow data-service worker: --dispatcher HOST:PORT is required")
+            raise ConfigError("hepflow data-service worker: --dispatcher HOST:PORT is required. Received: none")
         server = start_worker(args.dispatcher, port=args.port)
         print(f"tf.data service worker serving {args.dispatcher}", flush=True)
     try:
@@ -236,7 +280,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     efficiencies = tuple(args.efficiencies)
     if not efficiencies or not all(0 < e < 1 for e in efficiencies):
-        raise SystemExit(f"hepflow evaluate: --efficiencies must lie in (0, 1). Received: {list(efficiencies)}")
+        raise ConfigError(f"hepflow evaluate: --efficiencies must lie in (0, 1). Received: {list(efficiencies)}")
     ensembles = {name: members.split(",") for name, members in
                  _named_values(args.ensemble, "--ensemble", "cnn_ensemble=run_a,run_b").items()}
     table = evaluate_runs(args.run_dirs, out_dir=args.out, baselines=not args.no_baselines, peers=args.peer,
@@ -253,7 +297,7 @@ def _named_values(items: Sequence[str], flag: str, example: str) -> dict[str, st
     """``NAME=VALUE`` options of ``hepflow evaluate`` → ``{NAME: VALUE}``, refusing items without ``=``."""
     bad = [item for item in items if "=" not in item]
     if bad:
-        raise SystemExit(f"hepflow evaluate: {flag} must look like {example}. Received: {bad}")
+        raise ConfigError(f"hepflow evaluate: {flag} must look like {example}. Received: {bad}")
     return dict(item.partition("=")[::2] for item in items)
 
 
@@ -276,7 +320,7 @@ def _export(args: argparse.Namespace) -> int:
             print(f"ONNX: {path}/onnx/serving_default.onnx (raw inputs), checked against the SavedModel with ONNX Runtime")
         return 0
     if len(args.run_dirs) > 1:
-        raise SystemExit(f"hepflow export: several runs need --ensemble-name. Received: {args.run_dirs}")
+        raise ConfigError(f"hepflow export: several runs need --ensemble-name. Received: {args.run_dirs}")
     path = export_run(args.run_dirs[0], args.out, version=args.version, onnx=args.onnx)
     print(f"exported to {path}; inspect with: saved_model_cli show --dir {path} --all")
     if args.onnx:
@@ -288,6 +332,9 @@ def _export(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from hepflow.serving.predict import predict_file
 
+    bad = [k for k in args.key if "=" not in k]
+    if bad:
+        raise ConfigError(f"hepflow predict: --key must look like INPUT=DATASET. Received: {bad}")
     keys = dict(k.split("=", 1) for k in args.key) if args.key else None
     n = predict_file(args.model, args.input, args.output, keys=keys, batch_size=args.batch_size)
     print(f"{args.output}: {n:,} scores (dataset 'score', aligned with the rows of {args.input})")
@@ -298,6 +345,8 @@ def _inspect(args: argparse.Namespace) -> int:
     from hepflow.data import load_specs
     from hepflow.data.readers import inspect_sample
 
+    if not os.path.isfile(args.specs):
+        raise DataError(f"hepflow inspect: file not found: {args.specs}. Received: specs={args.specs!r}")
     for i, spec in enumerate(load_specs(args.specs)):
         lay = inspect_sample(spec, i)
         print(f"{spec.name}: label={spec.label} rate={spec.rate} rows={lay.n_rows} files={len(lay.files)}"
@@ -310,22 +359,27 @@ def _inspect(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hepflow`` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = argparse.ArgumentParser(prog="hepflow", description="Deep learning for high-energy physics.")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # anywhere on the line, before or after the subcommand
+    argv = [a for a in argv if a != "--debug"]
+    parser = _Parser(prog="hepflow", description="Deep learning for high-energy physics.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also HEPFLOW_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="generate top/QCD jets, train a CNN and the baselines, print the report")
     p.add_argument("--data-dir", default="demo_data", help="where the generated jets go (reused, resumable)")
-    p.add_argument("--jets", type=int, default=10_000, help="jets to generate, half top, half QCD")
-    p.add_argument("--epochs", type=int, default=2, help="CNN training epochs")
-    p.add_argument("--workers", type=int, default=None, help="generator processes (default: every core)")
+    p.add_argument("--jets", type=_positive_int, default=10_000, help="jets to generate, half top, half QCD")
+    p.add_argument("--epochs", type=_positive_int, default=2, help="CNN training epochs")
+    p.add_argument("--workers", type=_positive_int, default=None, help="generator processes (default: every core)")
     p.add_argument("--run-root", default="runs/demo", help="where the run and the report go")
     p.set_defaults(func=_demo)
     p = sub.add_parser("generate", help="generate physics data")
     gen = p.add_subparsers(dest="dataset", required=True)
     p = gen.add_parser("top-tagging", help="top and QCD jets with Pythia 8 + FastJet (needs [pythia])")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
-    p.add_argument("--jets", type=int, required=True, help="total jets, half top, half QCD")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
-    p.add_argument("--chunk-jets", type=int, default=1000, help="jets per chunk file")
+    p.add_argument("--jets", type=_positive_int, required=True, help="total jets, half top, half QCD")
+    p.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument("--chunk-jets", type=_positive_int, default=1000, help="jets per chunk file")
     p.add_argument("--seed", type=int, default=1, help="run seed; chunk seeds derive from it")
     p.add_argument("--detector", choices=["simple", "calo", "none"], default="simple",
                    help="detector response: tracks + towers, towers only (like the reference data), none")
@@ -342,8 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--preset", choices=["anomaly", "top_tagging"], default="anomaly",
                    help="anomaly: R = 1.0 jets, 800 < pT < 1000 GeV (contain a 400 GeV gluino); "
                         "top_tagging: R = 0.8, 550 < pT < 650 GeV")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
-    p.add_argument("--chunk-jets", type=int, default=500, help="jets per chunk file")
+    p.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument("--chunk-jets", type=_positive_int, default=500, help="jets per chunk file")
     p.add_argument("--seed", type=int, default=1, help="run seed; chunk seeds derive from it")
     p.add_argument("--detector", choices=["simple", "calo", "none"], default="simple",
                    help="detector response: tracks + towers, towers only (like the reference data), none")
@@ -351,24 +405,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(func=_generate_jets)
     p = gen.add_parser("calo-showers", help="e+/γ/π+ showers in the CaloGAN geometry and format (parametrized)")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
-    p.add_argument("--showers", type=int, required=True, help="showers per particle")
+    p.add_argument("--showers", type=_positive_int, required=True, help="showers per particle")
     p.add_argument("--particle", action="append", choices=["eplus", "gamma", "piplus"],
                    help="particle (repeatable; default all three)")
-    p.add_argument("--chunk-showers", type=int, default=5000, help="showers per chunk file")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument("--chunk-showers", type=_positive_int, default=5000, help="showers per chunk file")
+    p.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, help="worker processes")
     p.add_argument("--seed", type=int, default=1, help="run seed; chunk seeds derive from it")
-    p.add_argument("--emin", type=float, default=1.0, help="lowest incident energy (GeV)")
-    p.add_argument("--emax", type=float, default=100.0, help="highest incident energy (GeV)")
+    p.add_argument("--emin", type=_positive_float, default=1.0, help="lowest incident energy (GeV)")
+    p.add_argument("--emax", type=_positive_float, default=100.0, help="highest incident energy (GeV)")
     p.set_defaults(func=_generate_calo)
     p = sub.add_parser("study", help="studies that train and evaluate many runs")
     st = p.add_subparsers(dest="study", required=True)
     p = st.add_parser("anomaly", help="autoencoders, VAE, decorrelation, contamination, bump hunt, CWoLa, LLP")
     p.add_argument("--data", default="data/anomaly", help="qcd/gluino/top chunk files (hepflow generate jets)")
     p.add_argument("--out", default="runs/anomaly", help="runs, report.md, report.json and plots (rerun resumes)")
-    p.add_argument("--epochs", type=int, default=5, help="autoencoder epochs")
-    p.add_argument("--classifier-epochs", type=int, default=8, help="CWoLa, LLP and supervised epochs")
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="bound the steps per epoch")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size of every run")
+    p.add_argument("--epochs", type=_positive_int, default=5, help="autoencoder epochs")
+    p.add_argument("--classifier-epochs", type=_positive_int, default=8, help="CWoLa, LLP and supervised epochs")
+    p.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="bound the steps per epoch")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="batch size of every run")
     p.add_argument("--adversary-weights", type=float, nargs="+", default=[1.0, 10.0, 100.0], metavar="LAMBDA",
                    help="λ of the mass-decorrelated autoencoders")
     p.set_defaults(func=_study_anomaly)
@@ -459,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--output", required=True, help="output HDF5 file (dataset 'score', one per input row)")
     p.add_argument("--key", action="append", default=[], metavar="INPUT=DATASET",
                    help="HDF5 dataset of a raw input when its name differs (repeatable)")
-    p.add_argument("--batch-size", type=int, default=1024, help="rows per model call")
+    p.add_argument("--batch-size", type=_positive_int, default=1024, help="rows per model call")
     p.set_defaults(func=_predict)
     p = sub.add_parser("inspect", help="validate sample specs (YAML) and list their rows and features")
     p.add_argument("specs", help="YAML file of sample specs")
@@ -471,15 +525,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run_dirs, args.out = paths[:-1], paths[-1]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if debug or os.environ.get("HEPFLOW_DEBUG", "") not in ("", "0"):
+        return args.func(args)
     try:
         return args.func(args)
     except Exception as e:  # a clear one-line error for the command line
-        from hepflow.data import DataError
-
-        if isinstance(e, DataError):
-            print(f"hepflow: error: {e}", file=sys.stderr)
-            return 2
-        raise
+        message = _one_line(e)
+        if message is None:
+            raise
+        print(f"hepflow: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

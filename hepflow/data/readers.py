@@ -426,5 +426,5 @@ class BlockReader:
         raise DataError(
             f"Sample '{lay.spec.name}': dataset '{lay.features[name].path}' in {lay.files[file].path} "
             f"holds NaN or Inf at row {row} ({int(bad.sum())} such rows in this block); expected "
-            f"finite values. Use on_nonfinite='drop' to skip such rows. Received: {block[i].ravel()[:8]}"
+            f"finite values. Use on_nonfinite='drop' to skip such rows. Received: {block[i].ravel()[:8].tolist()}"
         )

@@ -196,12 +196,19 @@ def load_specs(source: str | os.PathLike | Sequence[Any]) -> list[SampleSpec]:
     data: Any = source
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
-        if os.path.isfile(text):
-            base = os.path.dirname(os.path.abspath(text))
-            with open(text) as f:
-                data = yaml.safe_load(f)
-        else:
-            data = yaml.safe_load(text)
+        try:
+            if os.path.isfile(text):
+                base = os.path.dirname(os.path.abspath(text))
+                with open(text) as f:
+                    data = yaml.safe_load(f)
+            else:
+                data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            what = text if base is not None else "the sample specs"
+            raise DataError(f"{what}: not valid YAML{at}: {getattr(e, 'problem', None) or e}. "
+                            "Received: a YAML syntax error") from None
     if isinstance(data, Mapping) and "samples" in data:
         data = data["samples"]
     if not isinstance(data, Sequence) or isinstance(data, str) or not data:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hepflow.errors import ConfigError
 from hepflow.data.formats.calogan import write_calogan
 from hepflow.io import write_json_atomic
 from hepflow.physics.calo_sim import GEOMETRY, PARTICLES, simulate
@@ -50,10 +51,13 @@ def generate_calo_showers(out_dir: str, *, particles: Sequence[str] = PARTICLES,
     """
     unknown = [p for p in particles if p not in PARTICLES]
     if unknown or not particles:
-        raise ValueError(f"particles must be some of {PARTICLES}. Received: {list(particles)}")
+        raise ConfigError(f"particles must be some of {PARTICLES}. Received: {list(particles)}")
     if n_showers <= 0 or chunk_showers <= 0 or workers <= 0:
-        raise ValueError("n_showers, chunk_showers and workers must be > 0. "
-                         f"Received: {n_showers}, {chunk_showers}, {workers}")
+        raise ConfigError("n_showers, chunk_showers and workers must be > 0. "
+                          f"Received: {n_showers}, {chunk_showers}, {workers}")
+    if not (len(energy_range) == 2 and 0 < float(energy_range[0]) < float(energy_range[1])):
+        raise ConfigError(f"energy_range must be (Emin, Emax) in GeV with 0 < Emin < Emax. "
+                          f"Received: energy_range={tuple(energy_range)!r}")
     os.makedirs(out_dir, exist_ok=True)
     remove_stale_tmp(out_dir)
     energy_range = (float(energy_range[0]), float(energy_range[1]))

@@ -55,6 +55,8 @@ import math
 
 import numpy as np
 
+from hepflow.errors import ConfigError
+
 __all__ = ["Geometry", "GEOMETRY", "LEADING_PI0_PROBABILITY", "PARTICLES", "simulate", "LAYER_SHAPES"]
 
 #: CaloGAN cell grids per layer: (rows, columns).
@@ -192,16 +194,16 @@ def simulate(particle: str, n: int, *, seed: int, energy_range: tuple[float, flo
         (n, 12, 6), ``energy`` (n, 1) in GeV and ``overflow`` (n, 3), all float32.
     """
     if particle not in PARTICLES:
-        raise ValueError(f"particle must be one of {PARTICLES}. Received: particle={particle!r}")
+        raise ConfigError(f"particle must be one of {PARTICLES}. Received: particle={particle!r}")
     if n < 1 or not 0 < energy_range[0] < energy_range[1]:
-        raise ValueError(f"Need n ≥ 1 and 0 < Emin < Emax. Received: n={n}, energy_range={energy_range}")
+        raise ConfigError(f"Need n ≥ 1 and 0 < Emin < Emax. Received: n={n}, energy_range={energy_range}")
     rng = np.random.default_rng(seed)
     energy = rng.uniform(*energy_range, n)
     if energies is not None:
         energy = np.asarray(energies, np.float64).reshape(-1)
         if len(energy) != n or not np.all(energy > 0):
-            raise ValueError(f"energies must hold n = {n} positive values. Received: {len(energy)} values, "
-                             f"min {energy.min() if len(energy) else None}")
+            raise ConfigError(f"energies must hold n = {n} positive values. Received: {len(energy)} values, "
+                                 f"min {energy.min() if len(energy) else None}")
     offset = rng.normal(0.0, 2.0, (n, 2))  # beam spot: a few mm around the centre of the face
     depth_total = geometry.boundaries_mm[-1]
     if particle != "piplus":

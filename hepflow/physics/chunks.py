@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from hepflow.errors import ConfigError
 from hepflow.io import write_json_atomic
 
 __all__ = ["sidecar_path", "chunk_complete", "write_sidecar", "remove_stale_tmp", "run_chunks"]
@@ -49,8 +50,8 @@ def chunk_complete(path: str, counts: Mapping[str, int], want: Mapping[str, Any]
     want = json.loads(json.dumps(dict(want)))
     have = {k: record.get(k, want[k]) for k in want}
     if complete and have != want:
-        raise ValueError(f"{path} was generated with {have}, not {want}: the output folder holds another run. "
-                         "Use another --out folder.")
+        raise ConfigError(f"{path} was generated with {have}, not {want}: the output folder holds another run. "
+                             "Use another --out folder.")
     return complete
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hepflow.errors import ConfigError
 from hepflow.io import atomic_path, write_atomic, write_json_atomic
 from hepflow.physics.chunks import (chunk_complete, remove_stale_tmp, run_chunks, sidecar_path,
                                     write_sidecar)
@@ -90,11 +91,11 @@ class JetSettings:
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
-            raise ValueError(f"detector must be one of {DETECTORS}. Received: detector={self.detector!r}")
+            raise ConfigError(f"detector must be one of {DETECTORS}. Received: detector={self.detector!r}")
         if not (self.pt_min_gev < self.pt_max_gev and self.pthat_min_gev < self.pthat_max_gev and self.jet_r > 0):
-            raise ValueError("JetSettings need pt_min_gev < pt_max_gev, pthat_min_gev < pthat_max_gev and jet_r > 0. "
-                             f"Received: pt=({self.pt_min_gev}, {self.pt_max_gev}), "
-                             f"pthat=({self.pthat_min_gev}, {self.pthat_max_gev}), jet_r={self.jet_r}")
+            raise ConfigError("JetSettings need pt_min_gev < pt_max_gev, pthat_min_gev < pthat_max_gev and jet_r > 0. "
+                                 f"Received: pt=({self.pt_min_gev}, {self.pt_max_gev}), "
+                                 f"pthat=({self.pthat_min_gev}, {self.pthat_max_gev}), jet_r={self.jet_r}")
 
     def pythia_strings(self, process: str, seed: int) -> list[str]:
         common = [f"Beams:eCM = {self.ecm_gev}", f"PhaseSpace:pTHatMin = {self.pthat_min_gev}",
@@ -112,7 +113,7 @@ class JetSettings:
             return common + ["SUSY:gg2gluinogluino = on", "SUSY:qqbar2gluinogluino = on",
                              f"SLHA:file = {gluino_slha(self.gluino_mass_gev)}", "SLHA:useDecayTable = on",
                              "SLHA:verbose = 0"]
-        raise ValueError(f"process must be one of {sorted(PROCESSES)}. Received: process={process!r}")
+        raise ConfigError(f"process must be one of {sorted(PROCESSES)}. Received: process={process!r}")
 
 
 #: Jets for the anomaly-detection studies: R = 1.0 jets at 800 < pT < 1000 GeV contain the
@@ -361,7 +362,7 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
     See :func:`generate_jets` for chunks, seeds, resuming and the manifest.
     """
     if n_jets <= 0:
-        raise ValueError(f"n_jets must be > 0. Received: {n_jets}")
+        raise ConfigError(f"n_jets must be > 0. Received: {n_jets}")
     return generate_jets(out_dir, counts={"top": n_jets // 2, "qcd": n_jets - n_jets // 2}, workers=workers,
                          chunk_jets=chunk_jets, seed=seed, settings=settings, file_format=file_format,
                          progress=progress, dataset="top_tagging")
@@ -383,13 +384,13 @@ def generate_jets(out_dir: str, *, counts: dict[str, int], workers: int = 2, chu
     """
     require_pythia()
     if file_format not in ("native", "reference"):
-        raise ValueError(f"file_format must be 'native' or 'reference'. Received: {file_format!r}")
+        raise ConfigError(f"file_format must be 'native' or 'reference'. Received: {file_format!r}")
     unknown = sorted(set(counts) - set(PROCESSES))
     if unknown or not counts:
-        raise ValueError(f"counts must name processes of {sorted(PROCESSES)}. Received: {dict(counts)!r}")
+        raise ConfigError(f"counts must name processes of {sorted(PROCESSES)}. Received: {dict(counts)!r}")
     if min(counts.values()) <= 0 or chunk_jets <= 0 or workers <= 0:
-        raise ValueError(f"jet counts, chunk_jets and workers must be > 0. Received: counts={dict(counts)!r}, "
-                         f"chunk_jets={chunk_jets}, workers={workers}")
+        raise ConfigError(f"jet counts, chunk_jets and workers must be > 0. Received: counts={dict(counts)!r}, "
+                             f"chunk_jets={chunk_jets}, workers={workers}")
     os.makedirs(out_dir, exist_ok=True)
     remove_stale_tmp(out_dir)
     jobs, done = [], []

@@ -51,6 +51,11 @@ def predict_file(model_dir: str, input_path: str, output_path: str, *, keys: Map
         DataError: a missing file or key, or a feature whose per-row shape or dtype differs
             from what the export takes (named, with both).
     """
+    out_dir = os.path.dirname(os.path.abspath(output_path))
+    if not os.path.isdir(out_dir):
+        raise DataError(f"The output folder {out_dir} does not exist; create it first. Received: output={output_path!r}")
+    if not os.path.isfile(input_path):
+        raise DataError(f"Input file not found: {input_path}. Received: input={input_path!r}")
     meta = load_metadata(model_dir)
     raw = meta["raw_inputs"]
     keys = dict(keys or {name: name for name in raw})
@@ -74,12 +79,17 @@ def predict_file(model_dir: str, input_path: str, output_path: str, *, keys: Map
             scores = out.create_dataset("score", (n_rows,), "f4")
             out.attrs["model"] = os.path.abspath(model_dir)
             out.attrs["input"] = os.path.abspath(input_path)
-            for x, _ in tqdm(ds, total=len(ds), unit="batch", desc="predicting", disable=not progress):
-                rows = x[RECORD_ID].numpy()[:, 2]
-                s = serve(**{name: x[name] for name in raw})["score"].numpy()
-                order = np.argsort(rows)
-                scores[rows[order]] = s[order]  # h5py fancy indexing wants increasing rows
-                written[rows] = True
+            try:
+                for x, _ in tqdm(ds, total=len(ds), unit="batch", desc="predicting", disable=not progress):
+                    rows = x[RECORD_ID].numpy()[:, 2]
+                    s = serve(**{name: x[name] for name in raw})["score"].numpy()
+                    order = np.argsort(rows)
+                    scores[rows[order]] = s[order]  # h5py fancy indexing wants increasing rows
+                    written[rows] = True
+            except tf.errors.OpError as e:  # a bad row met mid-file (NaN, a changed file): no output
+                text = str(e)
+                detail = text.split("DataError: ", 1)[1] if "DataError: " in text else text
+                raise DataError(" ".join(detail.splitlines()[0].split())) from None
             if not written.all():
                 raise DataError(f"{input_path}: {int((~written).sum())} rows were not scored.")
     return n_rows

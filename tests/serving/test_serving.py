@@ -144,6 +144,20 @@ def test_predict_reads_big_endian_inputs_in_the_machines_byte_order(pfn_export, 
         np.testing.assert_allclose(f["score"][...], want, rtol=1e-5, atol=1e-6)
 
 
+def test_predict_on_nan_input_is_one_line_and_writes_nothing(pfn_export, pythia_jets_dir, tmp_path, capsys):
+    _, path = pfn_export
+    with h5py.File(pythia_jets_dir / "top_00003.h5", "r") as f:
+        c = f["constituents"][...]
+    c[7, 3, 0] = np.nan
+    with h5py.File(tmp_path / "nan.h5", "w") as f:
+        f["constituents"] = c
+    rc = main(["predict", "--model", path, "--input", str(tmp_path / "nan.h5"), "--output", str(tmp_path / "s.h5")])
+    err = "\n".join(line for line in capsys.readouterr().err.splitlines() if "predicting:" not in line)  # tqdm
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "nan.h5" in err and "NaN or Inf at row 7" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.h5"]
+
+
 def test_predict_rejects_mismatched_files(pfn_export, tmp_path):
     _, path = pfn_export
     bad = tmp_path / "bad.h5"
