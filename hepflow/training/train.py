@@ -42,9 +42,9 @@ from hepflow.io import atomic_path, write_atomic
 from hepflow.training.best_epoch import best_epoch_callbacks
 from hepflow.training.config import (build_model, build_optimizer, build_transform, load_config, split_specs)
 from hepflow.training.distribute import is_chief, make_strategy, strategy_name, tf_config_workers
-from hepflow.training.runs import RUN_FILES, check_new_run, clear_run, read_history, run_state
+from hepflow.training.runs import check_new_run, clear_run, read_history, run_state
 
-__all__ = ["train", "model_inputs", "RUN_FILES"]
+__all__ = ["train", "model_inputs"]
 
 
 def model_inputs(model, dataset, *, target: str | None = None, target_scale: float = 1.0):
