@@ -340,7 +340,7 @@ def evaluate_anomaly_run(run_dir: str, signals: Mapping[str, str], *, out_dir: s
     cfg = load_config(os.path.join(run_dir, "config.yaml"))
     if not signals:
         raise ConfigError(f"{run_dir} has no truth labels: name the signal files to score against its background, "
-                        "e.g. --signal gluino='data/anomaly/gluino_*.h5'.")
+                          "e.g. --signal gluino='data/anomaly/gluino_*.h5'.")
     out_dir = out_dir or os.path.join(run_dir, "evaluation")
     signal_specs = {n: SampleSpec(name=n, files=g, keys=_keys_of(cfg), label=1) for n, g in signals.items()}
     signal_files = {f for spec in signal_specs.values() for f in spec.resolve_files()}

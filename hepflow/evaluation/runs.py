@@ -188,12 +188,12 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         unknown = sorted(set(members) - set(names))
         if unknown or len(set(members)) < 2 or ens in names:
             raise ConfigError(f"Ensemble {ens!r} needs two or more distinct runs among {names} and a name of its own. "
-                            f"Received: {list(members)}")
+                              f"Received: {list(members)}")
     splits = [split_specs(r["config"]) for r in runs]
     if test_dir is not None:
         if peers:
             raise ConfigError(f"Peers train and score on the configs' own split; drop --peer with a test directory. "
-                            f"Received: peers={list(peers)}, test_dir={test_dir!r}")
+                              f"Received: peers={list(peers)}, test_dir={test_dir!r}")
         for run, split in zip(runs, splits):
             split["test"] = specs_in_dir(run["config"], test_dir)
     tests = [[(s.name, s.files) for s in sp["test"]] for sp in splits]
@@ -228,7 +228,7 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         pfn_runs = [r for r in runs if r["config"]["model"]["name"] == "particle_flow_network"]
         if not pfn_runs:
             raise ConfigError("The energyflow_pfn peer copies the budget of a particle_flow_network run; "
-                            f"none among {list(run_dirs)}.")
+                              f"none among {list(run_dirs)}.")
         ids, s, peer_info[peer] = energyflow_pfn_scores(pfn_runs[0]["config"], pfn_runs[0]["summary"],
                                                         progress=progress)
         if not np.array_equal(ids, ref_ids):

@@ -75,7 +75,7 @@ class BestEpoch(keras.callbacks.EarlyStopping):
         logs = logs or {}
         if self.monitor not in logs:
             raise ConfigError(f"training.early_stopping.monitor names no metric of this model; it has "
-                            f"{sorted(logs)}. Received: monitor={self.monitor!r}")
+                              f"{sorted(logs)}. Received: monitor={self.monitor!r}")
         return logs[self.monitor]
 
 
@@ -95,7 +95,7 @@ def best_epoch_callbacks(early_stopping: Mapping[str, Any] | None, *, out_dir: s
     """
     if early_stopping is not None and not isinstance(early_stopping, Mapping):
         raise ConfigError(f"training.early_stopping must be a mapping like {{monitor: val_loss, patience: 3}} "
-                        f"or null. Received: {early_stopping!r}")
+                          f"or null. Received: {early_stopping!r}")
     unknown = set(early_stopping or {}) - {"monitor", "patience"}
     if unknown:
         raise ConfigError(f"training.early_stopping takes monitor and patience. Received: {sorted(unknown)}")
@@ -104,7 +104,7 @@ def best_epoch_callbacks(early_stopping: Mapping[str, Any] | None, *, out_dir: s
     monitor = str((early_stopping or {}).get("monitor", "val_loss"))
     if not monitor.startswith("val_"):
         raise ConfigError(f"training.early_stopping.monitor must be a validation metric (val_...). "
-                        f"Received: monitor={monitor!r}")
+                          f"Received: monitor={monitor!r}")
     mode = monitor_mode(monitor)
     resumed = best_so_far(history, monitor, mode)
     path = os.path.join(out_dir, "best.keras")

@@ -80,7 +80,7 @@ def make_strategy(name: str | tf.distribute.Strategy = "auto") -> tf.distribute.
     if name == "multi_worker":
         if workers < 1:
             raise ConfigError("strategy='multi_worker' needs TF_CONFIG naming the cluster's workers and this "
-                            "process's task. Received: TF_CONFIG unset")
+                              "process's task. Received: TF_CONFIG unset")
         # all gradients of a step in as few collectives as possible: each costs network round trips
         options = tf.distribute.experimental.CommunicationOptions(bytes_per_pack=32 * 1024 * 1024)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)

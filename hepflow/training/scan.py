@@ -80,7 +80,7 @@ def load_scan(path: str) -> dict[str, Any]:
         ranged = isinstance(values, Mapping) and {"low", "high"} <= set(values)
         if not (isinstance(values, list) and values) and not (ranged and scan["method"] == "random"):
             raise ConfigError(f"{path}: space.{key} must be a non-empty list (or {{low, high}} in random scans). "
-                            f"Received: {values!r}")
+                              f"Received: {values!r}")
     return scan
 
 

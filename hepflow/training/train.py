@@ -65,8 +65,8 @@ def model_inputs(model, dataset, *, target: str | None = None, target_scale: flo
     missing = [n for n in names + ([target] if target else []) if n not in have]
     if missing:
         raise ConfigError(f"Model '{model.name}' needs inputs {names}" + (f" and the target '{target}'" if target else "")
-                        + f"; the pipeline gives {sorted(have)} (missing {missing}). "
-                        "Check the config's `transform` and the samples' `keys`.")
+                          + f"; the pipeline gives {sorted(have)} (missing {missing}). "
+                          "Check the config's `transform` and the samples' `keys`.")
     if target:
         return dataset.map(lambda x, y, *rest: ({n: x[n] for n in names},
                                                 tf.reshape(tf.cast(x[target], tf.float32), [-1]) / target_scale,
@@ -152,7 +152,7 @@ def _datasets(cfg: Mapping[str, Any], splits, transform, model, workers: int):
         return train_ds(batch_size), val_ds(val_batch)
     if service:
         raise ConfigError("training.service with several training workers is not supported: the service already "
-                        f"shares the preprocessing out. Received: service={service!r}, workers={workers}")
+                          f"shares the preprocessing out. Received: service={service!r}, workers={workers}")
 
     def shard(ctx):
         return ctx.input_pipeline_id, ctx.num_input_pipelines
@@ -225,12 +225,12 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     splits = split_specs(cfg)
     if not splits["validation"]:
         raise ConfigError("Training needs a validation split: set data.split.validation > 0. "
-                        f"Received: split={cfg['data']['split']!r}")
+                          f"Received: split={cfg['data']['split']!r}")
     transform = build_transform(cfg)
     batch_size = int(tcfg["batch_size"])
     if batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"training.batch_size is global and must divide among the {strategy.num_replicas_in_sync} "
-                        f"replicas. Received: batch_size={batch_size}")
+                          f"replicas. Received: batch_size={batch_size}")
     previous_policy = keras.mixed_precision.global_policy()
     if tcfg.get("mixed_precision"):  # float16 compute, float32 variables; the policy applies to this model only
         keras.mixed_precision.set_global_policy("mixed_float16")
