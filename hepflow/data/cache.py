@@ -371,7 +371,7 @@ class _SampleCache:
         self.complete = True
 
     def read(self, start: int, stop: int, out: Mapping[str, np.ndarray], dest: int) -> None:
-        """Copies canonical rows ``[start, stop)`` into ``out[..][dest:]``, checking unverified blocks first.
+        """Copies canonical rows ``[start, stop)`` into ``out[..][dest:]`` and checks the blocks not yet checked.
 
         Raises:
             CacheCorruptError: a block does not match its checksum; the cache has been moved
@@ -381,23 +381,26 @@ class _SampleCache:
         if not self.complete or not arrays:  # moved aside by another thread since the caller looked
             raise CacheCorruptError(f"hepflow cache for sample '{self.name}' was moved aside while in use. "
                                     "Received: an incomplete cache")
-        if self.final_dir is not None:
-            first, last = start // self.check_rows, (stop - 1) // self.check_rows
-            todo = [b for b in range(first, last + 1) if not self.verified[b]]
-            for b in todo:
-                for k, arr in arrays.items():
-                    got = block_checksum(arr[b * self.check_rows:(b + 1) * self.check_rows])
-                    if got != self.checksums[k][b]:
-                        problem = (f"rows {b * self.check_rows}:{min((b + 1) * self.check_rows, self.n_rows)} of "
-                                   f"{k}.npy do not match their checksum")
-                        with self.lock:
-                            if self.arrays is arrays:  # the first thread to notice moves it aside
-                                self._move_aside(problem)
-                        raise CacheCorruptError(f"hepflow cache for sample '{self.name}': {problem}. "
-                                                "Received: corrupt cache bytes")
-                self.verified[b] = True
         for k, target in out.items():
             target[dest:dest + stop - start] = arrays[k][start:stop]
+        if self.final_dir is None:
+            return
+        rows = self.check_rows
+        for b in range(start // rows, (stop - 1) // rows + 1):
+            if self.verified[b]:
+                continue
+            lo, hi = b * rows, min((b + 1) * rows, self.n_rows)
+            for k, arr in arrays.items():
+                # a block inside [start, stop) is summed in the copy just made (hot in the CPU cache)
+                block = out[k][dest + lo - start:dest + hi - start] if start <= lo and hi <= stop else arr[lo:hi]
+                if block_checksum(block) != self.checksums[k][b]:
+                    problem = f"rows {lo}:{hi} of {k}.npy do not match their checksum"
+                    with self.lock:
+                        if self.arrays is arrays:  # the first thread to notice moves it aside
+                            self._move_aside(problem)
+                    raise CacheCorruptError(f"hepflow cache for sample '{self.name}': {problem}. "
+                                            "Received: corrupt cache bytes")
+            self.verified[b] = True
 
 
 def _remove_stale_tmp(location: str) -> None:
