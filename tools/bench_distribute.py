@@ -45,10 +45,10 @@ COMPUTE_ONLY = r"""
 import json, sys, time
 import tensorflow as tf, keras
 from hepflow.data import make_dataset
-from hepflow.training import load_config, split_specs
-from hepflow.training.config import build_model, build_optimizer, build_transform
+from hepflow.runs import load_config, split_specs
+from hepflow.runs import build_model, build_optimizer, build_transform
 from hepflow.training.loop import fit
-from hepflow.training.train import model_inputs
+from hepflow.runs import model_inputs
 cfg = load_config(sys.argv[1], sys.argv[3:])
 steps, batch = int(cfg["training"]["steps_per_epoch"]), int(cfg["training"]["batch_size"])
 model = build_model(cfg)

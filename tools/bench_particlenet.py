@@ -77,8 +77,8 @@ def textbook_copy(model: keras.Model) -> keras.Model:
 def jet_batches(data: str, batch: int, count: int) -> list[dict[str, np.ndarray]]:
     """``count`` batches of real jets through the ParticleNet configs' transform, in memory."""
     from hepflow.data import make_dataset
-    from hepflow.training import load_config, split_specs
-    from hepflow.training.config import build_transform
+    from hepflow.runs import load_config, split_specs
+    from hepflow.runs import build_transform
 
     cfg = load_config(os.path.join(ROOT, "configs", "top_tagging", "particlenet.yaml"), [f"data.dir={data}"])
     ds = make_dataset(split_specs(cfg)["train"], batch_size=batch, transform=build_transform(cfg), seed=1, cache=None)

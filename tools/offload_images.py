@@ -110,8 +110,8 @@ def pack(config: str, out: str, *, overrides: list[str] = (), batch_size: int = 
 
     from hepflow.data.pipeline import make_dataset
     from hepflow.io import write_atomic
-    from hepflow.training.config import build_model, build_optimizer, build_transform, load_config, split_specs
-    from hepflow.training.train import _samples_record
+    from hepflow.runs import build_model, build_optimizer, build_transform, load_config, split_specs
+    from hepflow.runs import samples_record
 
     cfg = load_config(config, overrides)
     keras.utils.set_random_seed(int(cfg["seed"]))
@@ -146,7 +146,7 @@ def pack(config: str, out: str, *, overrides: list[str] = (), batch_size: int = 
                                                             "patience": int(stop.get("patience", 3))}}
     write_atomic(os.path.join(run_pack, "fit.json"), json.dumps(fit_cfg, indent=1))
     write_atomic(os.path.join(run_pack, "config.yaml"), yaml.safe_dump(cfg, sort_keys=False))
-    write_atomic(os.path.join(run_pack, "samples.yaml"), yaml.safe_dump(_samples_record(splits), sort_keys=False))
+    write_atomic(os.path.join(run_pack, "samples.yaml"), yaml.safe_dump(samples_record(splits), sort_keys=False))
     print(f"{run_pack}: model {cfg['model']['name']}, images {key}", flush=True)
 
 

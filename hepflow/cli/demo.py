@@ -48,6 +48,7 @@ def run_demo(*, data_dir: str = "demo_data", jets: int = 10_000, epochs: int = 2
             (``models/cnn/1``, replaced on each run) go.
         npix: Jet-image size.
     """
+    from hepflow.evaluation.reporters import standard_reporters
     from hepflow.evaluation.runs import evaluate_runs
     from hepflow.physics.pythia_jets import generate_top_tagging
     from hepflow.serving import export_run
@@ -63,7 +64,7 @@ def run_demo(*, data_dir: str = "demo_data", jets: int = 10_000, epochs: int = 2
           + (f", {rate:.1f} jets/s" if rate else " (already there)"))
     print("2/4 training the Macaluso-Shih CNN on jet images made in the pipeline")
     summary = train(demo_config(jets_dir, epochs=epochs, npix=npix), run_dir=os.path.join(run_root, "cnn"),
-                    overwrite=True, verbose=2)
+                    overwrite=True, verbose=2, reporters=standard_reporters())
     print(f"    {summary['params']:,} parameters, {summary['train_seconds']:.0f} s; run dir {summary['run_dir']}")
     print("3/4 fitting the cut-based and BDT baselines, evaluating on the test files")
     out = os.path.join(run_root, "report")

@@ -1,4 +1,8 @@
-"""The ``hepflow`` command: thin wrappers that parse arguments and call the library."""
+"""The ``hepflow`` command: thin wrappers that parse arguments and call the library.
+
+Each subcommand imports what it needs inside its function, so that ``hepflow --help`` and
+argument errors answer without importing TensorFlow (~3 s on 2 cores).
+"""
 from __future__ import annotations
 
 import argparse
@@ -105,7 +109,7 @@ def _generate_jets(args: argparse.Namespace) -> int:
 
 
 def _study_anomaly(args: argparse.Namespace) -> int:
-    from hepflow.evaluation.anomaly_study import format_study, run_anomaly_study
+    from hepflow.studies.anomaly import format_study, run_anomaly_study
 
     report = run_anomaly_study(args.data, args.out, epochs=args.epochs, classifier_epochs=args.classifier_epochs,
                                steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
@@ -141,6 +145,7 @@ def _datasets_build(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from hepflow.evaluation.reporters import standard_reporters
     from hepflow.training import train
 
     if (args.config is None) == (args.resume is None):
@@ -148,12 +153,13 @@ def _train(args: argparse.Namespace) -> int:
                          f"Received: config={args.config!r}, resume={args.resume!r}")
     try:
         if args.resume:
-            summary = train(run_dir=args.resume, resume=True, overrides=args.set, strategy=args.strategy)
+            summary = train(run_dir=args.resume, resume=True, overrides=args.set, strategy=args.strategy,
+                            reporters=standard_reporters())
         else:
             summary = train(args.config, run_dir=args.run_dir, overrides=args.set, overwrite=args.overwrite,
-                            strategy=args.strategy)
+                            strategy=args.strategy, reporters=standard_reporters())
     except KeyboardInterrupt as e:
-        from hepflow.training import load_config
+        from hepflow.runs import load_config
 
         run_dir = args.resume or args.run_dir or os.path.join("runs", load_config(args.config, args.set)["name"])
         print(f"\nhepflow train: stopped ({e}); continue with: hepflow train --resume {run_dir}", file=sys.stderr)
@@ -180,7 +186,7 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from hepflow.training.runs import format_runs, list_runs
+    from hepflow.runs import format_runs, list_runs
 
     runs = list_runs(args.root, sort_by=args.sort)
     if args.json:
@@ -241,7 +247,7 @@ def _data_service(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from hepflow.evaluation.report import format_report
     from hepflow.evaluation.runs import evaluate_runs
-    from hepflow.training.config import load_config
+    from hepflow.runs import load_config
 
     task = load_config(os.path.join(args.run_dirs[0], "config.yaml"))["training"]["task"] if len(args.run_dirs) == 1 \
         else "classification"
@@ -260,7 +266,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(summary.get("", summary)))
         return 0
     if task in ("anomaly", "proportions"):  # no truth labels in the config: name the signal files
-        from hepflow.evaluation.anomaly_study import evaluate_anomaly_run
+        from hepflow.evaluation.anomaly_runs import evaluate_anomaly_run
 
         signals = _named_values(args.signal, "--signal", "gluino='data/anomaly/gluino_*.h5'")
         table = evaluate_anomaly_run(args.run_dirs[0], signals, out_dir=args.out, efficiencies=args.efficiencies)
@@ -283,9 +289,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"hepflow evaluate: --efficiencies must lie in (0, 1). Received: {list(efficiencies)}")
     ensembles = {name: members.split(",") for name, members in
                  _named_values(args.ensemble, "--ensemble", "cnn_ensemble=run_a,run_b").items()}
-    table = evaluate_runs(args.run_dirs, out_dir=args.out, baselines=not args.no_baselines, peers=args.peer,
-                          efficiencies=efficiencies, test_dir=args.test_dir, ensembles=ensembles,
-                          baseline_seed=args.baseline_seed)
+    options = dict(out_dir=args.out, baselines=not args.no_baselines, efficiencies=efficiencies,
+                   test_dir=args.test_dir, ensembles=ensembles, baseline_seed=args.baseline_seed)
+    if args.peer:  # peers are trained here: a study, not an evaluation
+        from hepflow.studies.peers import evaluate_with_peers
+
+        table = evaluate_with_peers(args.run_dirs, args.peer, **options)
+    else:
+        table = evaluate_runs(args.run_dirs, **options)
     out = args.out or os.path.join(args.run_dirs[0], "evaluation")
     print(format_report(table, efficiencies, markdown=args.markdown))
     print(f"report, roc.png, sculpting.png and TensorBoard logs (tb/) in {out}")

@@ -209,7 +209,7 @@ def evaluate_generative(run_dir: str, *, out_dir: str | None = None, max_showers
     """
     import keras
 
-    from hepflow.training.config import load_config, split_specs
+    from hepflow.runs import load_config, split_specs
 
     cfg = load_config(os.path.join(run_dir, "config.yaml"))
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
+
+from hepflow.runs.scoring import threshold_at  # the working point is defined once, with scoring
 
 __all__ = ["roc_curve", "auc", "rejection_at", "threshold_at"]
 
@@ -31,19 +34,9 @@ def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def auc(labels, scores) -> float:
     """Area under the ROC curve: P(score_signal > score_background), ties counted half."""
     labels, scores = _check(labels, scores)
-    from scipy.stats import rankdata
-
     ranks = rankdata(scores)
     n_s, n_b = labels.sum(), (~labels).sum()
     return float((ranks[labels].sum() - n_s * (n_s + 1) / 2) / (n_s * n_b))
-
-
-def threshold_at(labels, scores, efficiency: float) -> float:
-    """The score threshold whose signal efficiency is closest to (and at least) ``efficiency``."""
-    labels, scores = _check(labels, scores)
-    sig = np.sort(scores[labels])[::-1]
-    k = max(1, int(np.ceil(efficiency * len(sig))))
-    return float(sig[k - 1])
 
 
 def rejection_at(labels, scores, efficiency: float = 0.3) -> tuple[float, float]:

@@ -72,9 +72,11 @@ def evaluate_regression(run_dir: str, *, out_dir: str | None = None, bins: int =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hepflow.evaluation.runs import score_specs, shower_shape_arrays
+    from hepflow.evaluation.runs import shower_shape_arrays
+
+    from hepflow.runs import score_specs
     from hepflow.ops.calo import SHAPE_NAMES
-    from hepflow.training.config import build_transform, load_config, split_specs
+    from hepflow.runs import build_transform, load_config, split_specs
 
     cfg = load_config(os.path.join(run_dir, "config.yaml"))
     tcfg = cfg["training"]

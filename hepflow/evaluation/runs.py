@@ -9,54 +9,22 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 
+import keras
 import numpy as np
-from tqdm import tqdm
 
 from hepflow.data import RECORD_ID, SampleSpec, make_dataset
 from hepflow.errors import ConfigError, DataError
 from hepflow.evaluation.baselines import ROC_EFFICIENCIES, CutBasedTagger, bdt_tagger
 from hepflow.evaluation.report import format_report, json_safe, tagger_report
+from hepflow.io import write_atomic
+from hepflow.ops.calo import LAYERS, SHAPE_NAMES, ShowerShapes
+from hepflow.runs import (build_transform, finished_run, refuse_seen_files, score_specs, sort_by_record, specs_in_dir,
+                          split_specs)
 
-__all__ = ["evaluate_runs", "score_specs", "high_level_arrays", "shower_shape_arrays", "baseline_scores",
-           "sort_by_record"]
+__all__ = ["evaluate_runs", "high_level_arrays", "shower_shape_arrays", "baseline_scores"]
 
 #: The keys the baselines read from native top-tagging files.
 HIGH_LEVEL_KEYS = {"mass": "mass", "pt": "pt", "tau": "tau"}
-
-
-def sort_by_record(ids: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
-    """``[ids, *arrays]`` reordered by record id (sample, file, row)."""
-    order = np.lexsort(ids.T[::-1])
-    return [ids[order]] + [a[order] for a in arrays]
-
-
-def score_specs(model, specs: Sequence[SampleSpec], *, transform=None, batch_size: int = 1024,
-                progress: bool = True, desc: str = "scoring") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scores every row of ``specs`` once with a Keras model through the pipeline.
-
-    Returns:
-        ``(record_ids (n, 3), labels (n,), scores (n,))`` sorted by record id. For a softmax
-        model the score is the probability of class 1; for a model with a ``score`` method
-        (the anomaly models) it is what that method returns.
-    """
-    import tensorflow as tf
-
-    from hepflow.training.train import model_inputs
-
-    ds = make_dataset(specs, batch_size=batch_size, transform=transform, epoch="all", shuffle=0,
-                      drop_remainder=False, with_record_id=True)
-    ds = model_inputs(model, ds.map(lambda x, y: (x, y, x[RECORD_ID])))
-    if hasattr(model, "score"):  # anomaly models: their own score (e.g. the reconstruction error)
-        predict = tf.function(lambda x: model.score(x), reduce_retracing=True)
-    else:
-        predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    ids, labels, scores = [], [], []
-    for x, y, rid in tqdm(ds, total=len(ds), desc=desc, unit="batch", disable=not progress):
-        out = np.asarray(predict(x))
-        scores.append(out if out.ndim == 1 else out[:, 0] if out.shape[-1] == 1 else out[:, 1])
-        ids.append(rid.numpy())
-        labels.append(y.numpy())
-    return tuple(sort_by_record(np.concatenate(ids), np.concatenate(labels), np.concatenate(scores)))
 
 
 def _read_sorted(specs: Sequence[SampleSpec], keys: Mapping[str, str], names: Sequence[str], *,
@@ -96,8 +64,6 @@ def high_level_arrays(specs: Sequence[SampleSpec]) -> dict[str, np.ndarray]:
 
 def is_calo(specs: Sequence[SampleSpec]) -> bool:
     """Whether the samples are calorimeter showers in the CaloGAN layout."""
-    from hepflow.ops.calo import LAYERS
-
     return all(set(LAYERS) <= set(s.keys) for s in specs)
 
 
@@ -107,8 +73,6 @@ def shower_shape_arrays(specs: Sequence[SampleSpec]) -> dict[str, np.ndarray]:
     Returns:
         ``record_id``, ``label``, ``features`` ``(n, 18)`` and ``energy`` when the files hold it.
     """
-    from hepflow.ops.calo import LAYERS, SHAPE_NAMES, ShowerShapes
-
     keys = {k: k for k in LAYERS}
     with_energy = all("energy" in s.keys for s in specs)
     if with_energy:
@@ -135,7 +99,7 @@ def baseline_scores(train: Mapping[str, np.ndarray], test: Mapping[str, np.ndarr
 
 
 def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baselines: bool = True,
-                  peers: Sequence[str] = (), efficiencies: Sequence[float] = (0.3, 0.5), batch_size: int = 1024,
+                  extra_scores: Mapping[str, tuple] | None = None, efficiencies: Sequence[float] = (0.3, 0.5), batch_size: int = 1024,
                   test_dir: str | Sequence[str] | None = None, ensembles: Mapping[str, Sequence[str]] | None = None,
                   baseline_seed: int = 1, progress: bool = True) -> dict[str, dict[str, float]]:
     """Evaluates trained runs (and the baselines) on their common test split.
@@ -147,9 +111,9 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         baselines: Also fit baselines on the training split: for jets the cut-based tagger
             and the BDT on high-level features (needs ``mass``, ``pt`` and ``tau`` in the
             files); for calorimeter showers a BDT on the shower shapes.
-        peers: Peer implementations to train and score alongside: ``"energyflow_pfn"``
-            (energyflow's PFN with the budget of the PFN run among ``run_dirs``; needs the
-            ``[peers]`` extra; see :mod:`hepflow.evaluation.peers`).
+        extra_scores: More rows scored elsewhere on the same test split: name →
+            ``(record_ids, scores, info)``, matched to the runs' records by id (``info`` joins the
+            row); :func:`hepflow.studies.peers.evaluate_with_peers` passes peer packages' scores.
         efficiencies: Signal efficiencies of the rejection columns.
         batch_size: Scoring batch size.
         test_dir: Score the files of this folder that match the samples' patterns instead of
@@ -168,11 +132,6 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
         Tagger name → metrics (``auc``, ``rejection_at_<ε>`` and its ``_err``, plus
         ``params`` and ``train_seconds`` for trained runs).
     """
-    from hepflow.training.config import build_transform, refuse_seen_files, specs_in_dir, split_specs
-    from hepflow.training.runs import finished_run
-
-    import keras
-
     if not run_dirs:
         raise ConfigError("evaluate_runs needs at least one run directory.")
     runs = [finished_run(d) for d in run_dirs]
@@ -191,9 +150,6 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
                               f"Received: {list(members)}")
     splits = [split_specs(r["config"]) for r in runs]
     if test_dir is not None:
-        if peers:
-            raise ConfigError(f"Peers train and score on the configs' own split; drop --peer with a test directory. "
-                              f"Received: peers={list(peers)}, test_dir={test_dir!r}")
         for run, split in zip(runs, splits):
             split["test"] = specs_in_dir(run["config"], test_dir)
     tests = [[(s.name, s.files) for s in sp["test"]] for sp in splits]
@@ -220,20 +176,11 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
     for ens, members in ensembles.items():
         scores[ens] = np.mean([scores[m] for m in members], axis=0)
     peer_info = {}
-    for peer in peers:
-        if peer != "energyflow_pfn":
-            raise ConfigError(f"Unknown peer {peer!r}; expected 'energyflow_pfn'.")
-        from hepflow.evaluation.peers import energyflow_pfn_scores
-
-        pfn_runs = [r for r in runs if r["config"]["model"]["name"] == "particle_flow_network"]
-        if not pfn_runs:
-            raise ConfigError("The energyflow_pfn peer copies the budget of a particle_flow_network run; "
-                              f"none among {list(run_dirs)}.")
-        ids, s, peer_info[peer] = energyflow_pfn_scores(pfn_runs[0]["config"], pfn_runs[0]["summary"],
-                                                        progress=progress)
+    for name, (ids, s, info) in (extra_scores or {}).items():
         if not np.array_equal(ids, ref_ids):
-            raise DataError("The energyflow peer scored other test records than the runs.")
-        scores[peer] = s
+            raise DataError(f"'{name}' scored other test records than the runs. Received: {len(ids)} records, "
+                            f"expected {len(ref_ids)}")
+        scores[name], peer_info[name] = s, dict(info or {})
     cut_points, mass = None, None
     if baselines and is_calo(splits[0]["test"]):
         test_sh, train_sh = shower_shape_arrays(splits[0]["test"]), shower_shape_arrays(splits[0]["train"])
@@ -270,8 +217,6 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
     for peer, info in peer_info.items():
         table[peer].update(info)
     row_count = {"test_jets": int(len(labels)), "test_signal": int(np.sum(labels == 1))}
-    from hepflow.io import write_atomic
-
     write_atomic(os.path.join(out_dir, "report.json"), json.dumps(json_safe({"test": row_count, "taggers": table}), indent=1))
     write_atomic(os.path.join(out_dir, "report.txt"), format_report(table, tuple(efficiencies)) + "\n")
     return table

@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 from hepflow.io import atomic_path
@@ -61,8 +62,6 @@ def export(model, base_dir: str, *, name: str | None = None, raw_inputs: Mapping
         ValueError: ``raw_inputs`` without ``preprocess`` (or the reverse), or an existing
             version folder.
     """
-    import keras
-
     if (raw_inputs is None) != (preprocess is None):
         raise ValueError("Pass raw_inputs and preprocess together (or neither). "
                          f"Received: raw_inputs={raw_inputs!r}, preprocess={preprocess!r}")
@@ -111,8 +110,6 @@ def export_mean(members: list[tuple[Any, Callable[[dict[str, tf.Tensor]], dict[s
 
     There is no ``serve_features`` signature: the members' preprocessed inputs differ.
     """
-    import keras
-
     if len(members) < 2:
         raise ValueError(f"An ensemble needs two or more models. Received: {len(members)}")
     out = version_folder(base_dir, name, version)

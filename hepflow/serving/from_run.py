@@ -4,12 +4,23 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from hepflow.data import RECORD_ID, make_dataset
+from hepflow.data.readers import inspect_sample
 from hepflow.errors import ConfigError, DataError
+from hepflow.runs import (
+    build_transform,
+    finished_run,
+    package_versions,
+    score_specs,
+    split_specs,
+    threshold_at,
+)
 from hepflow.serving.export import export, export_mean
+from hepflow.serving.generator import export_generator
 from hepflow.serving.onnx import export_onnx, require_onnx
 
 __all__ = ["export_run", "export_ensemble"]
@@ -36,14 +47,8 @@ def export_run(run_dir: str, base_dir: str, *, version: int | None = None, onnx:
     Returns:
         The export folder ``base_dir/<run name>/<version>``.
     """
-    from hepflow.evaluation.runs import score_specs
-    from hepflow.training.config import build_transform, split_specs
-    from hepflow.training.train import package_versions
-
     cfg, model = _load_finished(run_dir)
     if cfg["training"]["task"] == "generative":
-        from hepflow.serving.generator import export_generator
-
         if onnx:
             raise ValueError(f"ONNX export covers classifier runs; {run_dir} is a generative run. Received: onnx=True")
 
@@ -97,10 +102,6 @@ def export_ensemble(run_dirs: list[str], base_dir: str, *, name: str, version: i
     Returns:
         The export folder.
     """
-    from hepflow.evaluation.runs import score_specs
-    from hepflow.training.config import build_transform, split_specs
-    from hepflow.training.train import package_versions
-
     if len(run_dirs) < 2:
         raise ConfigError(f"An ensemble needs two or more runs. Received: {list(run_dirs)}")
     if onnx:
@@ -154,17 +155,11 @@ def _check_rows(splits: dict) -> dict[str, np.ndarray]:
 
 def _load_finished(run_dir: str):
     """``(config, model)`` of a finished run, or a DataError naming what is missing."""
-    import keras
-
-    from hepflow.training.runs import finished_run
-
     cfg = finished_run(run_dir)["config"]
     return cfg, keras.saving.load_model(os.path.join(run_dir, "model.keras"))
 
 
 def _raw_inputs(splits: dict) -> dict[str, tf.TensorSpec]:
-    from hepflow.data.readers import inspect_sample
-
     layout = inspect_sample(splits["train"][0], 0)
     return {name: tf.TensorSpec((None, *f.row_shape), tf.as_dtype(f.dtype)) for name, f in layout.features.items()}
 
@@ -177,6 +172,4 @@ def _classes(splits: dict) -> dict[str, list[str]]:
 
 
 def _thresholds(labels, scores) -> dict[str, Any]:
-    from hepflow.evaluation.metrics import threshold_at
-
     return {str(e): threshold_at(labels, scores, e) for e in (0.3, 0.5)} if np.unique(labels).size == 2 else {}

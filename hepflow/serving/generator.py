@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 from hepflow.serving.export import version_folder, write_archive
@@ -21,8 +22,6 @@ def export_generator(model, base_dir: str, *, name: str | None = None, metadata:
     and ``layer_2`` (batch, 12, 6) in GeV; the noise is drawn with stateless random ops from the
     seed, so the same inputs give the same showers. Loads with TensorFlow alone.
     """
-    import keras
-
     out = version_folder(base_dir, name or model.name, version)
     spec = [tf.TensorSpec((None, 1), tf.float32, name="energy"), tf.TensorSpec((), tf.int64, name="seed")]
     inputs = {"energy": "(batch, 1) float32, GeV", "seed": "() int64"}

@@ -1,7 +1,6 @@
-"""Training: configs, ``train`` (config in, run directory out)."""
+"""Training: ``train`` (a config in, a run directory out) under any tf.distribute strategy."""
 from __future__ import annotations
 
-from hepflow.training.config import load_config, split_specs
 from hepflow.training.train import train
 
-__all__ = ["load_config", "split_specs", "train"]
+__all__ = ["train"]

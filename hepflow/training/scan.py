@@ -39,7 +39,7 @@ import numpy as np
 import yaml
 
 from hepflow.errors import ConfigError
-from hepflow.training.runs import list_runs
+from hepflow.runs import list_runs
 from hepflow.io import write_atomic
 
 __all__ = ["load_scan", "scan_trials", "run_scan"]

@@ -11,8 +11,10 @@ The run directory holds everything needed to inspect, evaluate or reproduce the 
     model.keras        the final model (the best epoch's weights with early stopping)
     summary.json       parameters, training time, jets seen, final metrics
     backup/            the last state (model, optimizer, seeds, position) for ``resume``
-    validation/        classifiers: the final model's ROC curve on the validation files (roc.png)
-    tb/                TensorBoard logs: metrics and learning rate per epoch, the run's hparams
+    validation/        with the standard reporters, classifiers: the final model's ROC curve on the
+                       validation files (roc.png)
+    tb/                TensorBoard logs: metrics and learning rate per epoch, the run's hparams (and what
+                       the reporters log: the validation ROC, shower monitors of generators)
 
 Training runs through :func:`hepflow.training.loop.fit` under the strategy of
 ``training.strategy`` (:mod:`hepflow.training.distribute`). With several workers every
@@ -26,88 +28,28 @@ import os
 import platform
 import socket
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import keras
 import tensorflow as tf
 import yaml
 
 from hepflow.data import make_dataset
 from hepflow.errors import ConfigError, RunError
 from hepflow.io import atomic_path, write_atomic
+from hepflow.runs import (build_model, build_optimizer, build_transform, check_new_run, clear_run, git_revision,
+                          load_config, model_inputs, package_versions, read_history, run_state, samples_record,
+                          split_specs)
+from hepflow.runs.reporting import Reporter, RunContext
 from hepflow.training.best_epoch import best_epoch_callbacks
-from hepflow.training.config import (build_model, build_optimizer, build_transform, load_config, split_specs)
 from hepflow.training.distribute import is_chief, make_strategy, strategy_name, tf_config_workers
-from hepflow.training.runs import check_new_run, clear_run, read_history, run_state
+from hepflow.training.loop import fit, latest_backup
 
-__all__ = ["train", "model_inputs"]
-
-
-def model_inputs(model, dataset, *, target: str | None = None, target_scale: float = 1.0):
-    """Maps ``(features, label, ...)`` batches to the model's named inputs, with a clear error for missing ones.
-
-    Models without symbolic inputs (subclassed models with their own ``train_step``, such as
-    :class:`hepflow.models.CaloGAN`) get the batches as they are.
-
-    Args:
-        target: For regression: the feature that becomes the label (divided by
-            ``target_scale``, flattened to ``(batch,)``) in place of the sample label.
-    """
-    try:
-        names = [t.name for t in model.inputs]
-    except (AttributeError, ValueError):
-        return dataset
-    have = set(dataset.element_spec[0])
-    missing = [n for n in names + ([target] if target else []) if n not in have]
-    if missing:
-        raise ConfigError(f"Model '{model.name}' needs inputs {names}" + (f" and the target '{target}'" if target else "")
-                          + f"; the pipeline gives {sorted(have)} (missing {missing}). "
-                          "Check the config's `transform` and the samples' `keys`.")
-    if target:
-        return dataset.map(lambda x, y, *rest: ({n: x[n] for n in names},
-                                                tf.reshape(tf.cast(x[target], tf.float32), [-1]) / target_scale,
-                                                *rest))
-    return dataset.map(lambda x, *rest: ({n: x[n] for n in names}, *rest))
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("hepflow", "tensorflow-cpu", "tensorflow", "keras", "numpy", "h5py"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def _git_revision() -> str | None:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        rev = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain"], capture_output=True, text=True,
-                               timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if rev.returncode != 0:
-        return None
-    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def _samples_record(splits: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for split, specs in splits.items():
-        out[split] = []
-        for spec in specs:
-            d = spec.to_dict()
-            d["files"] = [{"path": p, "size": os.path.getsize(p), "mtime": os.path.getmtime(p)} for p in spec.files]
-            out[split].append(d)
-    return out
+__all__ = ["train"]
 
 
 def _resume_config(run_dir: str | None, overrides: Sequence[str]) -> dict[str, Any]:
@@ -179,22 +121,27 @@ def _log_hparams(log_dir: str, cfg: Mapping[str, Any]) -> None:
 
 def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_dir: str | None = None,
           overrides: Sequence[str] = (), overwrite: bool = False, resume: bool = False,
-          strategy: str | tf.distribute.Strategy | None = None, verbose: int | str = "auto") -> dict[str, Any]:
+          strategy: str | tf.distribute.Strategy | None = None, verbose: int | str = "auto",
+          reporters: Sequence[Reporter] = ()) -> dict[str, Any]:
     """Trains the model of a config through the hepflow pipeline and writes a run directory.
 
     Args:
-        config: A config YAML path or mapping (see :mod:`hepflow.training.config`); with
+        config: A config YAML path or mapping (see :mod:`hepflow.runs.config`); with
             ``resume`` the run's own ``config.yaml`` is used and this may be ``None``.
         run_dir: Where the run goes; default ``runs/<name>``.
         overrides: ``key.sub=value`` overrides, e.g. ``["training.epochs=2"]``.
         overwrite: Replace a run in ``run_dir`` (finished, interrupted or started): only the
-            entries hepflow writes there (:data:`hepflow.training.runs.RUN_ENTRIES`) are removed,
+            entries hepflow writes there (:data:`hepflow.runs.RUN_ENTRIES`) are removed,
             and only once the config, the data and the model have been checked. Without it, a
             ``run_dir`` that holds a run is refused (an interrupted one points to ``resume``).
         resume: Continue the unfinished run in ``run_dir`` from its last backup (after a crash,
             ``kill -9``, or SIGINT/SIGTERM, which save a backup before stopping).
         strategy: Overrides ``training.strategy``: a name or a ``tf.distribute.Strategy``.
         verbose: Progress: ``"auto"``/1 a progress bar, 2 one line per epoch, 0 nothing.
+        reporters: Reports the caller wants made during and after training
+            (:class:`hepflow.runs.reporting.Reporter`), e.g. the validation ROC curve and
+            the shower monitor of :func:`hepflow.evaluation.reporters.standard_reporters`,
+            which ``hepflow train`` hands in. Training itself knows no report.
 
     Returns:
         The run summary (also in ``run_dir/summary.json``): ``run_dir``, ``params``,
@@ -206,10 +153,6 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
         RunError: a run in ``run_dir`` without ``overwrite``, or nothing to resume.
         KeyboardInterrupt: SIGINT/SIGTERM arrived; the state was saved for ``resume``.
     """
-    import keras
-
-    from hepflow.training.loop import fit
-
     cfg = _resume_config(run_dir, overrides) if resume else load_config(config, overrides)
     tcfg = cfg["training"]
     # First TensorFlow work of the process: MultiWorkerMirroredStrategy must come before any other.
@@ -264,7 +207,7 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
             clear_run(run_dir)
             os.makedirs(run_dir, exist_ok=True)
 
-    env = {"versions": package_versions(), "git_revision": _git_revision(), "host": socket.gethostname(),
+    env = {"versions": package_versions(), "git_revision": git_revision(), "host": socket.gethostname(),
            "platform": platform.platform(), "argv": sys.argv, "cpu_count": os.cpu_count(),
            "strategy": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync, "workers": workers,
            "seeds": {"run": seed, "validation": seed + 1},
@@ -277,7 +220,7 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
         env["start"], env["resumed"] = previous.get("start"), previous.get("resumed", []) + [env["start"]]
     else:
         write_atomic(os.path.join(out_dir, "config.yaml"), yaml.safe_dump(cfg, sort_keys=False))
-        write_atomic(os.path.join(out_dir, "samples.yaml"), yaml.safe_dump(_samples_record(splits), sort_keys=False))
+        write_atomic(os.path.join(out_dir, "samples.yaml"), yaml.safe_dump(samples_record(splits), sort_keys=False))
         _log_hparams(os.path.join(out_dir, "tb"), cfg)
     write_atomic(os.path.join(out_dir, "environment.json"), json.dumps(env, indent=1))
 
@@ -285,9 +228,9 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
                  keras.callbacks.TensorBoard(os.path.join(out_dir, "tb"), write_graph=False)]
     callbacks += best_epoch_callbacks(tcfg.get("early_stopping"), out_dir=out_dir, generative=generative,
                                       history=read_history(os.path.join(out_dir, "history.csv")) if resume else [])
-    if generative and chief:  # shower-shape overlays and average showers in TensorBoard every few epochs
-        callbacks.append(_generator_monitor(splits, os.path.join(out_dir, "tb", "showers"),
-                                            every=int(tcfg.get("monitor_every") or 5)))
+    context = RunContext(config=cfg, splits=splits, transform=transform, model=model, out_dir=out_dir, chief=chief)
+    for reporter in reporters:
+        callbacks += reporter.callbacks(context)
     t0 = time.perf_counter()
     history = fit(model, train_data, validation_data=val_data, epochs=int(tcfg["epochs"]), callbacks=callbacks,
                   verbose=verbose if chief else 0, backup_dir=os.path.join(out_dir, "backup"),
@@ -296,8 +239,9 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     with atomic_path(os.path.join(out_dir, "model.keras"), suffix=".keras") as tmp:
         model.save(tmp)
 
-    if chief and binary and task == "classification":
-        _validation_roc(cfg, splits, transform, model, out_dir)
+    if chief:
+        for reporter in reporters:
+            reporter.after_training(context)
     epochs = [{k: v for k, v in row.items() if k != "epoch"}  # resumed runs append to history.csv
               for row in read_history(os.path.join(out_dir, "history.csv"))]
     steps_per_epoch = int(history.params.get("steps") or 0)
@@ -315,42 +259,8 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     return summary
 
 
-def _generator_monitor(splits, log_dir: str, *, every: int):
-    """The generator monitor on up to 2000 validation showers."""
-    import numpy as np
-
-    from hepflow.evaluation.generative import generator_monitor
-
-    ds = make_dataset(splits["validation"], batch_size=2000, epoch="all", shuffle=0, drop_remainder=False)
-    features, labels = next(iter(ds))
-    real = {k: np.asarray(v) for k, v in features.items() if k in ("layer_0", "layer_1", "layer_2", "energy")}
-    real["particle"] = np.asarray(labels).reshape(-1).astype(np.int64)  # used by generators of several particles
-    return generator_monitor(real, log_dir, every=every)
-
-
-def _validation_roc(cfg, splits, transform, model, out_dir: str) -> None:
-    """The final model's ROC curve on the validation files: ``validation/roc.png`` and TensorBoard."""
-    import numpy as np
-
-    from hepflow.evaluation.report import tagger_report
-
-    ds = model_inputs(model, make_dataset(splits["validation"], batch_size=1024, transform=transform, epoch="all",
-                                          shuffle=0, drop_remainder=False, seed=int(cfg["seed"])))
-    labels, scores = [], []
-    for x, y in ds:  # a plain loop: only the chief scores, so no collective ops may run
-        scores.append(np.asarray(model(x, training=False)).reshape(-1))
-        labels.append(np.asarray(y).reshape(-1))
-    labels = np.concatenate(labels)
-    if labels.min() == labels.max():
-        return
-    tagger_report(labels, {cfg["name"]: np.concatenate(scores)}, out_dir=os.path.join(out_dir, "validation"),
-                  log_dir=os.path.join(out_dir, "tb", "validation"))
-
-
 def _truncate_history(path: str, backup_dir: str) -> None:
     """Keeps the rows of the epochs the backup completed (a kill can fall between a row and its backup)."""
-    from hepflow.training.loop import latest_backup
-
     pos = latest_backup(backup_dir)
     if not os.path.exists(path):
         return

@@ -66,8 +66,8 @@ def test_conv_autoencoder_config_trains_on_real_jets(anomaly_jets_dir, tmp_path,
 
     from hepflow.cli.main import main
     from hepflow.data import SampleSpec
-    from hepflow.evaluation.runs import score_specs
-    from hepflow.training.config import build_transform, load_config
+    from hepflow.runs import score_specs
+    from hepflow.runs import build_transform, load_config
 
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     config = os.path.join(repo, "configs", "anomaly", "conv_autoencoder.yaml")
@@ -96,7 +96,7 @@ def test_conv_autoencoder_config_trains_on_real_jets(anomaly_jets_dir, tmp_path,
 @pytest.mark.slow
 def test_anomaly_study_end_to_end(anomaly_jets_dir, tmp_path):
     """Every study of `hepflow study anomaly` on the small real sample (wide mass windows for its few jets)."""
-    from hepflow.evaluation.anomaly_study import run_anomaly_study
+    from hepflow.studies.anomaly import run_anomaly_study
 
     out = tmp_path / "study"
     report = run_anomaly_study(str(anomaly_jets_dir), str(out), epochs=1, classifier_epochs=1, batch_size=8,

@@ -163,10 +163,11 @@ def test_savedmodel_generates_from_energy_and_seed_without_hepflow(tmp_path):
 
 
 def test_hepflow_train_runs_the_gan_config_with_shower_plots_in_tensorboard(calo_dir, tmp_path):
+    from hepflow.evaluation.reporters import standard_reporters  # what `hepflow train` hands in
     from hepflow.training import train
 
     config = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "calo", "eplus_calogan.yaml")
-    summary = train(config, run_dir=str(tmp_path / "run"), verbose=0,
+    summary = train(config, run_dir=str(tmp_path / "run"), verbose=0, reporters=standard_reporters(),
                     overrides=[f"data.dir={calo_dir}", "training.epochs=1", "training.steps_per_epoch=4",
                                "training.batch_size=32", "training.monitor_every=1", "training.validation_steps=1",
                                "model.args.hidden=32"])

@@ -15,8 +15,9 @@ import tensorflow as tf
 from hepflow.cli.main import main
 from hepflow.serving import export_run
 from hepflow.serving.onnx import export_onnx, require_onnx
-from hepflow.training import load_config, split_specs, train
-from hepflow.training.config import build_transform
+from hepflow.training import train
+from hepflow.runs import load_config, split_specs
+from hepflow.runs import build_transform
 
 pytest.importorskip("tf2onnx")
 pytest.importorskip("onnxruntime")

@@ -16,8 +16,9 @@ from hepflow.cli.main import main
 from hepflow.errors import ConfigError, DataError
 from hepflow.serving import export, export_ensemble, export_run, predict_file
 from hepflow.serving.predict import load_metadata
-from hepflow.training import load_config, split_specs, train
-from hepflow.training.config import build_transform
+from hepflow.training import train
+from hepflow.runs import load_config, split_specs
+from hepflow.runs import build_transform
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "top_tagging")
 QUICK = ["training.epochs=1", "training.steps_per_epoch=3", "training.batch_size=16", "training.cache=null"]

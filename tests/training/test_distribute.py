@@ -204,7 +204,7 @@ def test_runs_list_shows_finished_and_interrupted_runs(single, tmp_path):
     """`hepflow runs list`: statuses and best metrics read from the run directories."""
     import shutil
 
-    from hepflow.training.runs import format_runs, list_runs
+    from hepflow.runs import format_runs, list_runs
 
     one_dir, one = single
     shutil.copytree(one_dir, tmp_path / "a" / "finished")

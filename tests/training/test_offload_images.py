@@ -9,9 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from hepflow.evaluation.runs import evaluate_runs, score_specs
-from hepflow.training import load_config, split_specs
-from hepflow.training.config import build_transform
+from hepflow.evaluation.runs import evaluate_runs
+
+from hepflow.runs import score_specs
+from hepflow.runs import load_config, split_specs
+from hepflow.runs import build_transform
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 CONFIG = os.path.join(ROOT, "configs", "top_tagging", "macaluso_shih_cnn_colour.yaml")

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 
 from hepflow.errors import ConfigError, DataError, RunError
-from hepflow.evaluation.runs import evaluate_runs, score_specs
-from hepflow.training import load_config, split_specs, train
-from hepflow.training.config import build_transform
-from hepflow.training.runs import RUN_FILES
+from hepflow.evaluation.reporters import standard_reporters
+from hepflow.evaluation.runs import evaluate_runs
+from hepflow.runs import score_specs
+from hepflow.training import train
+from hepflow.runs import load_config, split_specs
+from hepflow.runs import build_transform
+from hepflow.runs import RUN_FILES
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "top_tagging", "*.yaml")))
 QUICK = ["training.epochs=1", "training.steps_per_epoch=2", "training.batch_size=8", "training.cache=null"]
@@ -37,7 +40,8 @@ def runs(pythia_jets_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
 def test_every_config_trains_through_the_pipeline_and_reloads(path, pythia_jets_dir, tmp_path):
-    summary = train(path, run_dir=str(tmp_path / "run"), overrides=quick(pythia_jets_dir), verbose=0)
+    summary = train(path, run_dir=str(tmp_path / "run"), overrides=quick(pythia_jets_dir), verbose=0,
+                    reporters=standard_reporters())
     for name in RUN_FILES + ("best.keras",):
         assert (tmp_path / "run" / name).is_file(), name
     assert summary["epochs"] == 1 and summary["train_jets_seen"] == 16 and summary["params"] > 1000
@@ -283,7 +287,9 @@ def test_energyflow_peer_trains_on_the_same_batches_and_joins_the_report(pythia_
     pytest.importorskip("energyflow")
     pfn = train(os.path.join(os.path.dirname(CONFIGS[0]), "pfn.yaml"), run_dir=str(tmp_path / "pfn"),
                 overrides=quick(pythia_jets_dir), verbose=0)
-    table = evaluate_runs([pfn["run_dir"]], baselines=False, peers=["energyflow_pfn"], progress=False)
+    from hepflow.studies.peers import evaluate_with_peers
+
+    table = evaluate_with_peers([pfn["run_dir"]], ["energyflow_pfn"], baselines=False, progress=False)
     assert list(table) == ["pfn", "energyflow_pfn"]
     # same architecture (Φ 100-100-256, F 100-100-100, 2-class softmax vs our sigmoid head)
     assert table["energyflow_pfn"]["params"] == pfn["params"] + 101

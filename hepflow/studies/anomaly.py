@@ -29,16 +29,22 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import h5py
 import numpy as np
 
 from hepflow.data import SampleSpec
-from hepflow.errors import ConfigError, DataError
+from hepflow.errors import DataError
 from hepflow.evaluation.anomaly import bump_hunt, mass_sculpting, plot_mass_cut
 from hepflow.evaluation.metrics import auc, threshold_at
+from hepflow.evaluation.anomaly_runs import run_scores
 from hepflow.evaluation.report import format_report, json_safe, tagger_report
+from hepflow.evaluation.reporters import standard_reporters
+from hepflow.evaluation.runs import high_level_arrays
 from hepflow.io import write_atomic
+from hepflow.runs import build_transform
+from hepflow.training import train
 
-__all__ = ["run_anomaly_study", "evaluate_anomaly_run", "format_study", "AUTOENCODERS", "SIGNAL_REGION", "SIDEBANDS"]
+__all__ = ["run_anomaly_study", "format_study", "AUTOENCODERS", "SIGNAL_REGION", "SIDEBANDS"]
 
 IMAGE = {"jet_images": {"npix": 40, "half_width": 1.2}}  # R = 1.0 jets, with a margin
 IMAGE_SHAPE = [40, 40, 1]
@@ -84,30 +90,10 @@ def _config(name: str, data_dir: str, samples: list[dict], model: Mapping[str, A
 
 
 def _train(cfg: dict[str, Any], run_dir: str, verbose) -> str:
-    from hepflow.training.train import train
-
     if os.path.exists(os.path.join(run_dir, "summary.json")):  # finished before: reuse (rerun resumes the study)
         return run_dir
-    train(cfg, run_dir=run_dir, overwrite=True, verbose=verbose)
+    train(cfg, run_dir=run_dir, overwrite=True, verbose=verbose, reporters=standard_reporters())
     return run_dir
-
-
-def _load(run_dir: str):
-    import keras
-
-    import hepflow.models  # noqa: F401 -- registers hepflow's classes for loading
-
-    return keras.saving.load_model(os.path.join(run_dir, "model.keras"))
-
-
-def _scores(run_dir: str, specs: Sequence[SampleSpec], transform, *, score: str | None = None):
-    """``(labels, scores)`` of every row of ``specs``, sorted by record id."""
-    from hepflow.evaluation.runs import score_specs
-
-    model = _load(run_dir)
-    if score is not None:
-        model.score_name = score
-    return score_specs(model, specs, transform=transform, progress=False)[1:]
 
 
 def run_anomaly_study(data_dir: str, out_dir: str, *, epochs: int = 5, classifier_epochs: int = 8,
@@ -135,7 +121,6 @@ def run_anomaly_study(data_dir: str, out_dir: str, *, epochs: int = 5, classifie
         signal_region, sidebands: Jet-mass ranges (GeV) of the bump hunt's window and fit
             exclusion, CWoLa's two mixed samples and the weak-supervision test jets.
     """
-    from hepflow.training.config import build_transform
 
     parts = _partition(data_dir, test_fraction)
     sr_cut, sb_cut = _in_ranges([signal_region]), _in_ranges(sidebands)
@@ -169,17 +154,16 @@ def run_anomaly_study(data_dir: str, out_dir: str, *, epochs: int = 5, classifie
     test_specs = [SampleSpec(name=p, files=[os.path.join(base_dir, f) for f in parts[p]["test"]], keys=_KEYS, label=lab)
                   for p, lab in (("qcd", 0), ("gluino", 1), ("top", 2))]
     transform = build_transform({"transform": [IMAGE]})
-    from hepflow.evaluation.runs import high_level_arrays
 
     truth = high_level_arrays(test_specs)
     labels, mass = truth["label"].astype(int), truth["mass"]
     scores: dict[str, np.ndarray] = {}
     for name, run_dir in ae_runs.items():
-        scored_labels, scores[name] = _scores(run_dir, test_specs, transform)
+        scored_labels, scores[name] = run_scores(run_dir, test_specs, transform)
         if not np.array_equal(scored_labels.astype(int), labels):
             raise RuntimeError("Scores and truth are not aligned by record id")  # never expected
         if ae_models.get(name, {}).get("name") == "vae":
-            scores["vae_elbo"] = _scores(run_dir, test_specs, transform, score="elbo")[1]
+            scores["vae_elbo"] = run_scores(run_dir, test_specs, transform, score="elbo")[1]
     report: dict[str, Any] = {"data_dir": data_dir, "test_jets": {p: int((labels == k).sum()) for k, p in
                                                                   enumerate(("qcd", "gluino", "top"))}}
     for k, signal in ((1, "gluino"), (2, "top")):
@@ -263,7 +247,7 @@ def run_anomaly_study(data_dir: str, out_dir: str, *, epochs: int = 5, classifie
     sr_labels = None
     weak = {}
     for name, (run_dir, feat) in weak_runs.items():
-        sr_labels, s = _scores(run_dir, sr_specs, build_transform({"transform": classifiers[feat][1]}))
+        sr_labels, s = run_scores(run_dir, sr_specs, build_transform({"transform": classifiers[feat][1]}))
         weak[name] = {"auc": auc(sr_labels, s)}
     report["weak_supervision"] = {"signal_region": list(signal_region), "sidebands": [list(b) for b in sidebands],
                                   "test_jets_in_sr": {"qcd": int((sr_labels == 0).sum()), "gluino": int((sr_labels == 1).sum())},
@@ -276,8 +260,6 @@ def run_anomaly_study(data_dir: str, out_dir: str, *, epochs: int = 5, classifie
 
 def _counts(data_dir: str, parts, signal_region, sidebands) -> dict[str, dict[str, float]]:
     """Training-jet counts in the signal region and sidebands (for CWoLa's mixing rates)."""
-    import h5py
-
     out = {}
     for p in ("qcd", "gluino"):
         masses = []
@@ -319,46 +301,3 @@ def format_study(report: Mapping[str, Any]) -> str:
               "| classifier | AUC |", "|---|---:|"]
     lines += [f"| {n} | {r['auc']:.4f} |" for n, r in ws["auc"].items()]
     return "\n".join(lines) + "\n"
-
-
-def evaluate_anomaly_run(run_dir: str, signals: Mapping[str, str], *, out_dir: str | None = None,
-                         efficiencies: Sequence[float] = (0.3, 0.5)) -> dict[str, dict[str, float]]:
-    """Scores one anomaly run's test background and signal files: AUC, 1/εB, ROC per signal.
-
-    Args:
-        run_dir: A finished run of an anomaly model (``training.task: anomaly``) or of a
-            label-proportions classifier (``proportions``), whose configs hold no truth labels.
-        signals: Signal name → file glob, e.g. ``{"gluino": "data/anomaly/gluino_0001*.h5"}``.
-            Test-split samples whose files match a signal glob are not counted as background.
-        out_dir: Where ``<signal>/roc.png`` and ``anomaly.json`` go; default ``<run_dir>/evaluation``.
-
-    Returns:
-        Signal name → metrics of the run's score.
-    """
-    from hepflow.training.config import build_transform, load_config, split_specs
-
-    cfg = load_config(os.path.join(run_dir, "config.yaml"))
-    if not signals:
-        raise ConfigError(f"{run_dir} has no truth labels: name the signal files to score against its background, "
-                          "e.g. --signal gluino='data/anomaly/gluino_*.h5'.")
-    out_dir = out_dir or os.path.join(run_dir, "evaluation")
-    signal_specs = {n: SampleSpec(name=n, files=g, keys=_keys_of(cfg), label=1) for n, g in signals.items()}
-    signal_files = {f for spec in signal_specs.values() for f in spec.resolve_files()}
-    background = [s for s in split_specs(cfg)["test"] if not set(s.resolve_files()) & signal_files]
-    if not background:
-        raise DataError(f"{run_dir}: no background test files left (its test split: data.split.test).")
-    background = [SampleSpec(**{**s.to_dict(), "label": 0}) for s in background]
-    transform = build_transform(cfg)
-    table = {}
-    for name, spec in signal_specs.items():
-        labels, scores = _scores(run_dir, background + [spec], transform)
-        table[name] = tagger_report(labels == 1, {cfg["name"]: scores}, out_dir=os.path.join(out_dir, name),
-                                    efficiencies=tuple(efficiencies),
-                                    log_dir=os.path.join(out_dir, "tb", name))[cfg["name"]]
-    write_atomic(os.path.join(out_dir, "anomaly.json"), json.dumps(json_safe(table), indent=1))
-    return table
-
-
-def _keys_of(cfg: Mapping[str, Any]) -> list[str] | dict[str, str]:
-    """The keys the run's samples read (the signal files are read with the same ones)."""
-    return cfg["data"]["samples"][0]["keys"]

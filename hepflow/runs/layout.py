@@ -1,4 +1,4 @@
-"""Run directories: what ``train`` writes there, their state, and ``hepflow runs list``.
+"""Run directories: what ``train`` writes there and in what state a directory is, read in one place.
 
 ``train`` never deletes what it did not write: :data:`RUN_ENTRIES` names everything it (and
 ``hepflow evaluate``'s default output) may put in a run directory, and only those entries are
@@ -9,13 +9,18 @@ from __future__ import annotations
 import csv
 import json
 import os
+import platform
 import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from hepflow.errors import RunError
+from hepflow.runs.config import load_config
 
-__all__ = ["RUN_FILES", "RUN_ENTRIES", "run_state", "check_new_run", "clear_run", "list_runs", "format_runs",
-           "read_history", "finished_run"]
+__all__ = ["RUN_FILES", "RUN_ENTRIES", "run_state", "check_new_run", "clear_run", "read_history", "read_json",
+           "finished_run", "package_versions", "git_revision", "samples_record"]
 
 #: The files every finished run holds.
 RUN_FILES = ("config.yaml", "samples.yaml", "environment.json", "history.csv", "model.keras", "summary.json")
@@ -87,13 +92,9 @@ def clear_run(run_dir: str) -> list[str]:
         removed.append(name)
     return removed
 
-#: Columns of the table: (header, key in the run record).
-COLUMNS = (("run", "run_dir"), ("model", "model"), ("status", "status"), ("epochs", "epochs"),
-           ("val_loss", "best_val_loss"), ("val_auc", "val_auc"), ("val_acc", "val_accuracy"),
-           ("train s", "train_seconds"), ("strategy", "strategy"), ("started", "start"))
 
-
-def _read_json(path: str) -> dict[str, Any]:
+def read_json(path: str) -> dict[str, Any]:
+    """A JSON file of a run as a dict; ``{}`` when it is missing or unreadable."""
     try:
         with open(path) as f:
             return json.load(f)
@@ -119,84 +120,45 @@ def finished_run(run_dir: str) -> dict[str, Any]:
     Raises:
         DataError: ``config.yaml`` or ``model.keras`` is missing (the run is unfinished).
     """
-    from hepflow.training.config import load_config
-
     for name in ("config.yaml", "model.keras"):
         if not os.path.isfile(os.path.join(run_dir, name)):
             raise RunError(f"{run_dir} is not a finished run: {name} is missing. Received: run_dir={run_dir!r}")
     return {"dir": run_dir, "config": load_config(os.path.join(run_dir, "config.yaml")),
-            "summary": _read_json(os.path.join(run_dir, "summary.json"))}
+            "summary": read_json(os.path.join(run_dir, "summary.json"))}
 
 
-def _run_record(run_dir: str) -> dict[str, Any]:
-    summary = _read_json(os.path.join(run_dir, "summary.json"))
-    env = _read_json(os.path.join(run_dir, "environment.json"))
-    try:
-        epochs = read_history(os.path.join(run_dir, "history.csv"))
-    except (OSError, ValueError):  # an unreadable log still lists the run
-        epochs = []
-    status = run_state(run_dir)
-    if status not in ("finished", "interrupted"):
-        status = "started"
-    model = summary.get("model")
-    if model is None:
-        import yaml
-
+def package_versions() -> dict[str, str]:
+    """The versions of Python and of the packages a run depends on (``environment.json``)."""
+    out = {"python": platform.python_version()}
+    for pkg in ("hepflow", "tensorflow-cpu", "tensorflow", "keras", "numpy", "h5py"):
         try:
-            with open(os.path.join(run_dir, "config.yaml")) as f:
-                model = (yaml.safe_load(f) or {}).get("model", {}).get("name")
-        except (OSError, yaml.YAMLError):
-            model = None
-    val = [e["val_loss"] for e in epochs if "val_loss" in e]
-    best = epochs[val.index(min(val))] if val else {}
-    return {"run_dir": run_dir, "model": model, "status": status, "epochs": len(epochs),
-            "best_val_loss": min(val) if val else None, "val_auc": best.get("val_auc"),
-            "val_accuracy": best.get("val_accuracy"), "train_seconds": summary.get("train_seconds"),
-            "strategy": env.get("strategy"), "start": env.get("start")}
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
-def list_runs(root: str = "runs", *, sort_by: str = "run_dir") -> list[dict[str, Any]]:
-    """Every run directory (a folder with ``config.yaml`` and ``environment.json``) under ``root``.
-
-    Args:
-        root: Folder searched recursively.
-        sort_by: A record key (``run_dir``, ``best_val_loss``, ``val_auc``, ...); numbers sort
-            best first (lowest loss, highest AUC/accuracy), missing values last.
-
-    Returns:
-        One record per run: ``run_dir``, ``model``, ``status`` (finished, interrupted: a backup
-        to ``--resume`` from, started), ``epochs``, ``best_val_loss`` and the ``val_auc`` /
-        ``val_accuracy`` of that epoch, ``train_seconds``, ``strategy``, ``start``.
-    """
-    found = []
-    for here, dirs, files in os.walk(root):
-        if "config.yaml" in files and "environment.json" in files:
-            found.append(_run_record(here))
-            dirs[:] = []  # a run's own folders (tb/, backup/) hold no runs
-        dirs.sort()
-    descending = sort_by in ("val_auc", "val_accuracy")
-
-    def key(r):
-        v = r.get(sort_by)
-        if v is None:
-            return (1, 0, "")
-        if isinstance(v, (int, float)):
-            return (0, -v if descending else v, "")
-        return (0, 0, str(v))
-
-    return sorted(found, key=key)
+def git_revision() -> str | None:
+    """The git revision of hepflow's checkout (``+dirty`` with local changes), or ``None``."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        rev = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain"], capture_output=True, text=True,
+                               timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def format_runs(runs: list[dict[str, Any]]) -> str:
-    """A plain-text table of :func:`list_runs` records."""
-    def cell(v):
-        if v is None:
-            return "—"
-        if isinstance(v, float):
-            return f"{v:.4f}" if abs(v) < 100 else f"{v:.0f}"
-        return str(v)
-
-    rows = [[h for h, _ in COLUMNS]] + [[f"{r[k]:.0f}" if k == "train_seconds" and r.get(k) is not None
-                                         else cell(r.get(k)) for _, k in COLUMNS] for r in runs]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+def samples_record(splits: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """``samples.yaml``: every split's sample specs, each file with its size and mtime."""
+    out: dict[str, Any] = {}
+    for split, specs in splits.items():
+        out[split] = []
+        for spec in specs:
+            d = spec.to_dict()
+            d["files"] = [{"path": p, "size": os.path.getsize(p), "mtime": os.path.getmtime(p)} for p in spec.files]
+            out[split].append(d)
+    return out

@@ -6,8 +6,7 @@ import os
 import pytest
 
 from hepflow.errors import ConfigError, DataError
-from hepflow.training.config import (apply_overrides, build_model, build_optimizer, build_transform, load_config,
-                                     split_specs)
+from hepflow.runs import apply_overrides, build_model, build_optimizer, build_transform, load_config, split_specs
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "*", "*.yaml")))
 
@@ -108,7 +107,7 @@ def test_every_shipped_config_passes_the_strict_check():
 
 
 def test_learning_rate_schedules_from_the_config():
-    from hepflow.training.config import build_optimizer
+    from hepflow.runs import build_optimizer
 
     cfg = load_config(minimal(), ["optimizer.learning_rate={schedule: exponential_decay, initial_learning_rate: 0.01, "
                                   "decay_steps: 10, decay_rate: 0.5}"])

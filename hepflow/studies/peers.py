@@ -8,21 +8,27 @@ differ only in the implementation. Needs the ``[peers]`` extra (``make install-p
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from hepflow.data import RECORD_ID, make_dataset
-from hepflow.evaluation.runs import sort_by_record
+from hepflow.errors import ConfigError
+from hepflow.evaluation.runs import evaluate_runs
+from hepflow.runs import build_transform, finished_run, sort_by_record, split_specs
 
-__all__ = ["require_energyflow", "energyflow_pfn_scores"]
+__all__ = ["PEERS", "require_energyflow", "energyflow_pfn_scores", "evaluate_with_peers"]
+
+#: The peer packages hepflow compares with.
+PEERS = ("energyflow_pfn",)
 
 
 def require_energyflow():
     """Imports ``energyflow.archs``, or says which extra to install."""
     try:
-        import energyflow.archs
+        import energyflow.archs  # the optional [peers] extra: imported only when a peer is asked for
     except ImportError as e:
         raise ImportError("The energyflow peer comparison needs the [peers] extra: `make install-peers` "
                           "(energyflow and tf-keras, with energyflow's Wasserstein rebuilt against NumPy 2). "
@@ -43,13 +49,9 @@ def energyflow_pfn_scores(config: Mapping[str, Any], summary: Mapping[str, Any],
         ``(record_ids, scores, info)`` sorted by record id; ``info`` has ``params``,
         ``train_seconds``, ``epochs`` and ``train_jets_seen``.
     """
-    import tensorflow as tf
-
-    from hepflow.training.config import build_transform, split_specs
-
     archs = require_energyflow()
     if config["model"]["name"] != "particle_flow_network":
-        raise ValueError(f"The energyflow peer needs a particle_flow_network run. Received: {config['model']['name']}")
+        raise ConfigError(f"The energyflow peer needs a particle_flow_network run. Received: {config['model']['name']}")
     args = dict(config["model"].get("args") or {})
     seed, tcfg = int(config["seed"]), config["training"]
     tf.keras.utils.set_random_seed(seed)
@@ -77,3 +79,33 @@ def energyflow_pfn_scores(config: Mapping[str, Any], summary: Mapping[str, Any],
     info = {"params": int(pfn.model.count_params()), "train_seconds": round(train_seconds, 1), "epochs": epochs,
             "train_jets_seen": epochs * len(train) * batch_size}
     return ids_sorted, scores_sorted, info
+
+
+def evaluate_with_peers(run_dirs: Sequence[str], peers: Sequence[str], **kwargs) -> dict[str, dict[str, float]]:
+    """:func:`hepflow.evaluation.runs.evaluate_runs` with peer packages trained and scored alongside.
+
+    Args:
+        run_dirs: Run directories; ``energyflow_pfn`` copies the budget of the first
+            ``particle_flow_network`` run among them.
+        peers: Names from :data:`PEERS`.
+        **kwargs: The other arguments of ``evaluate_runs`` (not ``test_dir``: peers train and
+            score on the configs' own split).
+
+    Raises:
+        ConfigError: an unknown peer, no PFN run to copy, or a test directory.
+    """
+    if kwargs.get("test_dir") is not None:
+        raise ConfigError(f"Peers train and score on the configs' own split; drop --peer with a test directory. "
+                          f"Received: peers={list(peers)}, test_dir={kwargs['test_dir']!r}")
+    extra = {}
+    for peer in peers:
+        if peer not in PEERS:
+            raise ConfigError(f"Unknown peer {peer!r}; expected one of {list(PEERS)}. Received: {peer!r}")
+        runs = [finished_run(d) for d in run_dirs]
+        pfn_runs = [r for r in runs if r["config"]["model"]["name"] == "particle_flow_network"]
+        if not pfn_runs:
+            raise ConfigError("The energyflow_pfn peer copies the budget of a particle_flow_network run; "
+                              f"none among {list(run_dirs)}. Received: {list(run_dirs)}")
+        extra[peer] = energyflow_pfn_scores(pfn_runs[0]["config"], pfn_runs[0]["summary"],
+                                            progress=kwargs.get("progress", True))
+    return evaluate_runs(run_dirs, extra_scores=extra, **kwargs)

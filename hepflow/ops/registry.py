@@ -1,0 +1,12 @@
+"""The transforms a training config can name (``transform: [{jet_images: {npix: 37}}]``)."""
+from __future__ import annotations
+
+from hepflow.data.transforms import Normalize
+from hepflow.ops.calo import ShowerShapes
+from hepflow.ops.jets import ConstituentFeatures, HighLevelFeatures, JetImages
+
+__all__ = ["TRANSFORMS"]
+
+#: Config name → transform class (each with keyword arguments and a ``get_config()``).
+TRANSFORMS = {"jet_images": JetImages, "constituent_features": ConstituentFeatures,
+              "high_level_features": HighLevelFeatures, "shower_shapes": ShowerShapes, "normalize": Normalize}

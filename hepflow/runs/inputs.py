@@ -1,0 +1,35 @@
+"""The bridge between pipeline batches and a model's named inputs."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from hepflow.errors import ConfigError
+
+__all__ = ["model_inputs"]
+
+
+def model_inputs(model, dataset, *, target: str | None = None, target_scale: float = 1.0):
+    """Maps ``(features, label, ...)`` batches to the model's named inputs, with a clear error for missing ones.
+
+    Models without symbolic inputs (subclassed models with their own ``train_step``, such as
+    :class:`hepflow.models.CaloGAN`) get the batches as they are.
+
+    Args:
+        target: For regression: the feature that becomes the label (divided by
+            ``target_scale``, flattened to ``(batch,)``) in place of the sample label.
+    """
+    try:
+        names = [t.name for t in model.inputs]
+    except (AttributeError, ValueError):
+        return dataset
+    have = set(dataset.element_spec[0])
+    missing = [n for n in names + ([target] if target else []) if n not in have]
+    if missing:
+        raise ConfigError(f"Model '{model.name}' needs inputs {names}" + (f" and the target '{target}'" if target else "")
+                          + f"; the pipeline gives {sorted(have)} (missing {missing}). "
+                          "Check the config's `transform` and the samples' `keys`.")
+    if target:
+        return dataset.map(lambda x, y, *rest: ({n: x[n] for n in names},
+                                                tf.reshape(tf.cast(x[target], tf.float32), [-1]) / target_scale,
+                                                *rest))
+    return dataset.map(lambda x, *rest: ({n: x[n] for n in names}, *rest))
