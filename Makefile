@@ -55,7 +55,7 @@ results: install
 
 # docs/results.md, "Macaluso & Shih's CNN on a GPU": three seeds of the M-S CNN on colour images, scored with the
 # colour CNNs of `make results` (run it first) and their means on both 100k test samples (needs a GPU that
-# TensorFlow sees: ~2 minutes each on an H100, a day on 2 cores; tools/offload_images.py trains them on a GPU
+# TensorFlow sees: ~2 minutes each on an H100, a day on 2 cores; `hepflow offload` trains them on a GPU
 # machine that has Keras but no TensorFlow, see docs/training.md)
 MS_RUNS := macaluso_shih_cnn_colour macaluso_shih_cnn_colour_s6 macaluso_shih_cnn_colour_s7
 MS_ENSEMBLES := --ensemble ms_cnn_ensemble=macaluso_shih_cnn_colour,macaluso_shih_cnn_colour_s6,macaluso_shih_cnn_colour_s7 \

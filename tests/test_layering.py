@@ -70,3 +70,22 @@ def test_imports_follow_the_layering(path):
 def test_the_rule_catches_a_violation():
     tree = ast.parse("def f():\n    from hepflow.evaluation.report import tagger_report\nfrom hepflow import training\n")
     assert _imported(tree) == {"evaluation", "training"}
+
+
+_WHY = ("# optional extra", "-- optional extra", "# start-up", "# circular")
+
+
+@pytest.mark.parametrize("path", [p for p in _modules() if _package(p) != "cli"], ids=lambda p: os.path.relpath(p, ROOT))
+def test_imports_inside_functions_say_why(path):
+    """Imports sit at module top unless an optional extra, a measured start-up cost or a cycle needs them
+    inside a function, and the line says which (the CLI imports lazily throughout, for ``--help``)."""
+    with open(path) as f:
+        source = f.read()
+    lines = source.splitlines()
+    bare = []
+    for fn in ast.walk(ast.parse(source)):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and not any(w in lines[node.lineno - 1] for w in _WHY):
+                    bare.append(f"{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert not bare, f"{os.path.relpath(path, ROOT)}: move to the top or say why: {sorted(set(bare))}"

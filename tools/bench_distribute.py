@@ -45,8 +45,7 @@ COMPUTE_ONLY = r"""
 import json, sys, time
 import tensorflow as tf, keras
 from hepflow.data import make_dataset
-from hepflow.runs import load_config, split_specs
-from hepflow.runs import build_model, build_optimizer, build_transform
+from hepflow.runs import build_model, build_optimizer, build_transform, load_config, split_specs
 from hepflow.training.loop import fit
 from hepflow.runs import model_inputs
 cfg = load_config(sys.argv[1], sys.argv[3:])

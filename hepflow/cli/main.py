@@ -170,6 +170,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _offload(args: argparse.Namespace) -> int:
+    if args.offload_command == "fit":  # the machine that runs this may have Keras but no TensorFlow
+        from hepflow.training.offload_fit import fit
+
+        fit(args.pack_dir, args.fit_dir, epochs=args.epochs, max_minutes=args.max_minutes)
+        return 0
+    from hepflow.training.offload import pack, unpack
+
+    if args.offload_command == "pack":
+        pack(args.config, args.pack_dir, overrides=args.set)
+    else:
+        unpack(args.pack_dir, args.fit_dir, args.run_dir)
+    return 0
+
+
 def _scan(args: argparse.Namespace) -> int:
     from hepflow.training.scan import run_scan
 
@@ -456,6 +471,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="override a config entry, e.g. --set training.epochs=2 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in the run directory")
     p.set_defaults(func=_train)
+    p = sub.add_parser("offload", help="train an image tagger on a machine with Keras but no TensorFlow: "
+                                       "pack here, fit there, unpack here into a run directory")
+    off = p.add_subparsers(dest="offload_command", required=True)
+    p = off.add_parser("pack", help="a config's train/validation images, untrained model and optimizer")
+    p.add_argument("config", help="training config of an image model")
+    p.add_argument("pack_dir", help="pack folder (several configs may share it)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    p.set_defaults(func=_offload)
+    p = off.add_parser("fit", help="train a pack with Keras alone (KERAS_BACKEND picks jax, torch or tensorflow)")
+    p.add_argument("pack_dir", help="PACK_DIR/<run name> written by pack")
+    p.add_argument("fit_dir", help="where model.keras, history.csv and fit_record.json go")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the config's epochs")
+    p.add_argument("--max-minutes", type=_positive_float, default=None,
+                   help="stop after the epoch that ends past this wall time")
+    p.set_defaults(func=_offload)
+    p = off.add_parser("unpack", help="a run directory from a pack and a fit (the model checked to reload here)")
+    p.add_argument("pack_dir", help="PACK_DIR/<run name>")
+    p.add_argument("fit_dir", help="the fit folder")
+    p.add_argument("run_dir", help="the run directory to write")
+    p.set_defaults(func=_offload)
     p = sub.add_parser("scan", help="grid/random search over config keys, N runs in parallel, resumable")
     p.add_argument("scan_file", help="scan YAML (see hepflow.training.scan)")
     p.set_defaults(func=_scan)

@@ -35,7 +35,8 @@ import psutil
 from hepflow.errors import DataError
 from hepflow.data.readers import SampleLayout
 
-__all__ = ["CACHE_FORMAT", "DiskFullError", "CacheCorruptError", "block_checksum", "default_cache_dir", "free_disk_bytes", "row_bytes", "transform_config",
+__all__ = ["CACHE_FORMAT", "DiskFullError", "CacheCorruptError", "block_checksum", "default_cache_dir",
+           "free_disk_bytes", "row_bytes", "transform_config",
            "fingerprint", "RowCache", "list_caches", "remove_caches"]
 
 log = logging.getLogger(__name__)

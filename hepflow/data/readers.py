@@ -236,7 +236,7 @@ def _linked_files(f: h5py.File, keys, path: str, sample: str) -> tuple[tuple[str
                 st = os.stat(source)
             except OSError:
                 raise DataError(f"Sample '{sample}': key '{key}' in {path} links to {source}, which cannot be "
-                                f"opened; expected the linked file beside it. Received: a missing linked file") from None
+                                "opened; expected the linked file beside it. Received: a missing linked file") from None
             out[os.path.abspath(source)] = (os.path.abspath(source), st.st_size, st.st_mtime_ns)
     return tuple(sorted(out.values()))
 

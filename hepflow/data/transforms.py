@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from hepflow.data.cache import transform_config
+
 __all__ = ["Normalize", "Compose"]
 
 
@@ -62,6 +64,4 @@ class Compose:
         return dict(features)
 
     def get_config(self) -> dict[str, Any]:
-        from hepflow.data.cache import transform_config
-
         return {"transforms": [transform_config(t) for t in self.transforms]}

@@ -18,8 +18,12 @@ import dataclasses
 import glob
 import os
 
+import h5py
 import numpy as np
 import tensorflow_datasets as tfds
+
+from hepflow.data.formats import read_calogan
+from hepflow.physics.calo_generate import generate_calo_showers
 
 __all__ = ["Builder", "CaloShowersConfig"]
 
@@ -88,7 +92,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             paths = [os.path.join(dl_manager.manual_dir, f"{p}.hdf5") for p in PARTICLES]
             return {split: self._generate_examples(paths, lo=lo, hi=hi)
                     for split, lo, hi in (("train", 0.0, 0.8), ("validation", 0.8, 0.9), ("test", 0.9, 1.0))}
-        from hepflow.physics.calo_generate import generate_calo_showers
 
         out = {}
         for k, (split, n) in enumerate((("train", cfg.n_train), ("validation", cfg.n_validation),
@@ -107,18 +110,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return self._examples_generated(paths, particle)
 
     def _examples_generated(self, paths: list[str], particle: str):
-        from hepflow.data.formats import read_calogan
-
         for path in paths:
             a = read_calogan(path)
             for i in range(len(a["energy"])):
                 yield f"{os.path.basename(path)}:{i}", self._example(a, i, particle)
 
     def _examples_reference(self, paths: list[str], lo: float, hi: float):
-        import h5py
-
-        from hepflow.data.formats import read_calogan
-
         for particle, path in zip(PARTICLES, paths):
             if not os.path.exists(path):
                 raise FileNotFoundError(f"{path} is missing. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}")

@@ -14,8 +14,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import glob
+import h5py
 import numpy as np
 import tensorflow_datasets as tfds
+
+from hepflow.data.formats import read_reference
+from hepflow.physics.pythia_jets import JetSettings, generate_top_tagging
 
 __all__ = ["Builder", "TopTaggingConfig"]
 
@@ -95,7 +100,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         if cfg.source == "reference":
             return {split: self._generate_examples(os.path.join(dl_manager.manual_dir, f"{n}.h5"), "reference")
                     for split, n in names.items()}
-        from hepflow.physics.pythia_jets import JetSettings, generate_top_tagging
 
         settings = JetSettings(detector=cfg.detector, mpi=cfg.mpi)
         out = {}
@@ -112,10 +116,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return self._examples_reference(path) if kind == "reference" else self._examples_generated(path)
 
     def _examples_generated(self, folder: str):
-        import glob
-
-        import h5py
-
         for path in sorted(glob.glob(os.path.join(folder, "*.h5"))):
             with h5py.File(path, "r") as f:
                 cols = {k: f[k][...] for k in ("constituents", "charge", "type", "pt", "eta", "phi", "mass",
@@ -126,8 +126,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 yield f"{os.path.basename(path)}:{i}", ex
 
     def _examples_reference(self, path: str):
-        from hepflow.data.formats import read_reference
-
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} is missing. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
         a = read_reference(path)

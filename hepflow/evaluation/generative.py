@@ -15,7 +15,18 @@ import json
 import os
 from collections.abc import Mapping
 
+import keras
 import numpy as np
+import tensorflow as tf
+from scipy.linalg import sqrtm
+from scipy.stats import wasserstein_distance
+
+from hepflow.data import make_dataset
+from hepflow.evaluation.metrics import auc
+from hepflow.evaluation.report import _log_tensorboard
+from hepflow.io import write_atomic
+from hepflow.ops.calo import SHAPE_NAMES, shower_shapes
+from hepflow.runs import load_config, split_specs
 
 __all__ = ["shape_features", "wasserstein_table", "frechet_distance", "classifier_auc", "compare_showers",
            "evaluate_generative"]
@@ -25,10 +36,6 @@ LAYER_KEYS = ("layer_0", "layer_1", "layer_2")
 
 def shape_features(showers: Mapping[str, np.ndarray], *, batch_size: int = 4096) -> dict[str, np.ndarray]:
     """The shower-shape features (``hepflow.ops.calo.SHAPE_NAMES``) of showers in GeV, as numpy arrays."""
-    import tensorflow as tf
-
-    from hepflow.ops.calo import SHAPE_NAMES, shower_shapes
-
     n = len(showers[LAYER_KEYS[0]])
     parts: dict[str, list[np.ndarray]] = {k: [] for k in SHAPE_NAMES}
     for a in range(0, n, batch_size):
@@ -40,8 +47,6 @@ def shape_features(showers: Mapping[str, np.ndarray], *, batch_size: int = 4096)
 
 def wasserstein_table(real: Mapping[str, np.ndarray], fake: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Wasserstein-1 distance per feature, divided by the simulated feature's standard deviation."""
-    from scipy.stats import wasserstein_distance
-
     return {k: float(wasserstein_distance(real[k], fake[k]) / (np.std(real[k]) + 1e-12)) for k in real}
 
 
@@ -51,8 +56,6 @@ def _matrix(features: Mapping[str, np.ndarray], names) -> np.ndarray:
 
 def frechet_distance(real: Mapping[str, np.ndarray], fake: Mapping[str, np.ndarray]) -> float:
     """Fréchet distance of the feature distributions, features standardized by the simulated ones."""
-    from scipy.linalg import sqrtm
-
     names = list(real)
     a, b = _matrix(real, names), _matrix(fake, names)
     mu, sd = a.mean(0), a.std(0) + 1e-12
@@ -69,10 +72,6 @@ def classifier_auc(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, epochs:
     Inputs are standardized by the training rows; the DNN (3 × 64 ReLU, Adam) trains with early
     stopping on a validation slice; the AUC is measured on rows it never saw.
     """
-    import keras
-
-    from hepflow.evaluation.metrics import auc
-
     rng = np.random.default_rng(seed)
     x = np.concatenate([real, fake]).astype(np.float32)
     y = np.concatenate([np.zeros(len(real)), np.ones(len(fake))]).astype(np.float32)
@@ -93,10 +92,10 @@ def classifier_auc(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, epochs:
 
 
 def _plot_shapes(real, fake, energy, out_png: str, ranges) -> None:
-    import matplotlib
+    import matplotlib  # start-up: pyplot costs ~0.35 s; imported when a plot is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # start-up: pyplot costs ~0.35 s; imported when a plot is drawn
 
     names = list(real)
     cols = 6
@@ -126,10 +125,10 @@ def _plot_shapes(real, fake, energy, out_png: str, ranges) -> None:
 
 
 def _plot_average_showers(real, fake, out_png: str) -> None:
-    import matplotlib
+    import matplotlib  # start-up: pyplot costs ~0.35 s; imported when a plot is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # start-up: pyplot costs ~0.35 s; imported when a plot is drawn
 
     fig, axes = plt.subplots(2, 3, figsize=(12, 5))
     for j, k in enumerate(LAYER_KEYS):
@@ -185,12 +184,9 @@ def compare_showers(real: Mapping[str, np.ndarray], fake: Mapping[str, np.ndarra
                                                   seed=seed),
         "classifier_auc_cells": classifier_auc(cells(real), cells(fake), seed=seed),
     }
-    from hepflow.io import write_atomic
 
     write_atomic(os.path.join(out_dir, "generative.json"), json.dumps(table, indent=1))
     if log_dir:
-        from hepflow.evaluation.report import _log_tensorboard
-
         _log_tensorboard(log_dir, {"generated": {k: v for k, v in table.items() if isinstance(v, float)}}, pngs)
     return table
 
@@ -207,10 +203,6 @@ def evaluate_generative(run_dir: str, *, out_dir: str | None = None, max_showers
         The table of :func:`compare_showers` for a run of one sample; for several samples
         ``{"samples": {name: table}}``, each written to ``OUT_DIR/<name>``.
     """
-    import keras
-
-    from hepflow.runs import load_config, split_specs
-
     cfg = load_config(os.path.join(run_dir, "config.yaml"))
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     out_dir = out_dir or os.path.join(run_dir, "evaluation")
@@ -225,10 +217,6 @@ def evaluate_generative(run_dir: str, *, out_dir: str | None = None, max_showers
 
 def _real_and_generated(model, spec, *, max_showers: int, seed: int, run_seed: int):
     """Up to ``max_showers`` showers of one sample and the model's showers at the same conditions."""
-    import tensorflow as tf
-
-    from hepflow.data import make_dataset
-
     ds = make_dataset([spec], batch_size=1024, epoch="all", shuffle=0, drop_remainder=False, seed=run_seed)
     particle = int(spec.label) if getattr(model, "particles", 1) > 1 else None
     real: dict[str, list] = {k: [] for k in (*LAYER_KEYS, "energy")}
@@ -249,8 +237,6 @@ def _real_and_generated(model, spec, *, max_showers: int, seed: int, run_seed: i
 
 
 def _png_to_tensorboard(writer, tag: str, png: str, step: int) -> None:
-    import tensorflow as tf
-
     with open(png, "rb") as f:
         img = tf.image.decode_png(f.read(), channels=4)
     with writer.as_default():
@@ -262,9 +248,6 @@ def generator_monitor(real: Mapping[str, np.ndarray], log_dir: str, *, every: in
     generator vs ``real`` (showers in GeV with ``energy``, and ``particle`` ids for a generator of
     several particle types) as TensorBoard images.
     """
-    import keras
-    import tensorflow as tf
-
     class GeneratorMonitor(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()

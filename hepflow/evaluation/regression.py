@@ -12,9 +12,15 @@ import json
 import os
 from collections.abc import Mapping
 
+import keras
 import numpy as np
+from scipy.optimize import curve_fit
 
 from hepflow.errors import DataError, RunError
+from hepflow.evaluation.runs import shower_shape_arrays
+from hepflow.io import write_atomic
+from hepflow.ops.calo import SHAPE_NAMES
+from hepflow.runs import build_transform, load_config, score_specs, split_specs
 
 __all__ = ["resolution_curve", "fit_resolution", "evaluate_regression"]
 
@@ -45,8 +51,6 @@ def _model(e, a, b, c):
 
 def fit_resolution(curve: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Fits σ/E = a/√E ⊕ b/E ⊕ c (E in GeV) to a resolution curve; returns ``a``, ``b``, ``c``."""
-    from scipy.optimize import curve_fit
-
     if len(curve["center"]) < 3:
         raise DataError(f"A resolution fit (3 terms) needs at least 3 energy bins; {len(curve['center'])} have "
                         "enough showers. Use fewer bins or more test showers.")
@@ -66,17 +70,10 @@ def evaluate_regression(run_dir: str, *, out_dir: str | None = None, bins: int =
     Returns:
         ``{"<run name>": {"a", "b", "c", "mean_abs_response_bias"}, "calibrated_sum": {...}}``.
     """
-    import keras
-    import matplotlib
+    import matplotlib  # start-up: pyplot costs ~0.35 s; imported when a plot is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hepflow.evaluation.runs import shower_shape_arrays
-
-    from hepflow.runs import score_specs
-    from hepflow.ops.calo import SHAPE_NAMES
-    from hepflow.runs import build_transform, load_config, split_specs
+    import matplotlib.pyplot as plt  # start-up: pyplot costs ~0.35 s; imported when a plot is drawn
 
     cfg = load_config(os.path.join(run_dir, "config.yaml"))
     tcfg = cfg["training"]
@@ -120,7 +117,6 @@ def evaluate_regression(run_dir: str, *, out_dir: str | None = None, bins: int =
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "resolution.png"), dpi=100)
     plt.close(fig)
-    from hepflow.io import write_atomic
 
     write_atomic(os.path.join(out_dir, "regression.json"), json.dumps(
         {"test_showers": int(len(true)), "fits": table,

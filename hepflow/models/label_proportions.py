@@ -101,7 +101,7 @@ def label_proportions(*, classifier: str = "high_level_dnn", classifier_args: Ma
         classifier: Name of a hepflow model factory, e.g. ``high_level_dnn`` or ``jet_cnn``.
         classifier_args: Its keyword arguments.
     """
-    from hepflow import models
+    from hepflow import models  # circular: hepflow.models imports this module
 
     factory = getattr(models, classifier, None)
     if factory is None or classifier in ("label_proportions",):

@@ -28,7 +28,7 @@ __all__ = ["VariationalAutoencoder", "require_tfp", "vae"]
 def require_tfp():
     """Imports ``tensorflow_probability`` or raises an ImportError naming the extra."""
     try:
-        import tensorflow_probability as tfp
+        import tensorflow_probability as tfp  # optional extra [anomaly]
     except ImportError as e:
         raise ImportError("The variational autoencoder needs TensorFlow Probability: pip install -e '.[anomaly]' "
                           f"(tensorflow-probability, tf-keras). Missing: {e.name}") from None

@@ -8,8 +8,11 @@ job after an interruption therefore finishes it without duplicating or losing re
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
+import psutil
 from collections.abc import Callable, Mapping, Sequence
+from tqdm import tqdm
 from typing import Any
 
 from hepflow.errors import ConfigError
@@ -57,8 +60,6 @@ def chunk_complete(path: str, counts: Mapping[str, int], want: Mapping[str, Any]
 
 def remove_stale_tmp(out_dir: str) -> None:
     """Deletes half-written files (``*.tmp-<pid>``) of generator processes that died."""
-    import psutil
-
     for name in os.listdir(out_dir):
         if ".tmp-" not in name:
             continue
@@ -77,8 +78,6 @@ def run_chunks(run: Callable[[tuple], dict], jobs: Sequence[tuple], *, workers: 
     ``size(result)`` is the number of records a finished job adds to the bar; ``done`` records
     were already there.
     """
-    from tqdm import tqdm
-
     results = []
     with tqdm(total=total, unit=unit, disable=not progress, desc="generating") as bar:
         bar.update(done)
@@ -87,8 +86,6 @@ def run_chunks(run: Callable[[tuple], dict], jobs: Sequence[tuple], *, workers: 
                 results.append(run(job))
                 bar.update(size(results[-1]))
         else:
-            import multiprocessing as mp
-
             with mp.get_context("spawn").Pool(workers) as pool:
                 for r in pool.imap_unordered(run, jobs):
                     results.append(r)

@@ -32,7 +32,7 @@ def nsubjettiness(px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray,
 
     With fewer constituents than N, τ_N is 0 (every constituent is its own axis).
     """
-    import fastjet
+    import fastjet  # optional extra [pythia]
 
     pt = np.hypot(px, py)
     keep = pt > 0

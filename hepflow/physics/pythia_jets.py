@@ -34,6 +34,7 @@ from hepflow.errors import ConfigError
 from hepflow.io import atomic_path, write_atomic, write_json_atomic
 from hepflow.physics.chunks import (chunk_complete, remove_stale_tmp, run_chunks, sidecar_path,
                                     write_sidecar)
+from hepflow.data.formats import write_reference
 from hepflow.physics.detector import DETECTORS, detector_settings, particle_types, simple_detector
 from hepflow.physics.nsubjettiness import delta_r, nsubjettiness
 
@@ -47,8 +48,8 @@ PROCESSES = {"qcd": 0, "top": 1, "gluino": 2}  # process name → label stored i
 def require_pythia():
     """Imports ``pythia8mc`` and ``fastjet`` or raises an ImportError naming the extra."""
     try:
-        import fastjet  # noqa: F401
-        import pythia8mc
+        import fastjet  # noqa: F401 -- optional extra [pythia]
+        import pythia8mc  # optional extra [pythia]
     except ImportError as e:
         raise ImportError(
             "Generating jets needs Pythia 8 and FastJet: pip install -e '.[pythia]' "
@@ -211,7 +212,7 @@ def generate_chunk(process: str, n_jets: int, seed: int, settings: JetSettings =
         the reference format's name; zero for QCD),
         ``label`` (n,) int8; info with the events tried and the cross section.
     """
-    import fastjet
+    import fastjet  # optional extra [pythia]
 
     p = _pythia(process, settings)
     p.rndm.init(seed)  # the chunk's events depend only on its seed, whichever worker runs it
@@ -342,8 +343,6 @@ def _run_chunk(job: tuple) -> dict[str, Any]:
               "format": file_format, "settings": dataclasses.asdict(settings), "events": info["events"], "sigma_gen_mb": info["sigma_gen_mb"],
               "sigma_err_mb": info["sigma_err_mb"]}
     if file_format == "reference":
-        from hepflow.data.formats import write_reference
-
         write_reference(path, {"constituents": arrays["constituents"], "truth_top": arrays["truth_top"],
                                "label": arrays["label"]})
     else:

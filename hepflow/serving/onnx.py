@@ -26,8 +26,8 @@ DEFAULT_OPSET = 17
 def require_onnx():
     """Imports ``tf2onnx`` and ``onnxruntime``, or says which extra to install."""
     try:
-        import onnxruntime
-        import tf2onnx
+        import onnxruntime  # optional extra [onnx]
+        import tf2onnx  # optional extra [onnx]
     except ImportError as e:
         raise ImportError("ONNX export needs the [onnx] extra: pip install -e '.[onnx]' (tf2onnx and onnxruntime). "
                           f"Received: {e}") from None

@@ -28,7 +28,7 @@ PEERS = ("energyflow_pfn",)
 def require_energyflow():
     """Imports ``energyflow.archs``, or says which extra to install."""
     try:
-        import energyflow.archs  # the optional [peers] extra: imported only when a peer is asked for
+        import energyflow.archs  # optional extra [peers], only when a peer is asked for
     except ImportError as e:
         raise ImportError("The energyflow peer comparison needs the [peers] extra: `make install-peers` "
                           "(energyflow and tf-keras, with energyflow's Wasserstein rebuilt against NumPy 2). "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 
+import socket
 import tensorflow as tf
 
 from hepflow.errors import ConfigError
@@ -100,8 +101,6 @@ def strategy_name(strategy: tf.distribute.Strategy) -> str:
 
 def free_ports(n: int) -> list[int]:
     """``n`` TCP ports free on localhost right now (for workers, a dispatcher, ...)."""
-    import socket
-
     socks = [socket.socket() for _ in range(n)]
     try:
         for s in socks:

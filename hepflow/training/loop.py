@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from hepflow.data import DataError
+from hepflow.io import write_atomic
 
 __all__ = ["fit", "latest_backup", "Backup"]
 
@@ -63,7 +64,6 @@ class Backup:
         path = self.manager.save()
         if not self.write:
             return
-        from hepflow.io import write_atomic
 
         write_atomic(os.path.join(self.directory, _BACKUP_STATE),
                      json.dumps({"checkpoint": os.path.basename(path), "epoch": epoch, "step": step,

@@ -36,11 +36,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 import yaml
+from tensorboard.plugins.hparams import api as hp
 
 from hepflow.errors import ConfigError
-from hepflow.runs import list_runs
 from hepflow.io import write_atomic
+from hepflow.runs import list_runs
 
 __all__ = ["load_scan", "scan_trials", "run_scan"]
 
@@ -124,9 +126,6 @@ def _command(scan, run_dir: str, trial: Mapping[str, Any], resume: bool) -> list
 
 def _write_hparams_config(out: str, keys: list[str], metric: str) -> None:
     """The HParams dashboard's config for the whole scan, at the top of its log dir."""
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hp
-
     metrics = [hp.Metric(f"epoch_{m}", group="validation", display_name=m)
                for m in dict.fromkeys([metric.removeprefix("val_"), "loss", "auc", "accuracy"])]
     with tf.summary.create_file_writer(out).as_default():

@@ -16,8 +16,7 @@ from hepflow.cli.main import main
 from hepflow.serving import export_run
 from hepflow.serving.onnx import export_onnx, require_onnx
 from hepflow.training import train
-from hepflow.runs import load_config, split_specs
-from hepflow.runs import build_transform
+from hepflow.runs import build_transform, load_config, split_specs
 
 pytest.importorskip("tf2onnx")
 pytest.importorskip("onnxruntime")

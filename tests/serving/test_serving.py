@@ -17,8 +17,7 @@ from hepflow.errors import ConfigError, DataError
 from hepflow.serving import export, export_ensemble, export_run, predict_file
 from hepflow.serving.predict import load_metadata
 from hepflow.training import train
-from hepflow.runs import load_config, split_specs
-from hepflow.runs import build_transform
+from hepflow.runs import build_transform, load_config, split_specs
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "top_tagging")
 QUICK = ["training.epochs=1", "training.steps_per_epoch=3", "training.batch_size=16", "training.cache=null"]

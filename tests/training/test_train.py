@@ -15,9 +15,7 @@ from hepflow.evaluation.reporters import standard_reporters
 from hepflow.evaluation.runs import evaluate_runs
 from hepflow.runs import score_specs
 from hepflow.training import train
-from hepflow.runs import load_config, split_specs
-from hepflow.runs import build_transform
-from hepflow.runs import RUN_FILES
+from hepflow.runs import build_transform, load_config, RUN_FILES, split_specs
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "top_tagging", "*.yaml")))
 QUICK = ["training.epochs=1", "training.steps_per_epoch=2", "training.batch_size=8", "training.cache=null"]

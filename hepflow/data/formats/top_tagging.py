@@ -29,8 +29,8 @@ def reference_columns(n_constituents: int = N_CONSTITUENTS) -> list[str]:
 
 def _pandas():
     try:
-        import pandas as pd
-        import tables  # noqa: F401  (pandas' HDF5 backend)
+        import pandas as pd  # optional extra [formats]
+        import tables  # noqa: F401 -- optional extra [formats]: pandas' HDF5 backend
     except ImportError as e:
         raise ImportError(
             "Reading the top-tagging reference files needs pandas and PyTables: "

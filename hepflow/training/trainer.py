@@ -26,8 +26,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -37,6 +37,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 import yaml
+from tensorboard.plugins.hparams import api as hp
 
 from hepflow.data import make_dataset
 from hepflow.errors import ConfigError, RunError
@@ -105,8 +106,6 @@ def _datasets(cfg: Mapping[str, Any], splits, transform, model, workers: int):
 
 def _log_hparams(log_dir: str, cfg: Mapping[str, Any]) -> None:
     """The run's hyperparameters for TensorBoard's HParams dashboard."""
-    from tensorboard.plugins.hparams import api as hp
-
     flat = {"model": cfg["model"]["name"], "seed": int(cfg["seed"])}
     for section in ("training", "optimizer"):
         for k, v in cfg[section].items():
