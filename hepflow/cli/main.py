@@ -328,12 +328,20 @@ def _named_values(items: Sequence[str], flag: str, example: str) -> dict[str, st
 
 
 def summary_json(table: dict, efficiency: float = 0.3) -> dict:
-    """The report's headline: tagger → ``{"auc", "rejection_at_<efficiency>"}`` (rounded; ``null`` when infinite)."""
+    """The report's headline: tagger → ``{"auc", "rejection_at_<efficiency>"}``, rounded.
+
+    Where no background passed, the rejection is the bound the test sample sets (its number of
+    background jets) and ``rejection_at_<efficiency>_lower_bound`` is ``true``.
+    """
     from hepflow.evaluation.report import json_safe
 
     keys = ("auc", f"rejection_at_{efficiency}")
-    return json_safe({name: {k: round(float(row[k]), 4) for k in keys if k in row}
-                      for name, row in table.items()})
+    out = {}
+    for name, row in table.items():
+        out[name] = {k: round(float(row[k]), 4) for k in keys if k in row}
+        if row.get(f"rejection_at_{efficiency}_lower_bound"):
+            out[name][f"rejection_at_{efficiency}_lower_bound"] = True
+    return json_safe(out)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -43,11 +43,12 @@ def tagger_report(labels, scores: Mapping[str, np.ndarray], *, out_dir: str,
     os.makedirs(out_dir, exist_ok=True)
     table: dict[str, dict[str, float]] = {}
     fig, ax = plt.subplots(figsize=(6, 4.5))
+    n_background = int((~labels).sum())
     for name, s in scores.items():
         row = {"auc": auc(labels, s)}
         for eff in efficiencies:
             r, err = rejection_at(labels, s, eff)
-            row[f"rejection_at_{eff}"], row[f"rejection_at_{eff}_err"] = r, err
+            row.update(_rejection_cells(eff, r, err, n_background))
         table[name] = row
         eff_s, eff_b, _ = roc_curve(labels, s)
         ok = (eff_b > 0) & (eff_s >= 0.05)
@@ -103,6 +104,18 @@ def json_safe(obj):
     return obj
 
 
+def _rejection_cells(eff: float, rejection: float, err: float, n_background: int) -> dict[str, float]:
+    """A row's rejection entries; with no background passing, the bound that the test sample sets.
+
+    ``rejection_at_<ε>`` is then ``n_background`` (fewer than 1 in ``n_background`` passed),
+    flagged by ``rejection_at_<ε>_lower_bound``, never ``inf`` (nor ``null`` in JSON).
+    """
+    if np.isfinite(rejection):
+        return {f"rejection_at_{eff}": float(rejection), f"rejection_at_{eff}_err": float(err)}
+    return {f"rejection_at_{eff}": float(n_background), f"rejection_at_{eff}_lower_bound": True,
+            f"background_passed_at_{eff}": 0, "n_background": n_background}
+
+
 def _cut_based_row(points: Mapping[float, tuple[float, float]], n_background: int,
                    efficiencies: tuple[float, ...]) -> dict[str, float]:
     es, eb = (np.array(v) for v in zip(*sorted(points.values(), key=lambda p: (p[1], p[0]))))
@@ -112,8 +125,8 @@ def _cut_based_row(points: Mapping[float, tuple[float, float]], n_background: in
         if eff not in points:
             continue
         s, b = points[eff]
-        row[f"rejection_at_{eff}"] = 1 / b if b > 0 else float("inf")
-        row[f"rejection_at_{eff}_err"] = float(np.sqrt(b * (1 - b) / n_background) / b**2) if b > 0 else float("nan")
+        err = float(np.sqrt(b * (1 - b) / n_background) / b**2) if b > 0 else float("nan")
+        row.update(_rejection_cells(eff, 1 / b if b > 0 else float("inf"), err, n_background))
         row[f"measured_eff_at_{eff}"] = s
     return row
 
@@ -123,7 +136,7 @@ def _log_tensorboard(log_dir: str, table: Mapping[str, Mapping[str, float]], png
     with writer.as_default():
         for name, row in table.items():
             for key, value in row.items():
-                if np.isfinite(value):
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
                     tf.summary.scalar(f"{name}/{key}", value, step=0)
         for png in pngs:
             with open(png, "rb") as f:
@@ -144,8 +157,13 @@ def format_report(table: Mapping[str, Mapping[str, float]], efficiencies=(0.3, 0
     for name, row in table.items():
         cells = [name, f"{row['auc']:.4f}" if "auc" in row else "—"]
         for e in efficiencies:
-            r, err = row.get(f"rejection_at_{e}", float("nan")), row.get(f"rejection_at_{e}_err")
-            cells.append(f"{r:.1f} ± {err:.1f}" if err is not None and np.isfinite(err) else f"{r:.1f}")
+            r, err = row.get(f"rejection_at_{e}"), row.get(f"rejection_at_{e}_err")
+            if r is None:
+                cells.append("—")
+            elif row.get(f"rejection_at_{e}_lower_bound"):
+                cells.append(f"> {r:,.0f} (0 of {int(row['n_background']):,} passed)")
+            else:
+                cells.append(f"{r:.1f} ± {err:.1f}" if err is not None and np.isfinite(err) else f"{r:.1f}")
         if extra:
             cells += [f"{row['params']:,}" if "params" in row else "—",
                       f"{row['train_seconds']:.0f}" if "train_seconds" in row else "—",

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -97,4 +99,23 @@ def test_cut_based_auc_is_the_area_under_its_working_points(tmp_path):
     assert table["cut_based"]["auc"] == pytest.approx(np.trapezoid([0, *es, 1], [0, *eb, 1]))
     assert 0.9 < table["cut_based"]["auc"] < 1  # the toy's mass and τ32 separate well
     eb_03 = points[0.3][1]
-    assert table["cut_based"]["rejection_at_0.3"] == (pytest.approx(1 / eb_03) if eb_03 else float("inf"))
+    n_bkg = int((~y.astype(bool)).sum())
+    assert table["cut_based"]["rejection_at_0.3"] == (pytest.approx(1 / eb_03) if eb_03 else n_bkg)
+
+
+def test_a_rejection_no_background_reaches_is_a_bound_never_inf(tmp_path):
+    """Perfect separation: 0 of the background passes, so 1/εB is printed as a bound set by the sample."""
+    labels = np.r_[np.zeros(400), np.ones(100)].astype(int)
+    scores = np.r_[np.linspace(0, 0.4, 400), np.linspace(0.6, 1, 100)]
+    table = tagger_report(labels, {"perfect": scores, "mixed": scores[::-1]}, out_dir=str(tmp_path))
+    row = table["perfect"]
+    assert row["rejection_at_0.3"] == 400 and row["rejection_at_0.3_lower_bound"] is True
+    assert row["background_passed_at_0.3"] == 0 and "rejection_at_0.3_err" not in row
+    assert "rejection_at_0.3_lower_bound" not in table["mixed"] and np.isfinite(table["mixed"]["rejection_at_0.3"])
+    text = format_report(table)
+    assert "> 400 (0 of 400 passed)" in text and "inf" not in text and "nan" not in text
+    from hepflow.cli.main import summary_json
+
+    summary = summary_json(table)
+    assert summary["perfect"] == {"auc": 1.0, "rejection_at_0.3": 400.0, "rejection_at_0.3_lower_bound": True}
+    assert "null" not in json.dumps(summary) and "Infinity" not in json.dumps(summary)
