@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
-EXTRAS ?= test,pythia,formats,tfds,anomaly,onnx
+EXTRAS ?= test,pythia,formats,tfds,onnx
 
 .PHONY: install install-peers demo test test-slow bench results results-gpu results-jets results-towers results-calo results-calogan results-anomaly clean
 
@@ -16,11 +16,15 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
-# The [peers] extra (energyflow, for `hepflow evaluate --peer energyflow_pfn`). energyflow imports
-# Wasserstein, whose PyPI wheels are built against NumPy 1 and fail to import beside NumPy 2, so it is
-# rebuilt from source against the venv's NumPy (about 20 s).
+# The [peers] extra (energyflow, for `hepflow evaluate --peer energyflow_pfn`). energyflow builds its PFN
+# with tf-keras, installed without its dependencies: its metadata asks for the `tensorflow` distribution,
+# which would install a second TensorFlow (the GPU build) over tensorflow-cpu; tf-keras only imports
+# `tensorflow`, which tensorflow-cpu provides (so `pip check` names that one requirement in this venv).
+# energyflow imports Wasserstein, whose PyPI wheels are built against NumPy 1 and fail to import beside
+# NumPy 2, so it is rebuilt from source against the venv's NumPy (about 20 s).
 install-peers: install
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS),peers]"
+	$(PY) -m pip install --quiet --no-deps "tf-keras==2.21.0"
 	$(PY) -m pip install --quiet setuptools wheel
 	$(PY) -m pip install --quiet --no-cache-dir --no-build-isolation --no-binary wasserstein --no-deps --force-reinstall "wasserstein==1.0.1"
 	$(PY) -c "import energyflow.archs"

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from hepflow.data.formats import read_calogan
+from hepflow.data.formats.calogan import CALOGAN_LAYERS
 from hepflow.physics.calo_generate import generate_calo_showers
 
 __all__ = ["Builder", "CaloShowersConfig"]
@@ -76,9 +77,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         f = tfds.features
         feats = f.FeaturesDict({
-            "layer_0": f.Tensor(shape=(3, 96), dtype=np.float32),
-            "layer_1": f.Tensor(shape=(12, 12), dtype=np.float32),
-            "layer_2": f.Tensor(shape=(12, 6), dtype=np.float32),
+            **{name: f.Tensor(shape=shape, dtype=np.float32) for name, shape in CALOGAN_LAYERS.items()},
             "energy": f.Scalar(dtype=np.float32),
             "overflow": f.Tensor(shape=(3,), dtype=np.float32),
             "particle": f.ClassLabel(names=list(PARTICLES)),

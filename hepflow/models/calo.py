@@ -5,9 +5,12 @@ from collections.abc import Sequence
 
 import keras
 
+from hepflow.data.formats.calogan import CALOGAN_LAYERS
+
 __all__ = ["calo_cnn", "calo_energy_cnn", "ShowerNormalization", "ScaledEnergy"]
 
-_LAYERS = (("layer_0", (3, 96), (1, 4)), ("layer_1", (12, 12), (2, 2)), ("layer_2", (12, 6), (2, 2)))
+_POOLING = {"layer_0": (1, 4), "layer_1": (2, 2), "layer_2": (2, 2)}  # the coarse layer-0 strips pool along eta
+_LAYERS = tuple((name, shape, _POOLING[name]) for name, shape in CALOGAN_LAYERS.items())
 
 
 def _branches(inputs: dict, filters: Sequence[int], *, normalize: bool) -> list:

@@ -49,11 +49,12 @@ import keras
 import tensorflow as tf
 
 from hepflow.models.base import SavedOptimizers
+from hepflow.data.formats.calogan import CALOGAN_LAYERS
 from hepflow.ops.calo import shower_shapes
 
 __all__ = ["CaloGAN", "MinibatchDiscrimination", "Quantization", "ZeroSuppression", "calogan", "feature_matching_loss"]
 
-LAYERS = (("layer_0", (3, 96)), ("layer_1", (12, 12)), ("layer_2", (12, 6)))
+LAYERS = tuple(CALOGAN_LAYERS.items())
 _CELLS = sum(r * c for _, (r, c) in LAYERS)
 
 

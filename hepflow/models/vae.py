@@ -1,4 +1,4 @@
-"""A variational autoencoder with TensorFlow Probability distributions, for anomaly detection.
+"""A variational autoencoder for anomaly detection.
 
 The encoder gives a diagonal Gaussian posterior q(z|x), the prior p(z) is a standard normal,
 and the reconstruction likelihood p(x|z) is a Gaussian around the decoder's output with one
@@ -10,8 +10,10 @@ scale with nothing to tune; a running average of σ² serves validation and scor
 (the error of the posterior mean's reconstruction, as for a plain autoencoder) or
 ``score="elbo"`` (the negative ELBO, with the KL term estimated in closed form).
 
-Needs ``tensorflow-probability`` (and the ``tf-keras`` it imports), in hepflow's ``[anomaly]``
-extra.
+The Gaussian log-likelihood and the KL divergence to the prior are written in closed form
+(:func:`gaussian_nll`, :func:`kl_to_standard_normal`), so the VAE needs no TensorFlow
+Probability (whose ``tf-keras`` dependency would pull in the GPU build of TensorFlow beside
+``tensorflow-cpu``).
 """
 from __future__ import annotations
 
@@ -22,17 +24,21 @@ import tensorflow as tf
 
 from hepflow.models.autoencoders import Autoencoder, _features, reconstruction_error
 
-__all__ = ["VariationalAutoencoder", "require_tfp", "vae"]
+__all__ = ["VariationalAutoencoder", "vae", "gaussian_nll", "kl_to_standard_normal"]
+
+_LOG_2PI = 1.8378770664093453
 
 
-def require_tfp():
-    """Imports ``tensorflow_probability`` or raises an ImportError naming the extra."""
-    try:
-        import tensorflow_probability as tfp  # optional extra [anomaly]
-    except ImportError as e:
-        raise ImportError("The variational autoencoder needs TensorFlow Probability: pip install -e '.[anomaly]' "
-                          f"(tensorflow-probability, tf-keras). Missing: {e.name}") from None
-    return tfp
+def gaussian_nll(x, mean, sigma2, *, event_axes: Sequence[int]):
+    """−log N(x; mean, σ²) of independent Gaussians, summed over ``event_axes`` (one value per example)."""
+    # a Python number becomes x's dtype exactly (not via float32); tensors and variables are cast
+    sigma2 = tf.constant(sigma2, x.dtype) if isinstance(sigma2, (int, float)) else tf.cast(sigma2, x.dtype)
+    return 0.5 * tf.reduce_sum(tf.square(x - mean) / sigma2 + tf.math.log(sigma2) + _LOG_2PI, axis=event_axes)
+
+
+def kl_to_standard_normal(mean, std):
+    """KL(N(mean, diag std²) ‖ N(0, I)) in closed form, per example: ½ Σ (μ² + s² − 1 − 2 log s)."""
+    return 0.5 * tf.reduce_sum(tf.square(mean) + tf.square(std) - 1.0 - 2.0 * tf.math.log(std), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="hepflow")
@@ -50,7 +56,6 @@ class VariationalAutoencoder(Autoencoder):
             raise ValueError(f"score must be 'reconstruction' or 'elbo'. Received: score={score!r}")
         if not float(beta) >= 0:
             raise ValueError(f"beta must be ≥ 0. Received: beta={beta}")
-        require_tfp()
         super().__init__(**kwargs)
         self.beta, self.score_name = float(beta), score
         # σ² of the reconstruction likelihood (scaled input units), a running average over training batches
@@ -64,46 +69,31 @@ class VariationalAutoencoder(Autoencoder):
         return 2 * self.latent_dim  # posterior mean and log standard deviation
 
     def posterior(self, x, training=False):
-        """q(z|x) as a ``tfp.distributions.MultivariateNormalDiag`` (``x`` in scaled units)."""
-        tfd = require_tfp().distributions
+        """q(z|x): the mean and standard deviation of the diagonal Gaussian (``x`` in scaled units)."""
         h = self.encoder(x, training=training)
         mean, log_std = h[:, :self.latent_dim], h[:, self.latent_dim:]
-        return tfd.MultivariateNormalDiag(loc=mean, scale_diag=tf.exp(tf.clip_by_value(log_std, -10.0, 5.0)))
-
-    def prior(self):
-        tfd = require_tfp().distributions
-        return tfd.MultivariateNormalDiag(loc=tf.zeros(self.latent_dim), scale_diag=tf.ones(self.latent_dim))
-
-    def likelihood(self, z, training=False):
-        """p(x|z): independent Gaussians of the running σ² around the decoder's output."""
-        return self._gaussian(self.decoder(z, training=training), self.sigma2)
-
-    def _gaussian(self, mean, sigma2):
-        tfd = require_tfp().distributions
-        return tfd.Independent(tfd.Normal(loc=mean, scale=tf.sqrt(sigma2)),
-                               reinterpreted_batch_ndims=len(self.input_shape_))
+        return mean, tf.exp(tf.clip_by_value(log_std, -10.0, 5.0))
 
     def _terms(self, x, training: bool):
-        q = self.posterior(x, training)
-        z = q.mean()
+        mean_z, std_z = self.posterior(x, training)
+        z = mean_z
         if training:  # reparametrized sample, from the model's own seed generator (deterministic when seeded)
-            z = z + q.stddev() * keras.random.normal(tf.shape(z), seed=self.seed_generator)
+            z = z + std_z * keras.random.normal(tf.shape(z), seed=self.seed_generator)
         mean = self.decoder(z, training=training)
         sigma2 = self.sigma2
         if training:  # σ² at its maximum-likelihood value for this batch
             sigma2 = tf.maximum(tf.stop_gradient(tf.reduce_mean(tf.square(x - mean))), 1e-6)
             self.sigma2.assign(0.95 * self.sigma2 + 0.05 * sigma2)
-        nll = -self._gaussian(mean, sigma2).log_prob(x)
-        kl = require_tfp().distributions.kl_divergence(q, self.prior())
-        return nll, kl
+        nll = gaussian_nll(x, mean, sigma2, event_axes=list(range(1, 1 + len(self.input_shape_))))
+        return nll, kl_to_standard_normal(mean_z, std_z)
 
     def call(self, inputs, training=False):
-        return self.decoder(self.posterior(self._input(inputs), training).mean(), training=training) / self.input_scale
+        return self.decoder(self.posterior(self._input(inputs), training)[0], training=training) / self.input_scale
 
     def score(self, inputs):
         x = self._input(inputs)
         if self.score_name == "reconstruction":
-            return reconstruction_error(x, self.decoder(self.posterior(x).mean(), training=False))
+            return reconstruction_error(x, self.decoder(self.posterior(x)[0], training=False))
         nll, kl = self._terms(x, False)
         return nll + kl
 

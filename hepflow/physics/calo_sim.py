@@ -55,12 +55,13 @@ import math
 
 import numpy as np
 
+from hepflow.data.formats.calogan import CALOGAN_LAYERS
 from hepflow.errors import ConfigError
 
 __all__ = ["Geometry", "GEOMETRY", "LEADING_PI0_PROBABILITY", "PARTICLES", "simulate", "LAYER_SHAPES"]
 
 #: CaloGAN cell grids per layer: (rows, columns).
-LAYER_SHAPES = ((3, 96), (12, 12), (12, 6))
+LAYER_SHAPES = tuple(CALOGAN_LAYERS.values())
 PARTICLES = ("eplus", "gamma", "piplus")
 #: Fraction of pion interactions in which a leading π0 takes most of the energy.
 LEADING_PI0_PROBABILITY = 0.08

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from hepflow.data.formats.calogan import CALOGAN_LAYERS
 from hepflow.serving.export import version_folder, write_archive
 
 __all__ = ["export_generator"]
@@ -46,6 +47,6 @@ def export_generator(model, base_dir: str, *, name: str | None = None, metadata:
     archive.track(model)
     archive.add_endpoint("serve", generate, input_signature=spec)
     meta = {"model": model.name, "kind": "generator", "config": model.get_config(), "inputs": inputs,
-            "outputs": {"layer_0": [None, 3, 96], "layer_1": [None, 12, 12], "layer_2": [None, 12, 6]},
+            "outputs": {name: [None, *shape] for name, shape in CALOGAN_LAYERS.items()},
             **dict(metadata or {})}
     return write_archive(archive, out, meta)

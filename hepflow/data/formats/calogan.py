@@ -21,10 +21,13 @@ import numpy as np
 from hepflow.errors import DataError
 from hepflow.io import atomic_path
 
-__all__ = ["CALOGAN_SHAPES", "read_calogan", "write_calogan"]
+__all__ = ["CALOGAN_LAYERS", "CALOGAN_SHAPES", "read_calogan", "write_calogan"]
 
+#: The CaloGAN calorimeter's cell grid, (rows, columns) per layer: the one place hepflow states it
+#: (simulation, models, tfds features and generator exports read it from here).
+CALOGAN_LAYERS = {"layer_0": (3, 96), "layer_1": (12, 12), "layer_2": (12, 6)}
 #: Per-row shapes of the published datasets.
-CALOGAN_SHAPES = {"layer_0": (3, 96), "layer_1": (12, 12), "layer_2": (12, 6), "energy": (1,), "overflow": (3,)}
+CALOGAN_SHAPES = {**CALOGAN_LAYERS, "energy": (1,), "overflow": (3,)}
 
 
 def _check(arrays: Mapping[str, np.ndarray], where: str) -> int:
