@@ -1,18 +1,24 @@
 """Atomic file writes: a temporary file beside the target, then a rename.
 
 A reader sees the old file or the new one, never half of one; a writer that dies leaves only
-a ``.<name>.tmp-<pid>`` file (which the generators' ``remove_stale_tmp`` cleans up).
+a ``.<name>.tmp-<pid>`` file or folder, which :func:`remove_stale_tmp` cleans up once that process
+is gone (the generators and the pipeline cache call it before writing).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["atomic_path", "write_atomic", "write_json_atomic"]
+import psutil
+
+__all__ = ["atomic_path", "write_atomic", "write_json_atomic", "writer_pid", "remove_stale_tmp"]
+
+_TMP = re.compile(r"\.tmp-(\d+)")
 
 
 @contextlib.contextmanager
@@ -49,3 +55,36 @@ def write_atomic(path: str, text: str) -> None:
 def write_json_atomic(path: str, obj: Any, **kwargs) -> None:
     """``json.dump`` of ``obj`` (``kwargs`` as for it) to ``path``, atomically."""
     write_atomic(path, json.dumps(obj, **kwargs))
+
+
+def writer_pid(name: str) -> int | None:
+    """The id of the process writing a temporary ``….tmp-<pid>…`` file or folder, or ``None``."""
+    match = _TMP.search(name)
+    return int(match.group(1)) if match else None
+
+
+def remove_stale_tmp(folder: str) -> list[str]:
+    """Removes the temporary files and folders in ``folder`` whose writing process has died.
+
+    Only names hepflow's writers make (``….tmp-<pid>…``) are touched, and never those of a live
+    process (this one included).
+
+    Returns:
+        The names removed.
+    """
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in names:
+        pid = writer_pid(name)
+        if pid is None or pid == os.getpid() or psutil.pid_exists(pid):
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.remove(path)
+        removed.append(name)
+    return removed

@@ -33,6 +33,7 @@ import numpy as np
 import psutil
 
 from hepflow.errors import DataError
+from hepflow.io import remove_stale_tmp, writer_pid
 from hepflow.data.readers import SampleLayout
 
 __all__ = ["CACHE_FORMAT", "DiskFullError", "CacheCorruptError", "block_checksum", "default_cache_dir",
@@ -404,18 +405,6 @@ class _SampleCache:
             self.verified[b] = True
 
 
-def _remove_stale_tmp(location: str) -> None:
-    """Deletes temporary folders left by processes that died mid-epoch."""
-    try:
-        names = os.listdir(location)
-    except FileNotFoundError:
-        return
-    for name in names:
-        pid = _writer_pid(name)
-        if pid is not None and pid != os.getpid() and not psutil.pid_exists(pid):
-            shutil.rmtree(os.path.join(location, name), ignore_errors=True)
-
-
 class RowCache:
     """Per-sample caches of transformed rows.
 
@@ -435,7 +424,7 @@ class RowCache:
                  directory: str | None) -> None:
         self.location = None if directory is None else os.path.join(directory, fingerprint[:24])
         if self.location is not None:
-            _remove_stale_tmp(self.location)
+            remove_stale_tmp(self.location)
         self._samples = [
             _SampleCache(lay.spec.name, lay.n_rows, spec,
                          None if self.location is None else os.path.join(self.location, lay.spec.name),
@@ -475,14 +464,6 @@ class RowCache:
         self._samples[sample].read(start, stop, out, dest)
 
 
-def _writer_pid(name: str) -> int | None:
-    """The process id in a temporary folder's name ``.<sample>.tmp-<pid>-<id>``, or None."""
-    try:
-        return int(name.split(".tmp-")[1].split("-")[0]) if ".tmp-" in name else None
-    except (IndexError, ValueError):
-        return None
-
-
 def list_caches(directory: str | None = None) -> list[dict[str, Any]]:
     """The disk caches under ``directory`` (default :func:`default_cache_dir`), largest first.
 
@@ -506,7 +487,7 @@ def list_caches(directory: str | None = None) -> list[dict[str, Any]]:
                 size += st.st_blocks * 512
                 newest = max(newest, st.st_mtime)
         for entry in sorted(os.listdir(path)):
-            pid = _writer_pid(entry)
+            pid = writer_pid(entry)
             if pid is not None:
                 if psutil.pid_exists(pid):
                     writers.append(pid)

@@ -17,9 +17,9 @@ import numpy as np
 
 from hepflow.errors import ConfigError
 from hepflow.data.formats.calogan import write_calogan
-from hepflow.io import write_json_atomic
+from hepflow.io import remove_stale_tmp, write_json_atomic
 from hepflow.physics.calo_sim import GEOMETRY, PARTICLES, simulate
-from hepflow.physics.chunks import (chunk_complete, remove_stale_tmp, run_chunks, sidecar_path,
+from hepflow.physics.chunks import (chunk_complete, run_chunks, sidecar_path,
                                     write_sidecar)
 
 __all__ = ["generate_calo_showers"]

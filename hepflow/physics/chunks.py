@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import psutil
 from collections.abc import Callable, Mapping, Sequence
-from tqdm import tqdm
 from typing import Any
+
+from tqdm import tqdm
 
 from hepflow.errors import ConfigError
 from hepflow.io import write_json_atomic
 
-__all__ = ["sidecar_path", "chunk_complete", "write_sidecar", "remove_stale_tmp", "run_chunks"]
+__all__ = ["sidecar_path", "chunk_complete", "write_sidecar", "run_chunks"]
 
 
 def sidecar_path(path: str) -> str:
@@ -56,19 +56,6 @@ def chunk_complete(path: str, counts: Mapping[str, int], want: Mapping[str, Any]
         raise ConfigError(f"{path} was generated with {have}, not {want}: the output folder holds another run. "
                              "Use another --out folder.")
     return complete
-
-
-def remove_stale_tmp(out_dir: str) -> None:
-    """Deletes half-written files (``*.tmp-<pid>``) of generator processes that died."""
-    for name in os.listdir(out_dir):
-        if ".tmp-" not in name:
-            continue
-        try:
-            pid = int(name.rsplit(".tmp-", 1)[1].split(".")[0])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not psutil.pid_exists(pid):
-            os.remove(os.path.join(out_dir, name))
 
 
 def run_chunks(run: Callable[[tuple], dict], jobs: Sequence[tuple], *, workers: int, total: int, done: int,

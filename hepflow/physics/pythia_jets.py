@@ -31,8 +31,8 @@ import h5py
 import numpy as np
 
 from hepflow.errors import ConfigError
-from hepflow.io import atomic_path, write_atomic, write_json_atomic
-from hepflow.physics.chunks import (chunk_complete, remove_stale_tmp, run_chunks, sidecar_path,
+from hepflow.io import atomic_path, remove_stale_tmp, write_atomic, write_json_atomic
+from hepflow.physics.chunks import (chunk_complete, run_chunks, sidecar_path,
                                     write_sidecar)
 from hepflow.data.formats import write_reference
 from hepflow.physics.detector import DETECTORS, detector_settings, particle_types, simple_detector
