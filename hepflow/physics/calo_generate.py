@@ -6,8 +6,6 @@ written atomically and marked complete by a sidecar; re-running the same command
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -17,10 +15,9 @@ import numpy as np
 
 from hepflow.errors import ConfigError
 from hepflow.data.formats.calogan import write_calogan
-from hepflow.io import remove_stale_tmp, write_json_atomic
+from hepflow.io import write_json_atomic
 from hepflow.physics.calo_sim import GEOMETRY, PARTICLES, simulate
-from hepflow.physics.chunks import (chunk_complete, run_chunks, sidecar_path,
-                                    write_sidecar)
+from hepflow.physics.chunks import generate_chunks, write_sidecar
 
 __all__ = ["generate_calo_showers"]
 
@@ -58,26 +55,12 @@ def generate_calo_showers(out_dir: str, *, particles: Sequence[str] = PARTICLES,
     if not (len(energy_range) == 2 and 0 < float(energy_range[0]) < float(energy_range[1])):
         raise ConfigError(f"energy_range must be (Emin, Emax) in GeV with 0 < Emin < Emax. "
                           f"Received: energy_range={tuple(energy_range)!r}")
-    os.makedirs(out_dir, exist_ok=True)
-    remove_stale_tmp(out_dir)
     energy_range = (float(energy_range[0]), float(energy_range[1]))
-    jobs, done = [], []
-    for particle in particles:
-        for index in range(math.ceil(n_showers / chunk_showers)):
-            n = min(chunk_showers, n_showers - index * chunk_showers)
-            job = (out_dir, particle, index, n, _chunk_seed(seed, particle, index), energy_range)
-            path = os.path.join(out_dir, f"{particle}_{index:05d}.h5")
-            want = {"seed": job[4], "energy_range": list(energy_range)}
-            (done if chunk_complete(path, {"n_showers": n}, want) else jobs).append(job)
-    t0 = time.perf_counter()
-    results = run_chunks(_run_chunk, jobs, workers=workers, total=n_showers * len(particles),
-                         done=sum(j[3] for j in done), size=lambda r: r["n_showers"], unit="shower",
-                         progress=progress)
-    elapsed = time.perf_counter() - t0
-    chunks = []
-    for job in sorted(jobs + done, key=lambda j: (j[1], j[2])):
-        with open(sidecar_path(os.path.join(out_dir, f"{job[1]}_{job[2]:05d}.h5"))) as f:
-            chunks.append(json.load(f))
+    chunks, results, elapsed = generate_chunks(
+        out_dir, counts={p: n_showers for p in particles}, chunk_size=chunk_showers,
+        job_for=lambda p, index, n: (out_dir, p, index, n, _chunk_seed(seed, p, index), energy_range),
+        want_for=lambda job: {"seed": job[4], "energy_range": list(energy_range)},
+        run=_run_chunk, size_key="n_showers", unit="shower", workers=workers, progress=progress)
     made = sum(r["n_showers"] for r in results)
     manifest = {
         "dataset": "calo_showers", "format": "calogan", "seed": seed, "n_showers": n_showers,

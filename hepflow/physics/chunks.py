@@ -8,17 +8,19 @@ job after an interruption therefore finishes it without duplicating or losing re
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tqdm import tqdm
 
 from hepflow.errors import ConfigError
-from hepflow.io import write_json_atomic
+from hepflow.io import remove_stale_tmp, write_json_atomic
 
-__all__ = ["sidecar_path", "chunk_complete", "write_sidecar", "run_chunks"]
+__all__ = ["sidecar_path", "chunk_complete", "write_sidecar", "run_chunks", "chunk_path", "generate_chunks"]
 
 
 def sidecar_path(path: str) -> str:
@@ -41,7 +43,7 @@ def chunk_complete(path: str, counts: Mapping[str, int], want: Mapping[str, Any]
             are not compared.
 
     Raises:
-        ValueError: the chunk is complete but belongs to another job (resuming into it would
+        ConfigError: the chunk is complete but belongs to another job (resuming into it would
             mix two runs).
     """
     try:
@@ -54,7 +56,7 @@ def chunk_complete(path: str, counts: Mapping[str, int], want: Mapping[str, Any]
     have = {k: record.get(k, want[k]) for k in want}
     if complete and have != want:
         raise ConfigError(f"{path} was generated with {have}, not {want}: the output folder holds another run. "
-                             "Use another --out folder.")
+                          f"Use another --out folder. Received: {have}")
     return complete
 
 
@@ -78,3 +80,52 @@ def run_chunks(run: Callable[[tuple], dict], jobs: Sequence[tuple], *, workers: 
                     results.append(r)
                     bar.update(size(r))
     return results
+
+
+def chunk_path(out_dir: str, name: str, index: int) -> str:
+    """``<out_dir>/<name>_NNNNN.h5``, the file of chunk ``index`` of ``name`` (a process or a particle)."""
+    return os.path.join(out_dir, f"{name}_{index:05d}.h5")
+
+
+def generate_chunks(out_dir: str, *, counts: Mapping[str, int], chunk_size: int,
+                    job_for: Callable[[str, int, int], tuple], want_for: Callable[[tuple], Mapping[str, Any]],
+                    run: Callable[[tuple], dict], size_key: str, unit: str, workers: int,
+                    progress: bool = True) -> tuple[list[dict], list[dict], float]:
+    """The chunked generation both generators share: plan, skip what is done, run the rest, collect.
+
+    Each name (a process or a particle) gets ``ceil(counts[name] / chunk_size)`` chunk files;
+    complete chunks of the same job are kept, others are made by ``run`` in ``workers``
+    processes, chunk 0 of every name first, then chunk 1, ..., so that a stopped run leaves the
+    names balanced.
+
+    Args:
+        counts: Name → records.
+        chunk_size: Records per chunk (the last one of a name may hold fewer).
+        job_for: ``(name, index, n)`` → the job tuple ``run`` takes.
+        want_for: job → the sidecar fields that identify the job (seed, settings, ...).
+        run: Makes one chunk (in a worker process); returns its record with ``size_key``.
+        size_key: The sidecar field counting records (``n_jets``, ``n_showers``).
+        unit: The progress bar's unit.
+
+    Returns:
+        ``(sidecars of every chunk by name and index, records of the chunks made now, seconds)``.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    remove_stale_tmp(out_dir)
+    todo, done = [], []
+    for name, total in counts.items():
+        for index in range(math.ceil(total / chunk_size)):
+            n = min(chunk_size, total - index * chunk_size)
+            job = job_for(name, index, n)
+            complete = chunk_complete(chunk_path(out_dir, name, index), {size_key: n}, want_for(job))
+            (done if complete else todo).append((name, index, n, job))
+    todo.sort(key=lambda j: j[1])
+    t0 = time.perf_counter()
+    results = run_chunks(run, [j[3] for j in todo], workers=workers, total=sum(counts.values()),
+                         done=sum(j[2] for j in done), size=lambda r: r[size_key], unit=unit, progress=progress)
+    elapsed = time.perf_counter() - t0
+    sidecars = []
+    for name, index, _, _ in sorted(todo + done, key=lambda j: (j[0], j[1])):
+        with open(sidecar_path(chunk_path(out_dir, name, index))) as f:
+            sidecars.append(json.load(f))
+    return sidecars, results, elapsed

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
-import math
 import os
 import tempfile
 import time
@@ -30,11 +29,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hepflow.errors import ConfigError
-from hepflow.io import atomic_path, remove_stale_tmp, write_atomic, write_json_atomic
-from hepflow.physics.chunks import (chunk_complete, run_chunks, sidecar_path,
-                                    write_sidecar)
 from hepflow.data.formats import write_reference
+from hepflow.errors import ConfigError
+from hepflow.io import atomic_path, write_atomic, write_json_atomic
+from hepflow.physics.chunks import generate_chunks, write_sidecar
 from hepflow.physics.detector import DETECTORS, detector_settings, particle_types, simple_detector
 from hepflow.physics.nsubjettiness import delta_r, nsubjettiness
 
@@ -389,27 +387,13 @@ def generate_jets(out_dir: str, *, counts: dict[str, int], workers: int = 2, chu
         raise ConfigError(f"counts must name processes of {sorted(PROCESSES)}. Received: {dict(counts)!r}")
     if min(counts.values()) <= 0 or chunk_jets <= 0 or workers <= 0:
         raise ConfigError(f"jet counts, chunk_jets and workers must be > 0. Received: counts={dict(counts)!r}, "
-                             f"chunk_jets={chunk_jets}, workers={workers}")
-    os.makedirs(out_dir, exist_ok=True)
-    remove_stale_tmp(out_dir)
-    jobs, done = [], []
-    for process, want in counts.items():
-        for index in range(math.ceil(want / chunk_jets)):
-            n = min(chunk_jets, want - index * chunk_jets)
-            job = (out_dir, process, index, n, _chunk_seed(seed, process, index), settings, file_format)
-            path = os.path.join(out_dir, f"{process}_{index:05d}.h5")
-            want_chunk = {"seed": job[4], "format": file_format, "settings": dataclasses.asdict(settings)}
-            (done if chunk_complete(path, {"n_jets": n}, want_chunk) else jobs).append(job)
-    jobs.sort(key=lambda j: j[2])  # chunk 0 of every process, then chunk 1, ...: a stopped run stays balanced
-    t0 = time.perf_counter()
+                          f"chunk_jets={chunk_jets}, workers={workers}")
+    chunks, results, elapsed = generate_chunks(
+        out_dir, counts=counts, chunk_size=chunk_jets,
+        job_for=lambda p, index, n: (out_dir, p, index, n, _chunk_seed(seed, p, index), settings, file_format),
+        want_for=lambda job: {"seed": job[4], "format": file_format, "settings": dataclasses.asdict(settings)},
+        run=_run_chunk, size_key="n_jets", unit="jet", workers=workers, progress=progress)
     total = sum(counts.values())
-    results = run_chunks(_run_chunk, jobs, workers=workers, total=total, done=sum(j[3] for j in done),
-                         size=lambda r: r["n_jets"], unit="jet", progress=progress)
-    elapsed = time.perf_counter() - t0
-    chunks = []
-    for job in sorted(jobs + done, key=lambda j: (j[1], j[2])):
-        with open(sidecar_path(os.path.join(out_dir, f"{job[1]}_{job[2]:05d}.h5"))) as f:
-            chunks.append(json.load(f))
     manifest = {
         "dataset": dataset, "format": file_format, "seed": seed, "n_jets": total, "chunk_jets": chunk_jets,
         "settings": dataclasses.asdict(settings),
