@@ -143,36 +143,9 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
             raise ConfigError("Pass out_dir (--out) when evaluating several runs together.")
         out_dir = os.path.join(run_dirs[0], "evaluation")
     ensembles = dict(ensembles or {})
-    for ens, members in ensembles.items():
-        unknown = sorted(set(members) - set(names))
-        if unknown or len(set(members)) < 2 or ens in names:
-            raise ConfigError(f"Ensemble {ens!r} needs two or more distinct runs among {names} and a name of its own. "
-                              f"Received: {list(members)}")
-    splits = [split_specs(r["config"]) for r in runs]
-    if test_dir is not None:
-        for run, split in zip(runs, splits):
-            split["test"] = specs_in_dir(run["config"], test_dir)
-    tests = [[(s.name, s.files) for s in sp["test"]] for sp in splits]
-    if not tests[0]:
-        raise DataError(f"{run_dirs[0]}: the config has no test split (data.split.test = 0).")
-    for d, t in zip(run_dirs[1:], tests[1:]):
-        if t != tests[0]:
-            raise DataError(f"{d} has other test files than {run_dirs[0]}; a shared report needs the same "
-                            "`data` section in every config.")
-    if test_dir is not None:
-        refuse_seen_files(splits[0]["test"], [r["config"] for r in runs],
-                          where=test_dir if isinstance(test_dir, str) else ", ".join(test_dir))
-    scores: dict[str, np.ndarray] = {}
-    ref_ids = labels = None
-    for run, split in zip(runs, splits):
-        model = keras.saving.load_model(os.path.join(run["dir"], "model.keras"))
-        ids, y, s = score_specs(model, split["test"], transform=build_transform(run["config"]),
-                                batch_size=batch_size, progress=progress, desc=f"scoring {run['config']['name']}")
-        if ref_ids is None:
-            ref_ids, labels = ids, y
-        elif not np.array_equal(ids, ref_ids):
-            raise DataError(f"{run['dir']}: scored other test records than {runs[0]['dir']}.")
-        scores[run["config"]["name"]] = s
+    _check_ensembles(ensembles, names)
+    splits = _test_splits(runs, run_dirs, test_dir)
+    ref_ids, labels, scores = _score_runs(runs, splits, batch_size=batch_size, progress=progress)
     for ens, members in ensembles.items():
         scores[ens] = np.mean([scores[m] for m in members], axis=0)
     peer_info = {}
@@ -182,25 +155,8 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
                             f"expected {len(ref_ids)}")
         scores[name], peer_info[name] = s, dict(info or {})
     cut_points, mass = None, None
-    if baselines and is_calo(splits[0]["test"]):
-        test_sh, train_sh = shower_shape_arrays(splits[0]["test"]), shower_shape_arrays(splits[0]["train"])
-        if not np.array_equal(test_sh["record_id"], ref_ids):
-            raise DataError("The shower shapes and the scores cover different test records.")
-        bdt = bdt_tagger(train_sh["features"], train_sh["label"], seed=baseline_seed)
-        scores["bdt_shower_shapes"] = bdt.predict_proba(test_sh["features"])[:, 1]
-    elif baselines:
-        try:
-            test_hl = high_level_arrays(splits[0]["test"])
-            train_hl = high_level_arrays(splits[0]["train"])
-        except DataError as e:
-            print(f"baselines skipped: the files lack mass/pt/tau ({e})")
-        else:
-            if not np.array_equal(test_hl["record_id"], ref_ids):
-                raise DataError("The high-level features and the scores cover different test records.")
-            bdt, cut_points = baseline_scores(train_hl, test_hl, efficiencies=efficiencies,
-                                              seed=baseline_seed)
-            scores.update(bdt)
-            mass = test_hl["mass"]
+    if baselines:
+        cut_points, mass = _baseline_scores(splits[0], ref_ids, scores, efficiencies=efficiencies, seed=baseline_seed)
     table = tagger_report(labels, scores, out_dir=out_dir, cut_based=cut_points, mass=mass,
                           efficiencies=tuple(efficiencies), log_dir=os.path.join(out_dir, "tb"))
     for run in runs:
@@ -220,3 +176,69 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
     write_atomic(os.path.join(out_dir, "report.json"), json.dumps(json_safe({"test": row_count, "taggers": table}), indent=1))
     write_atomic(os.path.join(out_dir, "report.txt"), format_report(table, tuple(efficiencies)) + "\n")
     return table
+
+
+def _check_ensembles(ensembles: Mapping[str, Sequence[str]], names: Sequence[str]) -> None:
+    for ens, members in ensembles.items():
+        unknown = sorted(set(members) - set(names))
+        if unknown or len(set(members)) < 2 or ens in names:
+            raise ConfigError(f"Ensemble {ens!r} needs two or more distinct runs among {names} and a name of its own. "
+                              f"Received: {list(members)}")
+
+
+def _test_splits(runs, run_dirs: Sequence[str], test_dir) -> list[dict]:
+    """Each run's splits, with ``test`` from ``test_dir`` when given; all runs must share their test files."""
+    splits = [split_specs(r["config"]) for r in runs]
+    if test_dir is not None:
+        for run, split in zip(runs, splits):
+            split["test"] = specs_in_dir(run["config"], test_dir)
+    tests = [[(s.name, s.files) for s in sp["test"]] for sp in splits]
+    if not tests[0]:
+        raise DataError(f"{run_dirs[0]}: the config has no test split (data.split.test = 0).")
+    for d, t in zip(run_dirs[1:], tests[1:]):
+        if t != tests[0]:
+            raise DataError(f"{d} has other test files than {run_dirs[0]}; a shared report needs the same "
+                            "`data` section in every config.")
+    if test_dir is not None:
+        refuse_seen_files(splits[0]["test"], [r["config"] for r in runs],
+                          where=test_dir if isinstance(test_dir, str) else ", ".join(test_dir))
+    return splits
+
+
+def _score_runs(runs, splits, *, batch_size: int, progress: bool):
+    """``(record ids, labels, run name → scores)`` on the common test records."""
+    scores: dict[str, np.ndarray] = {}
+    ref_ids = labels = None
+    for run, split in zip(runs, splits):
+        model = keras.saving.load_model(os.path.join(run["dir"], "model.keras"))
+        ids, y, s = score_specs(model, split["test"], transform=build_transform(run["config"]),
+                                batch_size=batch_size, progress=progress, desc=f"scoring {run['config']['name']}")
+        if ref_ids is None:
+            ref_ids, labels = ids, y
+        elif not np.array_equal(ids, ref_ids):
+            raise DataError(f"{run['dir']}: scored other test records than {runs[0]['dir']}.")
+        scores[run["config"]["name"]] = s
+    return ref_ids, labels, scores
+
+
+def _baseline_scores(split, ref_ids, scores: dict, *, efficiencies, seed: int):
+    """Adds the baselines' scores to ``scores`` (fitted on the training split); returns the cut-based
+    working points and the test jets' masses, or ``(None, None)``."""
+    if is_calo(split["test"]):
+        test_sh, train_sh = shower_shape_arrays(split["test"]), shower_shape_arrays(split["train"])
+        if not np.array_equal(test_sh["record_id"], ref_ids):
+            raise DataError("The shower shapes and the scores cover different test records.")
+        bdt = bdt_tagger(train_sh["features"], train_sh["label"], seed=seed)
+        scores["bdt_shower_shapes"] = bdt.predict_proba(test_sh["features"])[:, 1]
+        return None, None
+    try:
+        test_hl = high_level_arrays(split["test"])
+        train_hl = high_level_arrays(split["train"])
+    except DataError as e:
+        print(f"baselines skipped: the files lack mass/pt/tau ({e})")
+        return None, None
+    if not np.array_equal(test_hl["record_id"], ref_ids):
+        raise DataError("The high-level features and the scores cover different test records.")
+    bdt, cut_points = baseline_scores(train_hl, test_hl, efficiencies=efficiencies, seed=seed)
+    scores.update(bdt)
+    return cut_points, test_hl["mass"]

@@ -173,55 +173,13 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     if batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"training.batch_size is global and must divide among the {strategy.num_replicas_in_sync} "
                           f"replicas. Received: batch_size={batch_size}")
-    previous_policy = keras.mixed_precision.global_policy()
-    if tcfg.get("mixed_precision"):  # float16 compute, float32 variables; the policy applies to this model only
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        with strategy.scope():
-            model = build_model(cfg)
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
-    task = tcfg.get("task")
-    generative = task == "generative"
-    with strategy.scope():
-        binary = task in ("classification", "regression") and model.outputs[0].shape[-1] == 1
-        if generative:  # the model's own train_step and optimizers
-            model.compile()
-        elif task in ("anomaly", "proportions"):  # the model's own train_step, the config's optimizer
-            model.compile(optimizer=build_optimizer(cfg))
-        elif tcfg.get("task") == "regression":
-            model.compile(optimizer=build_optimizer(cfg), loss="mse", metrics=["mae"])
-        else:
-            model.compile(optimizer=build_optimizer(cfg),
-                          loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
-                          metrics=["accuracy", keras.metrics.AUC(name="auc")] if binary else ["accuracy"])
+    model = _compiled_model(cfg, strategy)
+    generative = tcfg["task"] == "generative"
     train_data, val_data = _datasets(cfg, splits, transform, model, workers)
     # Config, data and model are good: only now is the run directory touched.
-    if not chief:  # other workers write their (identical) files to a scratch folder
-        out_dir = tempfile.mkdtemp(prefix="hepflow-worker-")
-    else:
-        out_dir = run_dir
-        if not resume:
-            check_new_run(run_dir, overwrite=overwrite)  # again: another process may have started meanwhile
-            clear_run(run_dir)
-            os.makedirs(run_dir, exist_ok=True)
-
-    env = {"versions": package_versions(), "git_revision": git_revision(), "host": socket.gethostname(),
-           "platform": platform.platform(), "argv": sys.argv, "cpu_count": os.cpu_count(),
-           "strategy": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync, "workers": workers,
-           "seeds": {"run": seed, "validation": seed + 1},
-           "start": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started))}
-    if resume:
-        _truncate_history(os.path.join(out_dir, "history.csv"), os.path.join(out_dir, "backup"))
-    if resume and os.path.exists(os.path.join(out_dir, "environment.json")):
-        with open(os.path.join(out_dir, "environment.json")) as f:
-            previous = json.load(f)
-        env["start"], env["resumed"] = previous.get("start"), previous.get("resumed", []) + [env["start"]]
-    else:
-        write_atomic(os.path.join(out_dir, "config.yaml"), yaml.safe_dump(cfg, sort_keys=False))
-        write_atomic(os.path.join(out_dir, "samples.yaml"), yaml.safe_dump(samples_record(splits), sort_keys=False))
-        _log_hparams(os.path.join(out_dir, "tb"), cfg)
-    write_atomic(os.path.join(out_dir, "environment.json"), json.dumps(env, indent=1))
+    out_dir = _prepare_out_dir(run_dir, chief=chief, resume=resume, overwrite=overwrite)
+    env = _environment(strategy, workers, seed, started)
+    _record_start(out_dir, cfg, splits, env, resume=resume)
 
     callbacks = [keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=resume),
                  keras.callbacks.TensorBoard(os.path.join(out_dir, "tb"), write_graph=False)]
@@ -241,21 +199,91 @@ def train(config: str | os.PathLike | Mapping[str, Any] | None = None, *, run_di
     if chief:
         for reporter in reporters:
             reporter.after_training(context)
-    epochs = [{k: v for k, v in row.items() if k != "epoch"}  # resumed runs append to history.csv
-              for row in read_history(os.path.join(out_dir, "history.csv"))]
-    steps_per_epoch = int(history.params.get("steps") or 0)
-    summary = {"name": cfg["name"], "run_dir": run_dir, "model": cfg["model"]["name"],
-               "params": int(model.count_params()), "train_seconds": round(train_seconds, 1),
-               "epochs": len(epochs), "train_jets_seen": len(epochs) * steps_per_epoch * batch_size,
-               "strategy": env["strategy"], "replicas": env["replicas"],
-               "last_epoch": epochs[-1] if epochs else {k: float(v[-1]) for k, v in history.history.items()},
-               "best_val_loss": min((e["val_loss"] for e in epochs if "val_loss" in e), default=None)}
+    summary = _summary(cfg, run_dir, out_dir, model, history, env, train_seconds=train_seconds,
+                       batch_size=batch_size)
     write_atomic(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1))
     env["end"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_atomic(os.path.join(out_dir, "environment.json"), json.dumps(env, indent=1))
     if not chief:
         shutil.rmtree(out_dir, ignore_errors=True)
     return summary
+
+
+def _compiled_model(cfg: Mapping[str, Any], strategy: tf.distribute.Strategy) -> keras.Model:
+    """The config's model under ``strategy``, compiled for its task (mixed precision for this model only)."""
+    tcfg, task = cfg["training"], cfg["training"]["task"]
+    previous_policy = keras.mixed_precision.global_policy()
+    if tcfg.get("mixed_precision"):  # float16 compute, float32 variables; the policy applies to this model only
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with strategy.scope():
+            model = build_model(cfg)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    with strategy.scope():
+        binary = task in ("classification", "regression") and model.outputs[0].shape[-1] == 1
+        if task == "generative":  # the model's own train_step and optimizers
+            model.compile()
+        elif task in ("anomaly", "proportions"):  # the model's own train_step, the config's optimizer
+            model.compile(optimizer=build_optimizer(cfg))
+        elif task == "regression":
+            model.compile(optimizer=build_optimizer(cfg), loss="mse", metrics=["mae"])
+        else:
+            model.compile(optimizer=build_optimizer(cfg),
+                          loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+                          metrics=["accuracy", keras.metrics.AUC(name="auc")] if binary else ["accuracy"])
+    return model
+
+
+def _prepare_out_dir(run_dir: str, *, chief: bool, resume: bool, overwrite: bool) -> str:
+    """Where this process writes: the run directory (cleared of hepflow's entries for a new run), or a
+    scratch folder on workers other than the chief (their files are identical)."""
+    if not chief:
+        return tempfile.mkdtemp(prefix="hepflow-worker-")
+    if not resume:
+        check_new_run(run_dir, overwrite=overwrite)  # again: another process may have started meanwhile
+        clear_run(run_dir)
+        os.makedirs(run_dir, exist_ok=True)
+    return run_dir
+
+
+def _environment(strategy: tf.distribute.Strategy, workers: int, seed: int, started: float) -> dict[str, Any]:
+    """``environment.json``: versions, git revision, host, strategy, seeds, start time."""
+    return {"versions": package_versions(), "git_revision": git_revision(), "host": socket.gethostname(),
+            "platform": platform.platform(), "argv": sys.argv, "cpu_count": os.cpu_count(),
+            "strategy": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync, "workers": workers,
+            "seeds": {"run": seed, "validation": seed + 1},
+            "start": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started))}
+
+
+def _record_start(out_dir: str, cfg: Mapping[str, Any], splits, env: dict[str, Any], *, resume: bool) -> None:
+    """A new run writes its config, samples and hparams; a resumed one trims its history to the backup
+    and keeps its first start time."""
+    if resume:
+        _truncate_history(os.path.join(out_dir, "history.csv"), os.path.join(out_dir, "backup"))
+    if resume and os.path.exists(os.path.join(out_dir, "environment.json")):
+        with open(os.path.join(out_dir, "environment.json")) as f:
+            previous = json.load(f)
+        env["start"], env["resumed"] = previous.get("start"), previous.get("resumed", []) + [env["start"]]
+    else:
+        write_atomic(os.path.join(out_dir, "config.yaml"), yaml.safe_dump(dict(cfg), sort_keys=False))
+        write_atomic(os.path.join(out_dir, "samples.yaml"), yaml.safe_dump(samples_record(splits), sort_keys=False))
+        _log_hparams(os.path.join(out_dir, "tb"), cfg)
+    write_atomic(os.path.join(out_dir, "environment.json"), json.dumps(env, indent=1))
+
+
+def _summary(cfg: Mapping[str, Any], run_dir: str, out_dir: str, model: keras.Model, history, env: Mapping[str, Any],
+             *, train_seconds: float, batch_size: int) -> dict[str, Any]:
+    """``summary.json``: parameters, training time, jets seen, the last epoch and the best validation loss."""
+    epochs = [{k: v for k, v in row.items() if k != "epoch"}  # resumed runs append to history.csv
+              for row in read_history(os.path.join(out_dir, "history.csv"))]
+    steps_per_epoch = int(history.params.get("steps") or 0)
+    return {"name": cfg["name"], "run_dir": run_dir, "model": cfg["model"]["name"],
+            "params": int(model.count_params()), "train_seconds": round(train_seconds, 1),
+            "epochs": len(epochs), "train_jets_seen": len(epochs) * steps_per_epoch * batch_size,
+            "strategy": env["strategy"], "replicas": env["replicas"],
+            "last_epoch": epochs[-1] if epochs else {k: float(v[-1]) for k, v in history.history.items()},
+            "best_val_loss": min((e["val_loss"] for e in epochs if "val_loss" in e), default=None)}
 
 
 def _truncate_history(path: str, backup_dir: str) -> None:
