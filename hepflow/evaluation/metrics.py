@@ -6,7 +6,7 @@ from scipy.stats import rankdata
 
 from hepflow.runs.scoring import threshold_at  # the working point is defined once, with scoring
 
-__all__ = ["roc_curve", "auc", "rejection_at", "threshold_at"]
+__all__ = ["roc_curve", "auc", "auc_error", "rejection_at", "threshold_at"]
 
 
 def _check(labels, scores):
@@ -37,6 +37,20 @@ def auc(labels, scores) -> float:
     ranks = rankdata(scores)
     n_s, n_b = labels.sum(), (~labels).sum()
     return float((ranks[labels].sum() - n_s * (n_s + 1) / 2) / (n_s * n_b))
+
+
+def auc_error(labels, scores) -> float:
+    """The statistical error of :func:`auc` from the test sample's size (Hanley & McNeil, Radiology 143 (1982) 29).
+
+    ``σ² = [A(1−A) + (n_S−1)(Q1−A²) + (n_B−1)(Q2−A²)] / (n_S n_B)`` with ``Q1 = A/(2−A)`` and
+    ``Q2 = 2A²/(1+A)``: the spread of the AUC over independent test samples of the same size.
+    """
+    labels, scores = _check(labels, scores)
+    a = auc(labels, scores)
+    n_s, n_b = int(labels.sum()), int((~labels).sum())
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_s - 1) * (q1 - a * a) + (n_b - 1) * (q2 - a * a)) / (n_s * n_b)
+    return float(np.sqrt(max(var, 0.0)))
 
 
 def rejection_at(labels, scores, efficiency: float = 0.3) -> tuple[float, float]:

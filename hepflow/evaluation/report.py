@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
-from hepflow.evaluation.metrics import auc, rejection_at, roc_curve, threshold_at
+from hepflow.evaluation.metrics import auc, auc_error, rejection_at, roc_curve, threshold_at
 
 __all__ = ["tagger_report", "format_report", "json_safe"]
 
@@ -45,7 +45,7 @@ def tagger_report(labels, scores: Mapping[str, np.ndarray], *, out_dir: str,
     fig, ax = plt.subplots(figsize=(6, 4.5))
     n_background = int((~labels).sum())
     for name, s in scores.items():
-        row = {"auc": auc(labels, s)}
+        row = {"auc": auc(labels, s), "auc_err": auc_error(labels, s)}
         for eff in efficiencies:
             r, err = rejection_at(labels, s, eff)
             row.update(_rejection_cells(eff, r, err, n_background))
@@ -155,7 +155,8 @@ def format_report(table: Mapping[str, Mapping[str, float]], efficiencies=(0.3, 0
         head += ["params", "train s", "jets seen"]
     rows = []
     for name, row in table.items():
-        cells = [name, f"{row['auc']:.4f}" if "auc" in row else "—"]
+        cells = [name, "—" if "auc" not in row else f"{row['auc']:.4f} ± {row['auc_err']:.4f}" if "auc_err" in row
+                 else f"{row['auc']:.4f}"]
         for e in efficiencies:
             r, err = row.get(f"rejection_at_{e}"), row.get(f"rejection_at_{e}_err")
             if r is None:

@@ -119,3 +119,17 @@ def test_a_rejection_no_background_reaches_is_a_bound_never_inf(tmp_path):
     summary = summary_json(table)
     assert summary["perfect"] == {"auc": 1.0, "rejection_at_0.3": 400.0, "rejection_at_0.3_lower_bound": True}
     assert "null" not in json.dumps(summary) and "Infinity" not in json.dumps(summary)
+
+
+def test_auc_error_matches_the_spread_over_independent_test_samples():
+    from hepflow.evaluation.metrics import auc_error
+
+    rng = np.random.default_rng(11)
+
+    def sample(n):  # signal scores N(1.5, 1), background N(0, 1): AUC ≈ 0.86
+        return np.r_[np.zeros(n), np.ones(n)], np.r_[rng.normal(0, 1, n), rng.normal(1.5, 1, n)]
+
+    spread = np.std([auc(*sample(500)) for _ in range(400)])
+    assert auc_error(*sample(500)) == pytest.approx(spread, rel=0.2)
+    y, s = sample(2000)
+    assert auc_error(y, s) == pytest.approx(auc_error(*sample(500)) / 2, rel=0.2)  # 1/√n
