@@ -37,7 +37,10 @@ A config (see ``configs/`` for one per model)::
       service: null                  # grpc://host:port of a tf.data service (hepflow data-service)
       monitor_every: 5               # generative: shower plots in TensorBoard every N epochs
 
-Samples are split into train, validation and test by file: see :mod:`hepflow.runs.splits`.
+Every key must be one hepflow knows and every value of the expected type: a typo such as
+``training: {epoch: 5}`` is a :class:`hepflow.errors.ConfigError` naming the key, its section and
+the closest valid name, never a run with defaults. Samples are split into train, validation and
+test by file: see :mod:`hepflow.runs.splits`.
 """
 from __future__ import annotations
 
