@@ -16,18 +16,28 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
-# The [peers] extra (energyflow, for `hepflow evaluate --peer energyflow_pfn`). energyflow builds its PFN
-# with tf-keras, installed without its dependencies: its metadata asks for the `tensorflow` distribution,
-# which would install a second TensorFlow (the GPU build) over tensorflow-cpu; tf-keras only imports
-# `tensorflow`, which tensorflow-cpu provides (so `pip check` names that one requirement in this venv).
-# energyflow imports Wasserstein, whose PyPI wheels are built against NumPy 1 and fail to import beside
-# NumPy 2, so it is rebuilt from source against the venv's NumPy (about 20 s).
-install-peers: install
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS),peers]"
-	$(PY) -m pip install --quiet --no-deps "tf-keras==2.21.0"
-	$(PY) -m pip install --quiet setuptools wheel
-	$(PY) -m pip install --quiet --no-cache-dir --no-build-isolation --no-binary wasserstein --no-deps --force-reinstall "wasserstein==1.0.1"
-	$(PY) -c "import energyflow.archs"
+# The [peers] extra (energyflow, for `hepflow evaluate --peer energyflow_pfn`) lives in its own venv,
+# .venv-peers, so that .venv stays clean (`pip check`) with one TensorFlow: energyflow builds its PFN with
+# tf-keras, whose metadata asks for the `tensorflow` distribution (the GPU build), which would go in beside
+# tensorflow-cpu. There tf-keras is installed without its dependencies (it only imports `tensorflow`,
+# which tensorflow-cpu provides), so `pip check` in .venv-peers names that one requirement. energyflow
+# imports Wasserstein, whose PyPI wheels are built against NumPy 1 and fail to import beside NumPy 2, so it
+# is rebuilt from source against the venv's NumPy (about 20 s).
+PEERS_VENV  := .venv-peers
+PEERS_PY    := $(PEERS_VENV)/bin/python
+PEERS_STAMP := $(PEERS_VENV)/.hepflow-installed
+
+install-peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): setup.cfg pyproject.toml
+	@test -x $(PEERS_PY) || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_PY) -m pip install --quiet --upgrade pip
+	$(PEERS_PY) -m pip install --quiet -e ".[$(EXTRAS),peers]"
+	$(PEERS_PY) -m pip install --quiet --no-deps "tf-keras==2.21.0"
+	$(PEERS_PY) -m pip install --quiet setuptools wheel
+	$(PEERS_PY) -m pip install --quiet --no-cache-dir --no-build-isolation --no-binary wasserstein --no-deps --force-reinstall "wasserstein==1.0.1"
+	$(PEERS_PY) -c "import energyflow.archs"
+	@touch $(PEERS_STAMP)
 
 demo: install
 	$(VENV)/bin/hepflow demo
@@ -35,8 +45,9 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# the slow tests run in .venv-peers, which has everything .venv has plus the peer package
 test-slow: install-peers
-	$(PY) -m pytest -q -m slow
+	$(PEERS_PY) -m pytest -q -m slow
 
 bench: install
 	$(PY) tools/bench_pipeline.py
@@ -135,4 +146,4 @@ results-anomaly: install
 	$(VENV)/bin/hepflow study anomaly --data data/anomaly --out runs/anomaly
 
 clean:
-	rm -rf $(VENV) demo_data bench_data runs *.egg-info
+	rm -rf $(VENV) $(PEERS_VENV) demo_data bench_data runs *.egg-info
