@@ -10,7 +10,7 @@ arguments; building them from a config turns that into a :class:`ConfigError`.
 """
 from __future__ import annotations
 
-__all__ = ["HepflowError", "DataError", "ConfigError", "RunError"]
+__all__ = ["HepflowError", "DataError", "ConfigError", "RunError", "carried_message"]
 
 
 class HepflowError(Exception):
@@ -29,3 +29,20 @@ class ConfigError(HepflowError, ValueError):
 class RunError(HepflowError):
     """A run directory that cannot be used as asked: a finished or interrupted run in the way,
     nothing to resume, an unfinished run to evaluate or export, an unsafe run name."""
+
+
+def _names(cls: type) -> set[str]:
+    return {cls.__name__}.union(*(_names(sub) for sub in cls.__subclasses__()))
+
+
+def carried_message(text: str) -> str | None:
+    """The one-line message of a hepflow error inside another error's text, or ``None``.
+
+    A hepflow error raised where TensorFlow runs Python (a pipeline reading rows mid-epoch)
+    reaches the caller inside a ``tf.errors.OpError`` whose text holds ``"DataError: <message>"``.
+    """
+    for name in sorted(_names(HepflowError)):
+        marker = f"{name}: "
+        if marker in text:
+            return " ".join(text.split(marker, 1)[1].splitlines()[0].split())
+    return None

@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["atomic_path", "write_atomic", "write_json_atomic", "writer_pid", "remove_stale_tmp"]
+__all__ = ["atomic_path", "write_atomic", "write_json_atomic", "writer_pid", "remove_stale_tmp", "remove_path"]
 
 _TMP = re.compile(r"\.tmp-(\d+)")
 
@@ -40,10 +40,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[str]:
         yield tmp
         os.replace(tmp, path)
     finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.lexists(tmp):
-            os.remove(tmp)
+        remove_path(tmp, ignore_errors=True)
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -81,10 +78,21 @@ def remove_stale_tmp(folder: str) -> list[str]:
         pid = writer_pid(name)
         if pid is None or pid == os.getpid() or psutil.pid_exists(pid):
             continue
-        path = os.path.join(folder, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.lexists(path):
-            os.remove(path)
+        remove_path(os.path.join(folder, name), ignore_errors=True)
         removed.append(name)
     return removed
+
+
+def remove_path(path: str, *, ignore_errors: bool = False) -> bool:
+    """Removes a file, a link (not what it points to) or a folder with its contents.
+
+    Returns:
+        Whether there was something at ``path``.
+    """
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+    elif os.path.lexists(path):
+        os.remove(path)
+    else:
+        return False
+    return True

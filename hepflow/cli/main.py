@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hepflow.errors import ConfigError, DataError, HepflowError
+from hepflow.errors import ConfigError, DataError, HepflowError, carried_message
 
 __all__ = ["main"]
 
@@ -48,13 +48,12 @@ def _one_line(e: BaseException) -> str | None:
     if isinstance(e, HepflowError):
         return " ".join(str(e).split())
     if type(e).__module__.startswith("tensorflow"):
-        for name in ("DataError", "ConfigError", "RunError", "CacheCorruptError", "DiskFullError"):
-            marker = f"{name}: "
-            text = str(e)
-            if marker in text:
-                return " ".join(text.split(marker, 1)[1].splitlines()[0].split())
-        if "holds NaN or Inf" in str(e):  # the service path's in-graph check
-            return " ".join(str(e).splitlines()[0].split())
+        text = str(e)
+        carried = carried_message(text)
+        if carried is not None:
+            return carried
+        if "holds NaN or Inf" in text:  # the service path's in-graph check
+            return " ".join(text.splitlines()[0].split())
     return None
 
 

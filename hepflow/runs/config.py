@@ -63,7 +63,7 @@ from hepflow.errors import ConfigError
 from hepflow.ops.registry import TRANSFORMS
 
 __all__ = ["load_config", "apply_overrides", "build_transform", "build_model", "build_optimizer", "SCHEDULES", "TASKS",
-           "STRATEGIES"]
+           "STRATEGIES", "MODELS"]
 
 #: ``training.strategy`` names (see :mod:`hepflow.training.distribute`).
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
@@ -86,6 +86,8 @@ SCHEDULES = {"cosine_decay": "CosineDecay", "exponential_decay": "ExponentialDec
              "polynomial_decay": "PolynomialDecay", "cosine_decay_restarts": "CosineDecayRestarts"}
 
 _TOP_LEVEL = {"name", "seed", "data", "transform", "model", "optimizer", "training"}
+#: ``model.name`` → the factory in :mod:`hepflow.models`.
+MODELS = {name: getattr(models, name) for name in models.__all__}
 _DATA_KEYS = {"dir", "samples", "split", "mix"}
 _MODEL_KEYS = {"name", "args"}
 _SAMPLE_KEYS = {f.name for f in dataclasses.fields(SampleSpec)}
@@ -192,14 +194,14 @@ def _check_schema(cfg: Mapping[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: `training.early_stopping.patience` must be an int >= 0. "
                               f"Received: patience={patience!r}")
     model = cfg.get("model")
-    if not isinstance(model, Mapping) or model.get("name") not in _models():
+    if not isinstance(model, Mapping) or model.get("name") not in MODELS:
         name = model.get("name") if isinstance(model, Mapping) else model
-        raise ConfigError(f"{where}: `model.name` must be one of {sorted(_models())}"
-                          f"{_closest(name, list(_models()))}. Received: model={model!r}")
+        raise ConfigError(f"{where}: `model.name` must be one of {sorted(MODELS)}"
+                          f"{_closest(name, list(MODELS))}. Received: model={model!r}")
     _refuse_unknown(where, "`model`", model, sorted(_MODEL_KEYS))
     if not isinstance(model.get("args") or {}, Mapping):
         raise ConfigError(f"{where}: `model.args` must be a mapping. Received: args={model.get('args')!r}")
-    _check_arguments(where, f"`model.args` of {model['name']}", _models()[model["name"]], model.get("args") or {})
+    _check_arguments(where, f"`model.args` of {model['name']}", MODELS[model["name"]], model.get("args") or {})
     _check_optimizer(cfg["optimizer"], where)
 
 
@@ -225,14 +227,6 @@ def _check_optimizer(opt: Mapping[str, Any], where: str) -> None:
     elif not (_is_number(lr) and lr > 0):
         raise ConfigError(f"{where}: `optimizer.learning_rate` must be a number > 0 or a schedule "
                           f"{{schedule: cosine_decay, ...}}. Received: learning_rate={lr!r}")
-
-
-def _transforms() -> dict[str, Any]:
-    return TRANSFORMS
-
-
-def _models() -> dict[str, Any]:
-    return {name: getattr(models, name) for name in models.__all__}
 
 
 _SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -338,19 +332,19 @@ def _transform_items(spec: Any, where: str = "config") -> list[tuple[str, dict[s
         if not isinstance(item, Mapping) or len(item) != 1:
             raise ConfigError(f"{where}: each transform is `name: {{args}}`. Received: {item!r}")
         (name, args), = item.items()
-        if name not in _transforms():
-            raise ConfigError(f"{where}: unknown transform {name!r}{_closest(name, list(_transforms()))}. Expected "
-                              f"one of {sorted(_transforms())}. Received: transform={item!r}")
+        if name not in TRANSFORMS:
+            raise ConfigError(f"{where}: unknown transform {name!r}{_closest(name, list(TRANSFORMS))}. Expected "
+                              f"one of {sorted(TRANSFORMS)}. Received: transform={item!r}")
         if not isinstance(args or {}, Mapping):
             raise ConfigError(f"{where}: the arguments of transform {name!r} must be a mapping. Received: {args!r}")
-        _check_arguments(where, f"transform `{name}`", _transforms()[name], args or {})
+        _check_arguments(where, f"transform `{name}`", TRANSFORMS[name], args or {})
         out.append((name, dict(args or {})))
     return out
 
 
 def build_transform(config: Mapping[str, Any]):
     """The pipeline transform of a config (``None`` when it lists none)."""
-    registry = _transforms()
+    registry = TRANSFORMS
     parts = []
     for name, args in _transform_items(config["transform"]):
         try:
@@ -368,7 +362,7 @@ def build_model(config: Mapping[str, Any]):
     model = config["model"]
     args = dict(model.get("args") or {})
     try:
-        return _models()[model["name"]](**args)
+        return MODELS[model["name"]](**args)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"config: model `{model['name']}` cannot be built from `model.args`: "
                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. Received: args={args!r}") from None

@@ -10,13 +10,13 @@ import csv
 import json
 import os
 import platform
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from hepflow.errors import RunError
+from hepflow.io import remove_path
 from hepflow.runs.config import load_config
 
 __all__ = ["RUN_FILES", "RUN_ENTRIES", "run_state", "check_new_run", "clear_run", "read_history", "read_json",
@@ -80,17 +80,7 @@ def clear_run(run_dir: str) -> list[str]:
     Returns:
         The names removed.
     """
-    removed = []
-    for name in RUN_ENTRIES:
-        path = os.path.join(run_dir, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.remove(path)
-        else:
-            continue
-        removed.append(name)
-    return removed
+    return [name for name in RUN_ENTRIES if remove_path(os.path.join(run_dir, name))]
 
 
 def read_json(path: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from hepflow.data import RECORD_ID, DataError, SampleSpec, make_dataset
 from hepflow.data.readers import inspect_sample
+from hepflow.errors import carried_message
 from hepflow.io import atomic_path
 from hepflow.serving.export import METADATA_FILE
 
@@ -87,9 +88,7 @@ def predict_file(model_dir: str, input_path: str, output_path: str, *, keys: Map
                     scores[rows[order]] = s[order]  # h5py fancy indexing wants increasing rows
                     written[rows] = True
             except tf.errors.OpError as e:  # a bad row met mid-file (NaN, a changed file): no output
-                text = str(e)
-                detail = text.split("DataError: ", 1)[1] if "DataError: " in text else text
-                raise DataError(" ".join(detail.splitlines()[0].split())) from None
+                raise DataError(carried_message(str(e)) or " ".join(str(e).splitlines()[0].split())) from None
             if not written.all():
                 raise DataError(f"{input_path}: {int((~written).sum())} rows were not scored.")
     return n_rows

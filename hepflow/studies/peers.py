@@ -30,8 +30,9 @@ def require_energyflow():
     try:
         import energyflow.archs  # optional extra [peers], only when a peer is asked for
     except ImportError as e:
-        raise ImportError("The energyflow peer comparison needs the [peers] extra: `make install-peers` "
-                          "(energyflow and tf-keras, with energyflow's Wasserstein rebuilt against NumPy 2). "
+        raise ImportError("The energyflow peer comparison needs the [peers] extra: `make install-peers` builds "
+                          ".venv-peers (energyflow and tf-keras, with energyflow's Wasserstein rebuilt against "
+                          "NumPy 2); run `.venv-peers/bin/hepflow evaluate --peer ...`. "
                           f"Received: {e}") from None
     return energyflow.archs
 
@@ -97,15 +98,16 @@ def evaluate_with_peers(run_dirs: Sequence[str], peers: Sequence[str], **kwargs)
     if kwargs.get("test_dir") is not None:
         raise ConfigError(f"Peers train and score on the configs' own split; drop --peer with a test directory. "
                           f"Received: peers={list(peers)}, test_dir={kwargs['test_dir']!r}")
+    unknown = [peer for peer in peers if peer not in PEERS]
+    if unknown:
+        raise ConfigError(f"Unknown peer {unknown[0]!r}; expected one of {list(PEERS)}. Received: {list(peers)}")
+    runs = [finished_run(d) for d in run_dirs]
+    pfn_runs = [r for r in runs if r["config"]["model"]["name"] == "particle_flow_network"]
+    if peers and not pfn_runs:
+        raise ConfigError("The energyflow_pfn peer copies the budget of a particle_flow_network run; "
+                          f"none among {list(run_dirs)}. Received: {list(run_dirs)}")
     extra = {}
     for peer in peers:
-        if peer not in PEERS:
-            raise ConfigError(f"Unknown peer {peer!r}; expected one of {list(PEERS)}. Received: {peer!r}")
-        runs = [finished_run(d) for d in run_dirs]
-        pfn_runs = [r for r in runs if r["config"]["model"]["name"] == "particle_flow_network"]
-        if not pfn_runs:
-            raise ConfigError("The energyflow_pfn peer copies the budget of a particle_flow_network run; "
-                              f"none among {list(run_dirs)}. Received: {list(run_dirs)}")
         extra[peer] = energyflow_pfn_scores(pfn_runs[0]["config"], pfn_runs[0]["summary"],
                                             progress=kwargs.get("progress", True))
     return evaluate_runs(run_dirs, extra_scores=extra, **kwargs)
