@@ -29,20 +29,30 @@ def test_demo_runs_the_tagger_slice(pythia_jets_dir, tmp_path, capsys):
     import shutil
 
     shutil.copytree(pythia_jets_dir, tmp_path / "d" / "top_tagging")  # the same 240 jets the demo would make
-    assert main(["demo", "--data-dir", str(tmp_path / "d"), "--jets", "240", "--epochs", "1",
-                 "--run-root", str(tmp_path / "runs")]) == 0
+    assert main(["demo", "--data-dir", str(tmp_path / "d"), "--jets", "240", "--test-top", "20", "--test-qcd", "40",
+                 "--epochs", "1", "--particle-epochs", "1", "--run-root", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
-    assert "(already there)" in out  # resumed: nothing regenerated
+    assert "(already there)" in out  # resumed: the training jets were not regenerated
+    manifest = json.loads((tmp_path / "d" / "top_tagging_test" / "manifest.json").read_text())
+    assert manifest["counts"] == {"top": 20, "qcd": 40} and manifest["seed"] == 2  # independent test sample
     summary = json.loads(out.strip().splitlines()[-1])
-    assert set(summary) == {"cnn", "bdt", "cut_based"}
+    assert set(summary) == {"cnn", "particlenet_lite", "ensemble", "bdt", "cut_based"}
     for row in summary.values():
-        assert 0 <= row["auc"] <= 1 and set(row) - {"rejection_at_0.3_lower_bound"} == {"auc", "rejection_at_0.3"}
-        assert row["rejection_at_0.3"] is not None and row["rejection_at_0.3"] > 0  # a bound, never inf or null
+        assert 0 <= row["auc"] <= 1 and set(row) - {"rejection_at_0.5_lower_bound"} == {"auc", "rejection_at_0.5"}
+        assert row["rejection_at_0.5"] is not None and row["rejection_at_0.5"] > 0  # a bound, never inf or null
+    headline = out.strip().splitlines()[-2]
+    assert headline.startswith("ensemble minus bdt: AUC ") and "cut_based: AUC" in headline
+    report = json.loads((tmp_path / "runs" / "report" / "report.json").read_text())
+    assert report["test"] == {"test_jets": 60, "test_signal": 20}
+    for name in ("cnn", "particlenet_lite", "ensemble"):
+        assert set(report["taggers"][name]["paired"]["bdt"]) == {"auc", "rejection_at_0.3", "rejection_at_0.5"}
+    assert report["taggers"]["ensemble"]["members"] == ["cnn", "particlenet_lite"]
     assert (tmp_path / "runs" / "report" / "roc.png").is_file()
     assert (tmp_path / "runs" / "cnn" / "model.keras").is_file()
-    assert (tmp_path / "runs" / "models" / "cnn" / "1" / "saved_model.pb").is_file()
+    assert (tmp_path / "runs" / "particlenet_lite" / "model.keras").is_file()
+    assert (tmp_path / "runs" / "models" / "ensemble" / "1" / "saved_model.pb").is_file()
     if importlib.util.find_spec("onnxruntime"):  # make installs the [onnx] extra
-        assert (tmp_path / "runs" / "models" / "cnn" / "1" / "onnx" / "serving_default.onnx").is_file()
+        assert (tmp_path / "runs" / "models" / "ensemble" / "1" / "onnx" / "serving_default.onnx").is_file()
 
 
 def test_train_and_evaluate_commands(pythia_jets_dir, tmp_path, capsys):

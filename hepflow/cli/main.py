@@ -58,13 +58,15 @@ def _one_line(e: BaseException) -> str | None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from hepflow.cli.demo import run_demo
+    from hepflow.cli.demo import headline, run_demo
     from hepflow.evaluation.report import format_report
 
-    table = run_demo(data_dir=args.data_dir, jets=args.jets, epochs=args.epochs, workers=args.workers,
+    table = run_demo(data_dir=args.data_dir, jets=args.jets, test_top=args.test_top, test_qcd=args.test_qcd,
+                     epochs=args.epochs, particle_epochs=args.particle_epochs, workers=args.workers,
                      run_root=args.run_root)
     print(format_report(table))
-    print(json.dumps(summary_json(table)))
+    print(headline(table))
+    print(json.dumps(summary_json(table, 0.5)))
     return 0
 
 
@@ -399,10 +401,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error (also HEPFLOW_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="generate top/QCD jets, train a CNN and the baselines, print the report")
+    p = sub.add_parser("demo", help="generate top/QCD jets, train a CNN and ParticleNet-Lite and the baselines, print the report")
     p.add_argument("--data-dir", default="demo_data", help="where the generated jets go (reused, resumable)")
-    p.add_argument("--jets", type=_positive_int, default=10_000, help="jets to generate, half top, half QCD")
-    p.add_argument("--epochs", type=_positive_int, default=2, help="CNN training epochs")
+    p.add_argument("--jets", type=_positive_int, default=14_000,
+                   help="training and validation jets to generate, half top, half QCD")
+    p.add_argument("--test-top", type=_positive_int, default=2_000, help="top jets of the independent test sample")
+    p.add_argument("--test-qcd", type=_positive_int, default=14_000, help="QCD jets of the independent test sample")
+    p.add_argument("--epochs", type=_positive_int, default=15, help="CNN training epochs (early stopping may end sooner)")
+    p.add_argument("--particle-epochs", type=_positive_int, default=12, help="ParticleNet-Lite training epochs")
     p.add_argument("--workers", type=_positive_int, default=None, help="generator processes (default: every core)")
     p.add_argument("--run-root", default="runs/demo", help="where the run and the report go")
     p.set_defaults(func=_demo)

@@ -392,87 +392,100 @@ class Pipeline:
         return np.int64(0)
 
     # -- graph ----------------------------------------------------------------
-    def _build(self, *, seed, deterministic, with_record_id, num_readers, prefetch, drop_remainder,
-               service) -> tf.data.Dataset:
+    def _local_chunks(self, *, seed, num_readers, deterministic, with_record_id) -> tf.data.Dataset:
+        """Chunks read in this process, in batch layout.
+
+        Stage A (numpy, ``num_readers`` in parallel) reads a chunk's rows, or its transformed
+        rows from the cache; stage B (TF ops, parallel) transforms rows read from the files,
+        writes them to the cache, and shuffles the chunk into its batches.
+        """
         raw_spec, out_spec = self.raw_spec, self.out_spec
         load_types = ([tf.bool, tf.int64, tf.int64] + [tf.as_dtype(d) for _, d in raw_spec.values()]
                       + [tf.as_dtype(d) for _, d in out_spec.values()])
-        label_table = tf.constant(self.label_table)
 
         def load(key, i):
             cached, perm, ids, *arrays = tf.numpy_function(self._np_load, [key, i], load_types, stateful=False)
             return key, i, cached, perm, ids, tuple(arrays)
 
-        def shaped(values, spec):
-            return {k: tf.ensure_shape(v, (None,) + s) for (k, (s, _)), v in zip(spec.items(), values)}
-
-        def transform_rows(raw):
-            feats = dict(raw)
-            weight = feats.pop(WEIGHT, None)
-            if self.transform is not None:
-                feats = dict(self.transform(feats))
-            if weight is not None:
-                feats[WEIGHT] = weight
-            return {k: tf.cast(feats[k], tf.as_dtype(out_spec[k][1])) for k in out_spec}
-
-        def from_files(key, i, raw):
-            feats = transform_rows(raw)
-            if self.cache is None:
-                return feats
-            done = tf.numpy_function(self._np_write, [key, i] + [feats[k] for k in out_spec],
-                                     tf.int64, stateful=True)  # stateful: keeps its control edge
-            with tf.control_dependencies([done]):
-                return {k: tf.identity(v) for k, v in feats.items()}
-
         def finish(key, i, cached, perm, ids, arrays):
-            """Stage B (TF ops, parallel): transform, cache write, shuffle + batch layout."""
-            raw = shaped(arrays[:len(raw_spec)], raw_spec)
-            pre = shaped(arrays[len(raw_spec):], out_spec)
+            raw = _shaped(arrays[:len(raw_spec)], raw_spec)
+            pre = _shaped(arrays[len(raw_spec):], out_spec)
             if self.cache is None:
-                feats = from_files(key, i, raw)
+                feats = self._from_files(key, i, raw)
             else:
-                feats = tf.cond(tf.ensure_shape(cached, ()), lambda: pre, lambda: from_files(key, i, raw))
-            return lay_out(feats, perm, ids)
+                feats = tf.cond(tf.ensure_shape(cached, ()), lambda: pre, lambda: self._from_files(key, i, raw))
+            return self._lay_out(feats, perm, ids, with_record_id=with_record_id)
 
-        def finish_portable(raw, perm, ids):
-            """Service workers: the same as `finish`, from rows read by TF ops."""
+        # A new epoch key for every iteration (epoch): reshuffled, yet reproducible for a seed.
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        indices = tf.data.Dataset.range(self.planner.n_chunks)
+        if self.shard is not None:
+            indices = indices.shard(self.shard[1], self.shard[0])
+        chunks = keys.flat_map(lambda key: indices.map(lambda i: (key, i)))
+        loaded = chunks.map(load, num_parallel_calls=num_readers, deterministic=deterministic)
+        return loaded.map(finish, num_parallel_calls=os.cpu_count() or 1, deterministic=deterministic)
+
+    def _service_chunks(self, *, seed, deterministic, with_record_id) -> tf.data.Dataset:
+        """Chunks read by tf.data service workers, in batch layout.
+
+        The service splits a plain range of chunks between its workers (each chunk read once
+        per epoch). Workers must agree on the plan, so its key is fixed by the seed, and they
+        cannot call back into this process, so chunks are read with TF ops only.
+        """
+        raw_spec = self.raw_spec
+
+        def finish(raw, perm, ids):
             raw = {k: tf.ensure_shape(v, (None,) + s) for k, v in raw.items() for s in [raw_spec[k][0]]}
             if self.check_finite:
                 raw = assert_finite_rows(raw, ids, self.layouts)
-            return lay_out(transform_rows(raw), perm, ids)
+            return self._lay_out(self._transform_rows(raw), perm, ids, with_record_id=with_record_id)
 
-        def lay_out(feats, perm, ids):
-            ids = tf.ensure_shape(ids, (None, 3))
-            if self._gather:  # one gather both shuffles the chunk and lays out its batches
-                perm = tf.ensure_shape(perm, (None,))
-                feats = {k: tf.gather(v, perm) for k, v in feats.items()}
-                ids = tf.gather(ids, perm)
-            label = tf.gather(label_table, ids[:, 0])
-            weight = feats.pop(WEIGHT, None)
-            if with_record_id:
-                feats[RECORD_ID] = ids
-            if weight is not None:
-                return feats, label, tf.reshape(tf.cast(weight, tf.float32), (-1,))
-            return feats, label
+        key = int(np.random.default_rng(seed).integers(0, 2**62))
+        loaded = portable_chunks(self.layouts, self.planner, raw_spec, key)
+        return loaded.map(finish, num_parallel_calls=os.cpu_count() or 1, deterministic=deterministic)
 
-        n_chunks = self.planner.n_chunks
+    def _transform_rows(self, raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """The transform applied to raw rows (the weight passes by), cast to the output dtypes."""
+        feats = dict(raw)
+        weight = feats.pop(WEIGHT, None)
+        if self.transform is not None:
+            feats = dict(self.transform(feats))
+        if weight is not None:
+            feats[WEIGHT] = weight
+        return {k: tf.cast(feats[k], tf.as_dtype(self.out_spec[k][1])) for k in self.out_spec}
+
+    def _from_files(self, key, i, raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Transformed rows of chunk ``i``, written to the cache (when there is one) before they go on."""
+        feats = self._transform_rows(raw)
+        if self.cache is None:
+            return feats
+        done = tf.numpy_function(self._np_write, [key, i] + [feats[k] for k in self.out_spec],
+                                 tf.int64, stateful=True)  # stateful: keeps its control edge
+        with tf.control_dependencies([done]):
+            return {k: tf.identity(v) for k, v in feats.items()}
+
+    def _lay_out(self, feats: dict[str, tf.Tensor], perm, ids, *, with_record_id: bool):
+        """``(features, label[, weight])`` of a chunk in shuffled batch order."""
+        ids = tf.ensure_shape(ids, (None, 3))
+        if self._gather:  # one gather both shuffles the chunk and lays out its batches
+            perm = tf.ensure_shape(perm, (None,))
+            feats = {k: tf.gather(v, perm) for k, v in feats.items()}
+            ids = tf.gather(ids, perm)
+        label = tf.gather(tf.constant(self.label_table), ids[:, 0])
+        weight = feats.pop(WEIGHT, None)
+        if with_record_id:
+            feats[RECORD_ID] = ids
+        if weight is not None:
+            return feats, label, tf.reshape(tf.cast(weight, tf.float32), (-1,))
+        return feats, label
+
+    def _build(self, *, seed, deterministic, with_record_id, num_readers, prefetch, drop_remainder,
+               service) -> tf.data.Dataset:
         if service is None:
-            # A new epoch key for every iteration (epoch): reshuffled, yet reproducible for a seed.
-            keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-            indices = tf.data.Dataset.range(n_chunks)
-            if self.shard is not None:
-                indices = indices.shard(self.shard[1], self.shard[0])
-            chunks = keys.flat_map(lambda key: indices.map(lambda i: (key, i)))
-            loaded = chunks.map(load, num_parallel_calls=num_readers, deterministic=deterministic)
-            finished = loaded.map(finish, num_parallel_calls=os.cpu_count() or 1, deterministic=deterministic)
+            finished = self._local_chunks(seed=seed, num_readers=num_readers, deterministic=deterministic,
+                                          with_record_id=with_record_id)
         else:
-            # The service splits a plain range of chunks between its workers (each chunk read once
-            # per epoch). Workers must agree on the plan, so its key is fixed by the seed, and they
-            # cannot call back into this process, so chunks are read with TF ops only.
-            key = int(np.random.default_rng(seed).integers(0, 2**62))
-            loaded = portable_chunks(self.layouts, self.planner, raw_spec, key)
-            finished = loaded.map(finish_portable, num_parallel_calls=os.cpu_count() or 1,
-                                  deterministic=deterministic)
+            finished = self._service_chunks(seed=seed, deterministic=deterministic, with_record_id=with_record_id)
         # Chunks hold whole batches (only the last chunk of epoch="all" may be short), so
         # rebatching never mixes rows of two chunks into one batch of a mixed epoch.
         ds = finished.rebatch(self.batch_size, drop_remainder=drop_remainder)
@@ -490,6 +503,11 @@ class Pipeline:
             # every chunk once per epoch: a known length, and a clear error if a worker lost batches
             ds = ds.apply(tf.data.experimental.assert_cardinality(self.n_batches))
         return ds.prefetch(prefetch)
+
+
+def _shaped(values, spec) -> dict[str, tf.Tensor]:
+    """Arrays from ``tf.numpy_function`` as named tensors with their known row shapes."""
+    return {k: tf.ensure_shape(v, (None,) + s) for (k, (s, _)), v in zip(spec.items(), values)}
 
 
 def _common_features(layouts: Sequence[SampleLayout]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:

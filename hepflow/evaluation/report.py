@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from hepflow.evaluation.metrics import auc, auc_error, rejection_at, roc_curve, threshold_at
 
-__all__ = ["tagger_report", "format_report", "json_safe"]
+__all__ = ["tagger_report", "format_report", "format_paired", "json_safe"]
 
 
 def tagger_report(labels, scores: Mapping[str, np.ndarray], *, out_dir: str,
@@ -174,5 +174,28 @@ def format_report(table: Mapping[str, Mapping[str, float]], efficiencies=(0.3, 0
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
         return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-    return "\n".join(" ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    text = "\n".join(" ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
                      for r in [head] + rows)
+    paired = format_paired(table, efficiencies)
+    return text + ("\n" + paired if paired else "")
+
+
+def format_paired(table: Mapping[str, Mapping], efficiencies=(0.3, 0.5)) -> str:
+    """Lines ``run − baseline: AUC +Δ ± σ (ahead in p %), 1/εB@ε +Δ ± σ (p %) …`` for each row's
+    ``paired`` comparisons (empty when there are none)."""
+    lines = []
+    for name, row in table.items():
+        for base, comp in (row.get("paired") or {}).items():
+            cells = []
+            for key, label, fmt in [("auc", "AUC", "{:+.4f} ± {:.4f}")] + [
+                    (f"rejection_at_{e}", f"1/εB@{e}", "{:+.0f} ± {:.0f}") for e in efficiencies]:
+                c = comp.get(key)
+                if c is None:
+                    continue
+                value = fmt.format(c["difference"], c["error"]) if np.isfinite(c["difference"]) and np.isfinite(
+                    c["error"]) else "not measurable (no background passed)"
+                cells.append(f"{label} {value} (ahead in {100 * c['ahead']:.1f} %)")
+            lines.append(f"{name} − {base}: " + ", ".join(cells))
+    if not lines:
+        return ""
+    return "paired comparison on the same test jets (σ and 'ahead' from 1000 bootstrap resamples):\n" + "\n".join(lines)

@@ -15,6 +15,7 @@ import numpy as np
 from hepflow.data import RECORD_ID, SampleSpec, make_dataset
 from hepflow.errors import ConfigError, DataError
 from hepflow.evaluation.baselines import ROC_EFFICIENCIES, CutBasedTagger, bdt_tagger
+from hepflow.evaluation.metrics import paired_bootstrap
 from hepflow.evaluation.report import format_report, json_safe, tagger_report
 from hepflow.io import write_atomic
 from hepflow.ops.calo import LAYERS, SHAPE_NAMES, ShowerShapes
@@ -25,6 +26,8 @@ __all__ = ["evaluate_runs", "high_level_arrays", "shower_shape_arrays", "baselin
 
 #: The keys the baselines read from native top-tagging files.
 HIGH_LEVEL_KEYS = {"mass": "mass", "pt": "pt", "tau": "tau"}
+#: Baselines with a score per jet, which each trained run is compared with jet by jet.
+PAIRED_BASELINES = ("bdt", "bdt_shower_shapes")
 
 
 def _read_sorted(specs: Sequence[SampleSpec], keys: Mapping[str, str], names: Sequence[str], *,
@@ -125,12 +128,15 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
             score is the mean of its members' scores (probabilities), its ``params`` and
             ``train_seconds`` the members' sums.
         baseline_seed: Seed of the BDT (its early-stopping split), fixed so that the baselines
-            do not depend on which runs are evaluated or in which order. Default 1.
+            do not depend on which runs are evaluated or in which order, and of the paired
+            bootstrap. Default 1.
         progress: Show progress bars.
 
     Returns:
         Tagger name → metrics (``auc``, ``rejection_at_<ε>`` and its ``_err``, plus
-        ``params`` and ``train_seconds`` for trained runs).
+        ``params`` and ``train_seconds`` for trained runs, and ``paired``: per-jet baseline →
+        :func:`~hepflow.evaluation.metrics.paired_bootstrap` of the run against it, on the same
+        test jets).
     """
     if not run_dirs:
         raise ConfigError("evaluate_runs needs at least one run directory.")
@@ -172,6 +178,10 @@ def evaluate_runs(run_dirs: Sequence[str], *, out_dir: str | None = None, baseli
                 table[ens][k] = sum(row[k] for row in rows)
     for peer, info in peer_info.items():
         table[peer].update(info)
+    for name in [*names, *ensembles]:
+        table[name]["paired"] = {base: paired_bootstrap(labels, scores[name], scores[base], efficiencies=efficiencies,
+                                                        seed=baseline_seed)
+                                 for base in PAIRED_BASELINES if base in scores}
     row_count = {"test_jets": int(len(labels)), "test_signal": int(np.sum(labels == 1))}
     write_atomic(os.path.join(out_dir, "report.json"), json.dumps(json_safe({"test": row_count, "taggers": table}), indent=1))
     write_atomic(os.path.join(out_dir, "report.txt"), format_report(table, tuple(efficiencies)) + "\n")

@@ -21,8 +21,12 @@ def _head(h, num_classes: int):
 def jet_cnn(*, input_shape: tuple[int, int, int] = (37, 37, 1),
             conv_blocks: Sequence[Sequence[int]] = ((8, 8), (8, 8)), pool_after: Sequence[bool] = (True, False),
             kernel_size: int = 4, pool_size: int = 2, dense: Sequence[int] = (64, 64, 64), dropout: float = 0.0,
-            num_classes: int = 1, name: str = "jet_cnn") -> keras.Model:
+            features: Sequence[str] = (), num_classes: int = 1, name: str = "jet_cnn") -> keras.Model:
     """A CNN on jet images ``(batch, npix, npix, channels)`` read from the feature ``image``.
+
+    With ``features``, scalar jet features (e.g. ``mass``, ``tau32`` from the
+    ``high_level_features`` transform) join the flattened image features, batch-normalized,
+    before the dense layers.
 
     Args:
         input_shape: Image shape.
@@ -32,6 +36,7 @@ def jet_cnn(*, input_shape: tuple[int, int, int] = (37, 37, 1),
         pool_size: Max-pool size.
         dense: Widths of the dense layers (ReLU).
         dropout: Dropout rate after each dense layer.
+        features: Names of scalar features joined before the dense layers. Default none.
         num_classes: 1 → one sigmoid score (binary labels), else softmax.
         name: Model name.
     """
@@ -45,17 +50,25 @@ def jet_cnn(*, input_shape: tuple[int, int, int] = (37, 37, 1),
         if pool:
             h = keras.layers.MaxPooling2D(pool_size)(h)
     h = keras.layers.Flatten()(h)
+    scalars = {f: keras.Input((), name=f) for f in features}
+    if scalars:
+        joined = keras.layers.Concatenate()([keras.layers.Reshape((1,))(scalars[f]) for f in features])
+        h = keras.layers.Concatenate()([h, keras.layers.BatchNormalization(synchronized=True)(joined)])
     for width in dense:
         h = keras.layers.Dense(width, activation="relu")(h)
         if dropout:
             h = keras.layers.Dropout(dropout)(h)
-    return keras.Model({"image": inputs}, _head(h, num_classes), name=name)
+    return keras.Model({"image": inputs, **scalars}, _head(h, num_classes), name=name)
 
 
-def deeptop_cnn(*, input_shape: tuple[int, int, int] = (40, 40, 1), num_classes: int = 1) -> keras.Model:
-    """The DeepTop minimal CNN: 8C4-8C4-MP2-8C4-8C4-64N-64N-64N (40 × 40 images in the paper)."""
+def deeptop_cnn(*, input_shape: tuple[int, int, int] = (40, 40, 1), features: Sequence[str] = (),
+                num_classes: int = 1) -> keras.Model:
+    """The DeepTop minimal CNN: 8C4-8C4-MP2-8C4-8C4-64N-64N-64N (40 × 40 images in the paper).
+
+    ``features``: scalar jet features joined before the dense layers (see :func:`jet_cnn`).
+    """
     return jet_cnn(input_shape=input_shape, conv_blocks=((8, 8), (8, 8)), pool_after=(True, False),
-                   dense=(64, 64, 64), num_classes=num_classes, name="deeptop_cnn")
+                   dense=(64, 64, 64), features=features, num_classes=num_classes, name="deeptop_cnn")
 
 
 def macaluso_shih_cnn(*, input_shape: tuple[int, int, int] = (37, 37, 1), num_classes: int = 1,

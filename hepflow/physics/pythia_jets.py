@@ -216,79 +216,78 @@ def generate_chunk(process: str, n_jets: int, seed: int, settings: JetSettings =
     p.rndm.init(seed)  # the chunk's events depend only on its seed, whichever worker runs it
     rng = np.random.default_rng(seed)
     jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, settings.jet_r)
-    rows: dict[str, list] = {k: [] for k in ("constituents", "charge", "type", "pt", "eta", "phi", "mass",
-                                             "n_constituents", "tau", "truth_top")}
+    rows: dict[str, list] = {k: [] for k in _DTYPES}
     events = 0
     while len(rows["pt"]) < n_jets:
         if not p.next():
             continue
         events += 1
-        ev = p.event
-        fs = [(q.px(), q.py(), q.pz(), q.e(), q.charge(), q.id()) for q in ev if q.isFinal() and q.isVisible()]
-        if not fs:
+        objs = _detector_objects(p.event, settings, rng)
+        if objs is None:
             continue
-        px, py, pz, e, charge, pid = (np.array(c) for c in zip(*fs))
-        if settings.detector != "none":
-            objs = simple_detector(px, py, pz, e, charge.astype(np.int8), pid, rng,
-                                   tracker=settings.detector == "simple")
-        else:
-            objs = {"px": px, "py": py, "pz": pz, "e": e, "charge": charge.astype(np.int8),
-                    "type": particle_types(pid, charge)}
         particles = []
         for k, (a, b, c, d) in enumerate(zip(objs["px"], objs["py"], objs["pz"], objs["e"])):
             pj = fastjet.PseudoJet(float(a), float(b), float(c), float(d))
             pj.set_user_index(k)
             particles.append(pj)
         cs = fastjet.ClusterSequence(particles, jet_def)
-        tops = _TRUTH[process](ev) if process in _TRUTH else []
+        truths = _TRUTH[process](p.event) if process in _TRUTH else None
         for jet in fastjet.sorted_by_pt(cs.inclusive_jets(settings.pt_min_gev)):
             if not (settings.pt_min_gev < jet.pt() < settings.pt_max_gev and abs(jet.eta()) < settings.eta_max):
                 continue
-            truth = np.zeros(4)
-            if process in _TRUTH:
-                matched = None
-                for top, prongs in tops:
-                    teta, tphi = _eta_phi(*top[1:])
-                    pts = [_eta_phi(*q) for q in prongs]
-                    if all(delta_r(jet.eta(), jet.phi_std(), a, b) < settings.match_r
-                           for a, b in [(teta, tphi)] + pts):
-                        matched = top
-                        break
-                if matched is None:
-                    continue
-                truth = matched
-            idx = np.array([c.user_index() for c in jet.constituents()], np.int64)
-            cpt = np.hypot(objs["px"][idx], objs["py"][idx])
-            idx = idx[np.argsort(-cpt, kind="stable")]
-            n = min(len(idx), N_CONSTITUENTS)
-            const = np.zeros((N_CONSTITUENTS, 4), np.float32)
-            const[:n] = np.stack([objs["e"][idx[:n]], objs["px"][idx[:n]], objs["py"][idx[:n]],
-                                  objs["pz"][idx[:n]]], axis=1)
-            charge_row = np.zeros(N_CONSTITUENTS, np.int8)
-            charge_row[:n] = objs["charge"][idx[:n]]
-            type_row = np.zeros(N_CONSTITUENTS, np.int8)
-            type_row[:n] = objs["type"][idx[:n]]
-            rows["constituents"].append(const)
-            rows["charge"].append(charge_row)
-            rows["type"].append(type_row)
-            rows["pt"].append(jet.pt())
-            rows["eta"].append(jet.eta())
-            rows["phi"].append(jet.phi_std())
-            rows["mass"].append(jet.m())
-            rows["n_constituents"].append(len(idx))
-            rows["tau"].append(nsubjettiness(objs["px"][idx], objs["py"][idx], objs["pz"][idx],
-                                             objs["e"][idx], r0=settings.jet_r))
-            rows["truth_top"].append(truth)
+            truth = np.zeros(4) if truths is None else _matched_truth(jet, truths, settings.match_r)
+            if truth is None:
+                continue
+            for k, v in _jet_row(jet, objs, truth, settings.jet_r).items():
+                rows[k].append(v)
             if len(rows["pt"]) == n_jets:
                 break
-    dtypes = {"constituents": np.float32, "charge": np.int8, "type": np.int8, "pt": np.float32,
-              "eta": np.float32, "phi": np.float32, "mass": np.float32, "n_constituents": np.int32,
-              "tau": np.float32, "truth_top": np.float32}
-    arrays = {k: np.asarray(v, dtypes[k]) for k, v in rows.items()}
+    arrays = {k: np.asarray(v, _DTYPES[k]) for k, v in rows.items()}
     arrays["label"] = np.full(n_jets, PROCESSES[process], np.int8)
     info = {"events": events, "sigma_gen_mb": float(p.infoPython().sigmaGen()),
             "sigma_err_mb": float(p.infoPython().sigmaErr())}
     return arrays, info
+
+
+_DTYPES = {"constituents": np.float32, "charge": np.int8, "type": np.int8, "pt": np.float32, "eta": np.float32,
+           "phi": np.float32, "mass": np.float32, "n_constituents": np.int32, "tau": np.float32,
+           "truth_top": np.float32}
+
+
+def _detector_objects(ev, settings: JetSettings, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
+    """The event's visible final state after the detector of ``settings`` (``None`` when empty)."""
+    fs = [(q.px(), q.py(), q.pz(), q.e(), q.charge(), q.id()) for q in ev if q.isFinal() and q.isVisible()]
+    if not fs:
+        return None
+    px, py, pz, e, charge, pid = (np.array(c) for c in zip(*fs))
+    if settings.detector != "none":
+        return simple_detector(px, py, pz, e, charge.astype(np.int8), pid, rng, tracker=settings.detector == "simple")
+    return {"px": px, "py": py, "pz": pz, "e": e, "charge": charge.astype(np.int8), "type": particle_types(pid, charge)}
+
+
+def _matched_truth(jet, truths, match_r: float) -> np.ndarray | None:
+    """The four-momentum of the first resonance whose own direction and decay quarks all lie
+    within ``match_r`` of the jet axis, or ``None``."""
+    for resonance, prongs in truths:
+        directions = [_eta_phi(*resonance[1:])] + [_eta_phi(*q) for q in prongs]
+        if all(delta_r(jet.eta(), jet.phi_std(), a, b) < match_r for a, b in directions):
+            return resonance
+    return None
+
+
+def _jet_row(jet, objs: dict[str, np.ndarray], truth: np.ndarray, jet_r: float) -> dict[str, Any]:
+    """One selected jet as a row of the chunk's arrays: its 200 leading constituents by pT."""
+    idx = np.array([c.user_index() for c in jet.constituents()], np.int64)
+    idx = idx[np.argsort(-np.hypot(objs["px"][idx], objs["py"][idx]), kind="stable")]
+    n = min(len(idx), N_CONSTITUENTS)
+    const = np.zeros((N_CONSTITUENTS, 4), np.float32)
+    const[:n] = np.stack([objs[k][idx[:n]] for k in ("e", "px", "py", "pz")], axis=1)
+    charge, types = np.zeros(N_CONSTITUENTS, np.int8), np.zeros(N_CONSTITUENTS, np.int8)
+    charge[:n], types[:n] = objs["charge"][idx[:n]], objs["type"][idx[:n]]
+    return {"constituents": const, "charge": charge, "type": types, "pt": jet.pt(), "eta": jet.eta(),
+            "phi": jet.phi_std(), "mass": jet.m(), "n_constituents": len(idx),
+            "tau": nsubjettiness(objs["px"][idx], objs["py"][idx], objs["pz"][idx], objs["e"][idx], r0=jet_r),
+            "truth_top": truth}
 
 
 _PYTHIAS: dict = {}  # one initialized Pythia per (process, settings) and worker process

@@ -35,7 +35,8 @@ def require_onnx():
 
 
 def export_onnx(saved_model_dir: str, check_inputs: Mapping[str, Mapping[str, np.ndarray]], *,
-                opset: int = DEFAULT_OPSET, atol: float = 1e-4) -> dict[str, str]:
+                opset: int = DEFAULT_OPSET, atol: float = 1e-4, outlier_fraction: float = 0.1,
+                outlier_atol: float = 0.05) -> dict[str, str]:
     """Converts signatures of a SavedModel to ONNX and checks each against TensorFlow.
 
     Args:
@@ -43,9 +44,16 @@ def export_onnx(saved_model_dir: str, check_inputs: Mapping[str, Mapping[str, np
         check_inputs: Signature name (``serving_default``: raw inputs, preprocessing inside;
             ``serve_features``: the model's inputs) → a batch for it (input name → array, a few
             real rows). Each signature is converted, and its ONNX Runtime scores on that batch
-            must match the SavedModel's within ``atol``.
+            must match the SavedModel's within ``atol`` on at least ``1 − outlier_fraction`` of
+            the rows, and within ``outlier_atol`` on every row.
         opset: ONNX operator set.
-        atol: Largest absolute score difference accepted.
+        atol: Largest absolute score difference accepted on most rows. Default 1e-4.
+        outlier_fraction: Rows allowed beyond ``atol``. Default 0.1: models that pick
+            neighbours on learned features (ParticleNet's k nearest neighbours) are
+            discontinuous where two distances nearly tie, and float rounding that differs
+            between runtimes flips the choice on a few jets (the SavedModel alone changes such
+            scores by up to ~1e-3 between batch sizes); a conversion error moves every row.
+        outlier_atol: Largest difference accepted on any row. Default 0.05.
 
     Returns:
         Signature name → the path of its ``saved_model_dir/onnx/<signature>.onnx``, each written
@@ -63,12 +71,13 @@ def export_onnx(saved_model_dir: str, check_inputs: Mapping[str, Mapping[str, np
         if signature not in loaded.signatures:
             raise KeyError(f"{saved_model_dir} has no signature {signature!r}. Received: {sorted(loaded.signatures)}")
         paths[signature] = _convert(tf2onnx, ort, saved_model_dir, signature, loaded.signatures[signature], batch,
-                                    opset=opset, atol=atol)
+                                    opset=opset, atol=atol, outlier_fraction=outlier_fraction,
+                                    outlier_atol=outlier_atol)
     return paths
 
 
 def _convert(tf2onnx, ort, saved_model_dir: str, signature: str, fn, batch: Mapping[str, np.ndarray], *,
-             opset: int, atol: float) -> str:
+             opset: int, atol: float, outlier_fraction: float, outlier_atol: float) -> str:
     """One signature function → ``saved_model_dir/onnx/<signature>.onnx``, checked with ONNX Runtime on ``batch``."""
     specs = [tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in sorted(fn.structured_input_signature[1].items())]
     missing = [s.name for s in specs if s.name not in batch]
@@ -88,9 +97,12 @@ def _convert(tf2onnx, ort, saved_model_dir: str, signature: str, fn, batch: Mapp
         expected = fn(**{k: tf.constant(v) for k, v in feed.items()})["score"].numpy()
         session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
         got = session.run(["score"], feed)[0]
-        diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
-        if not diff <= atol:
-            raise ValueError(f"The ONNX conversion of {saved_model_dir} ({signature}) "
-                             f"disagrees with the SavedModel: largest score difference {diff:.3g} > atol={atol} "
-                             f"on {len(expected)} rows.")
+        diff = np.abs(np.asarray(got, np.float64) - expected).reshape(len(expected), -1).max(axis=1) \
+            if expected.size else np.zeros(1)
+        beyond = float(np.mean(diff > atol))
+        if not (beyond <= outlier_fraction and diff.max() <= outlier_atol):
+            raise ValueError(f"The ONNX conversion of {saved_model_dir} ({signature}) disagrees with the SavedModel: "
+                             f"{100 * beyond:.0f} % of {len(expected)} rows differ by more than atol={atol} (at most "
+                             f"{100 * outlier_fraction:.0f} % may), largest score difference {diff.max():.3g} "
+                             f"(at most {outlier_atol}).")
     return output

@@ -24,6 +24,7 @@ are the test jets of every study, the rest the training (and validation) jets.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -121,40 +122,89 @@ def run_anomaly_study(data_dir: str, out_dir: str, *, epochs: int = 5, classifie
         signal_region, sidebands: Jet-mass ranges (GeV) of the bump hunt's window and fit
             exclusion, CWoLa's two mixed samples and the weak-supervision test jets.
     """
-
     parts = _partition(data_dir, test_fraction)
-    sr_cut, sb_cut = _in_ranges([signal_region]), _in_ranges(sidebands)
-    runs = os.path.join(out_dir, "runs")
-    os.makedirs(runs, exist_ok=True)
-    common = dict(epochs=epochs, batch_size=batch_size, seed=seed, steps=steps_per_epoch)
+    study = _Study(data_dir=data_dir, out_dir=out_dir, parts=parts, verbose=verbose, seed=seed,
+                   common=dict(epochs=epochs, batch_size=batch_size, seed=seed, steps=steps_per_epoch))
+    os.makedirs(study.runs, exist_ok=True)
+    ae_models, ae_runs = _train_autoencoders(study, adversary_weights, contaminations)
+    base_dir = os.path.abspath(data_dir)
+    test_specs = [SampleSpec(name=p, files=[os.path.join(base_dir, f) for f in parts[p]["test"]], keys=_KEYS, label=lab)
+                  for p, lab in (("qcd", 0), ("gluino", 1), ("top", 2))]
+    labels, mass, scores = _score_autoencoders(ae_models, ae_runs, test_specs)
+    report: dict[str, Any] = {"data_dir": data_dir, "test_jets": {p: int((labels == k).sum()) for k, p in
+                                                                  enumerate(("qcd", "gluino", "top"))}}
+    for k, signal in ((1, "gluino"), (2, "top")):
+        keep = (labels == 0) | (labels == k)
+        report[f"autoencoders_{signal}"] = tagger_report(
+            labels[keep] == k, {n: s[keep] for n, s in scores.items()}, out_dir=os.path.join(out_dir, signal),
+            log_dir=os.path.join(out_dir, "tb", signal))
+    adversarial = [n for n in ae_runs if n.startswith("adversarial_")]
+    report["sculpting"] = _sculpting(labels, mass, scores, ["conv_autoencoder", *adversarial, "pca", "dense_autoencoder"],
+                                     out_dir=out_dir, seed=seed)
+    report["bump_hunt"] = _bump_hunts(labels, mass, scores, ["no cut", "conv_autoencoder", *adversarial],
+                                      injection=bump_injection, trials=bump_trials, signal_region=signal_region,
+                                      out_dir=out_dir, seed=seed)
+    weak_runs, classifiers = _train_weakly_supervised(study, injections, label_fractions, classifier_epochs,
+                                                      signal_region, sidebands)
+    report["weak_supervision"] = _score_weakly_supervised(weak_runs, classifiers, test_specs[:2], signal_region,
+                                                          sidebands)
+    report["runs"] = {**ae_runs, **{k: v[0] for k, v in weak_runs.items()}}
+    write_atomic(os.path.join(out_dir, "report.json"), json.dumps(json_safe(report), indent=1))
+    write_atomic(os.path.join(out_dir, "report.md"), format_study(report))
+    return report
 
-    def sample(name, process, label, *, split="train", rate=1.0, selection=None, files=None):
-        entry = {"name": name, "files": files if files is not None else parts[process][split], "keys": list(_KEYS),
-                 "label": label, "rate": rate}
+
+@dataclasses.dataclass
+class _Study:
+    """What every run of the study shares: the data, where runs go, the training settings."""
+
+    data_dir: str
+    out_dir: str
+    parts: dict[str, dict[str, list[str]]]
+    verbose: int | str
+    seed: int
+    common: dict[str, Any]
+
+    @property
+    def runs(self) -> str:
+        return os.path.join(self.out_dir, "runs")
+
+    def sample(self, name, process, label, *, split="train", rate=1.0, selection=None, files=None) -> dict[str, Any]:
+        """A sample entry of a run config: a process's files of one split (or ``files``)."""
+        entry = {"name": name, "files": files if files is not None else self.parts[process][split],
+                 "keys": list(_KEYS), "label": label, "rate": rate}
         if selection:
             entry["selection"] = selection
         return entry
 
-    # -- 1-2: autoencoders on QCD, decorrelated ones, contaminated ones --------------------------
+    def train(self, name: str, samples, model, transform, *, task: str, **overrides) -> str:
+        """Trains one run of the study (``runs/<name>``); returns its directory."""
+        cfg = _config(name, self.data_dir, samples, model, transform, task=task, **{**self.common, **overrides})
+        return _train(cfg, os.path.join(self.runs, name), self.verbose)
+
+
+def _train_autoencoders(study: _Study, adversary_weights, contaminations) -> tuple[dict, dict[str, str]]:
+    """Studies 1-2: autoencoders on QCD, mass-decorrelated ones, ones trained on contaminated QCD.
+
+    Returns:
+        ``(model configs by run name, run directories by run name)``.
+    """
     ae_models = dict(AUTOENCODERS)
     for lam in adversary_weights:
         ae_models[f"adversarial_lambda{lam:g}"] = {"name": "adversarial_autoencoder",
                                                    "args": {**AE_ARGS, "adversary_weight": float(lam)}}
-    ae_runs: dict[str, str] = {}
-    for name, model in ae_models.items():
-        cfg = _config(name, data_dir, [sample("qcd", "qcd", 0)], model, [IMAGE], task="anomaly", **common)
-        ae_runs[name] = _train(cfg, os.path.join(runs, name), verbose)
+    ae_runs = {name: study.train(name, [study.sample("qcd", "qcd", 0)], model, [IMAGE], task="anomaly")
+               for name, model in ae_models.items()}
     for frac in contaminations:
         name = f"conv_autoencoder_contaminated_{frac:g}"
-        cfg = _config(name, data_dir, [sample("qcd", "qcd", 0, rate=1 - frac), sample("gluino", "gluino", 0, rate=frac)],
-                      AUTOENCODERS["conv_autoencoder"], [IMAGE], task="anomaly", **common)
-        ae_runs[name] = _train(cfg, os.path.join(runs, name), verbose)
+        samples = [study.sample("qcd", "qcd", 0, rate=1 - frac), study.sample("gluino", "gluino", 0, rate=frac)]
+        ae_runs[name] = study.train(name, samples, AUTOENCODERS["conv_autoencoder"], [IMAGE], task="anomaly")
+    return ae_models, ae_runs
 
-    base_dir = os.path.abspath(data_dir)
-    test_specs = [SampleSpec(name=p, files=[os.path.join(base_dir, f) for f in parts[p]["test"]], keys=_KEYS, label=lab)
-                  for p, lab in (("qcd", 0), ("gluino", 1), ("top", 2))]
+
+def _score_autoencoders(ae_models, ae_runs: Mapping[str, str], test_specs):
+    """``(labels, masses, run name → anomaly scores)`` of the test jets (a VAE adds its ELBO as ``vae_elbo``)."""
     transform = build_transform({"transform": [IMAGE]})
-
     truth = high_level_arrays(test_specs)
     labels, mass = truth["label"].astype(int), truth["mass"]
     scores: dict[str, np.ndarray] = {}
@@ -164,98 +214,106 @@ def run_anomaly_study(data_dir: str, out_dir: str, *, epochs: int = 5, classifie
             raise RuntimeError("Scores and truth are not aligned by record id")  # never expected
         if ae_models.get(name, {}).get("name") == "vae":
             scores["vae_elbo"] = run_scores(run_dir, test_specs, transform, score="elbo")[1]
-    report: dict[str, Any] = {"data_dir": data_dir, "test_jets": {p: int((labels == k).sum()) for k, p in
-                                                                  enumerate(("qcd", "gluino", "top"))}}
-    for k, signal in ((1, "gluino"), (2, "top")):
-        keep = (labels == 0) | (labels == k)
-        report[f"autoencoders_{signal}"] = tagger_report(
-            labels[keep] == k, {n: s[keep] for n, s in scores.items()}, out_dir=os.path.join(out_dir, signal),
-            log_dir=os.path.join(out_dir, "tb", signal))
+    return labels, mass, scores
 
-    # -- 3: sculpting at εS(gluino) = 0.5 ---------------------------------------------------------
+
+def _sculpting(labels, mass, scores, names, *, out_dir: str, seed: int) -> dict[str, Any]:
+    """Study 3: the QCD mass distribution after each cut keeping half of the gluinos, beside the
+    statistical floor (a random cut keeping as many QCD jets as the plain autoencoder's)."""
     qcd, glu = labels == 0, labels == 1
     sculpt, cuts = {}, {}
-    for name in ["conv_autoencoder", *[n for n in ae_runs if n.startswith("adversarial_")], "pca", "dense_autoencoder"]:
+    for name in names:
         s = scores[name]
         thr = threshold_at(np.r_[np.ones(glu.sum()), np.zeros(qcd.sum())], np.r_[s[glu], s[qcd]], 0.5)
         sculpt[name] = mass_sculpting(mass[qcd], s[qcd], thr)
         cuts[f"{name} (JS {sculpt[name]['js_divergence']:.3f})"] = s[qcd] >= thr
-    # the floor from finite statistics: a random cut keeping as many QCD jets as the plain autoencoder's
     random_score = np.random.default_rng(seed).random(int(qcd.sum()))
     sculpt["random cut (statistical floor)"] = mass_sculpting(
         mass[qcd], random_score, np.quantile(random_score, 1 - sculpt["conv_autoencoder"]["background_efficiency"]))
-    report["sculpting"] = sculpt
     plot_mass_cut(mass[qcd], cuts, os.path.join(out_dir, "sculpting.png"),
                   title="QCD jet mass after cuts keeping 50 % of gluinos")
+    return sculpt
 
-    # -- 4: bump hunt on QCD + injected gluinos (trial 0 plotted; the spread over bump_trials draws) --
-    n_inject = min(int(round(bump_injection * qcd.sum())), int(glu.sum()))
+
+def _bump_hunts(labels, mass, scores, names, *, injection: float, trials: int, signal_region, out_dir: str,
+                seed: int) -> dict[str, Any]:
+    """Study 4: bump hunts on the test QCD plus injected gluinos, with no cut and after each
+    score's top-10 % cut; the first draw in full (and plotted), the spread over ``trials`` draws."""
+    qcd, glu = labels == 0, labels == 1
+    n_inject = min(int(round(injection * qcd.sum())), int(glu.sum()))
     draws = [np.random.default_rng([seed, trial]).choice(np.flatnonzero(glu), size=n_inject, replace=False)
-             for trial in range(max(1, bump_trials))]
+             for trial in range(max(1, trials))]
     hunts = {}
-    for name in ["no cut", "conv_autoencoder", *[n for n in ae_runs if n.startswith("adversarial_")]]:
-        trials = []
+    for name in names:
+        results = []
         for trial, injected in enumerate(draws):
             data = np.r_[np.flatnonzero(qcd), injected]
             s = scores[name][data] if name in scores else None
             thr = float(np.quantile(s, 0.9)) if s is not None else None  # keep 10 % of the data
             png = os.path.join(out_dir, f"bump_hunt_{name.replace(' ', '_')}.png") if trial == 0 else None
             try:
-                trials.append(bump_hunt(mass[data], s, threshold=thr, window=signal_region, out_png=png,
-                                        title=f"QCD + {n_inject} gluinos, "
-                                              + ("no cut" if s is None else f"{name} score in the top 10 %")))
+                results.append(bump_hunt(mass[data], s, threshold=thr, window=signal_region, out_png=png,
+                                         title=f"QCD + {n_inject} gluinos, "
+                                               + ("no cut" if s is None else f"{name} score in the top 10 %")))
             except ValueError as e:  # too few jets to fit (small samples): reported, not fatal
-                trials.append({"error": str(e)})
-        z = [t["significance"] for t in trials if "error" not in t]
-        hunts[name] = {**trials[0], "trials": len(z), "significance_mean": float(np.mean(z)) if z else None,
+                results.append({"error": str(e)})
+        z = [t["significance"] for t in results if "error" not in t]
+        hunts[name] = {**results[0], "trials": len(z), "significance_mean": float(np.mean(z)) if z else None,
                        "significance_std": float(np.std(z)) if z else None}
-    injected = draws[0]
-    report["bump_hunt"] = {"injected_gluinos": int(len(injected)), "qcd_jets": int(qcd.sum()),
-                           "window": list(signal_region), "results": hunts}
+    return {"injected_gluinos": int(len(draws[0])), "qcd_jets": int(qcd.sum()), "window": list(signal_region),
+            "results": hunts}
 
-    # -- 5: weak supervision in the signal region ---------------------------------------------------
+
+def _train_weakly_supervised(study: _Study, injections, label_fractions, classifier_epochs: int, signal_region,
+                             sidebands):
+    """Study 5's runs: supervised, CWoLa (per injected S/B) and LLP classifiers on τ ratios and on images.
+
+    Returns:
+        ``(report name → (run directory, feature set), feature set → (model, transform))``.
+    """
+    sr_cut, sb_cut = _in_ranges([signal_region]), _in_ranges(sidebands)
+    sample = study.sample
     classifiers = {"tau": ({"name": "high_level_dnn", "args": {"features": ["tau21", "tau32"]}},
                            [IMAGE, {"high_level_features": {}}]),
                    "image": ({"name": "jet_cnn", "args": {"input_shape": IMAGE_SHAPE}}, [IMAGE])}
-    ccommon = {**common, "epochs": classifier_epochs}
-    counts = _counts(data_dir, parts, signal_region, sidebands)
+    counts = _counts(study.data_dir, study.parts, signal_region, sidebands)
     weak_runs: dict[str, tuple[str, str]] = {}
     for feat, (model, tr) in classifiers.items():
-        cfg = _config(f"supervised_{feat}", data_dir, [sample("qcd_sr", "qcd", 0, selection=sr_cut),
-                                                       sample("gluino_sr", "gluino", 1, selection=sr_cut)],
-                      model, tr, task="classification", **ccommon)
-        weak_runs[f"supervised ({feat})"] = (_train(cfg, os.path.join(runs, f"supervised_{feat}"), verbose), feat)
+        name = f"supervised_{feat}"
+        samples = [sample("qcd_sr", "qcd", 0, selection=sr_cut), sample("gluino_sr", "gluino", 1, selection=sr_cut)]
+        weak_runs[f"supervised ({feat})"] = (study.train(name, samples, model, tr, task="classification",
+                                                         epochs=classifier_epochs), feat)
         for inj in injections if feat == "tau" else injections[-1:]:
             n_sig = inj * counts["qcd"]["all"]
             samples = [sample("qcd_sr", "qcd", 1, selection=sr_cut, rate=counts["qcd"]["sr"]),
                        sample("gluino_sr", "gluino", 1, selection=sr_cut, rate=n_sig * counts["gluino"]["sr_fraction"]),
                        sample("qcd_sb", "qcd", 0, selection=sb_cut, rate=counts["qcd"]["sb"]),
                        sample("gluino_sb", "gluino", 0, selection=sb_cut, rate=n_sig * counts["gluino"]["sb_fraction"])]
-            name = f"cwola_{feat}_{inj:g}"
-            cfg = _config(name, data_dir, samples, model, tr, task="classification", **ccommon)
-            weak_runs[f"CWoLa S/B={inj:g} ({feat})"] = (_train(cfg, os.path.join(runs, name), verbose), feat)
-        halves = {p: (parts[p]["train"][0::2], parts[p]["train"][1::2]) for p in ("qcd", "gluino")}
+            weak_runs[f"CWoLa S/B={inj:g} ({feat})"] = (study.train(
+                f"cwola_{feat}_{inj:g}", samples, model, tr, task="classification", epochs=classifier_epochs), feat)
+        halves = {p: (study.parts[p]["train"][0::2], study.parts[p]["train"][1::2]) for p in ("qcd", "gluino")}
         samples = []
         for i, f in enumerate(label_fractions[:2]):
             samples += [sample(f"qcd_mix{i}", "qcd", [float(f)], rate=1 - f, files=halves["qcd"][i]),
                         sample(f"gluino_mix{i}", "gluino", [float(f)], rate=f, files=halves["gluino"][i])]
         llp_model = {"name": "label_proportions", "args": {"classifier": model["name"], "classifier_args": model["args"]}}
-        cfg = _config(f"llp_{feat}", data_dir, samples, llp_model, tr, task="proportions", **ccommon)
-        weak_runs[f"LLP f={label_fractions[0]:g}/{label_fractions[1]:g} ({feat})"] = (
-            _train(cfg, os.path.join(runs, f"llp_{feat}"), verbose), feat)
-    sr_specs = [SampleSpec(**{**s.to_dict(), "selection": sr_cut}) for s in test_specs[:2]]
+        weak_runs[f"LLP f={label_fractions[0]:g}/{label_fractions[1]:g} ({feat})"] = (study.train(
+            f"llp_{feat}", samples, llp_model, tr, task="proportions", epochs=classifier_epochs), feat)
+    return weak_runs, classifiers
+
+
+def _score_weakly_supervised(weak_runs, classifiers, test_specs, signal_region, sidebands) -> dict[str, Any]:
+    """Study 5's result: each classifier's AUC for gluino against QCD on the test jets in the signal region."""
+    sr_cut = _in_ranges([signal_region])
+    sr_specs = [SampleSpec(**{**s.to_dict(), "selection": sr_cut}) for s in test_specs]
     sr_labels = None
     weak = {}
     for name, (run_dir, feat) in weak_runs.items():
         sr_labels, s = run_scores(run_dir, sr_specs, build_transform({"transform": classifiers[feat][1]}))
         weak[name] = {"auc": auc(sr_labels, s)}
-    report["weak_supervision"] = {"signal_region": list(signal_region), "sidebands": [list(b) for b in sidebands],
-                                  "test_jets_in_sr": {"qcd": int((sr_labels == 0).sum()), "gluino": int((sr_labels == 1).sum())},
-                                  "auc": weak}
-    report["runs"] = {**ae_runs, **{k: v[0] for k, v in weak_runs.items()}}
-    write_atomic(os.path.join(out_dir, "report.json"), json.dumps(json_safe(report), indent=1))
-    write_atomic(os.path.join(out_dir, "report.md"), format_study(report))
-    return report
+    return {"signal_region": list(signal_region), "sidebands": [list(b) for b in sidebands],
+            "test_jets_in_sr": {"qcd": int((sr_labels == 0).sum()), "gluino": int((sr_labels == 1).sum())},
+            "auc": weak}
 
 
 def _counts(data_dir: str, parts, signal_region, sidebands) -> dict[str, dict[str, float]]:

@@ -88,7 +88,18 @@ def latest_backup(directory: str) -> dict[str, Any] | None:
 
 
 def _distribute(strategy: tf.distribute.Strategy, data, *, name: str):
-    """A distributed dataset and its steps per epoch, from a dataset of global batches or a per-worker function."""
+    """A distributed dataset and its steps per epoch, from a dataset of global batches or a per-worker function.
+
+    Raises:
+        DataError: ``data`` is neither, or has no known, positive number of batches.
+    """
+    dist, steps, spec = _distribute_any(strategy, data, name=name)
+    if steps < 1:
+        raise DataError(f"{name} must have a known, positive number of batches. Received: {steps}")
+    return dist, steps, spec
+
+
+def _distribute_any(strategy: tf.distribute.Strategy, data, *, name: str):
     if isinstance(data, tf.data.Dataset):
         options = tf.data.Options()
         # Several workers reading one dataset of global batches: each keeps every n-th batch.
@@ -176,13 +187,8 @@ def fit(model: keras.Model, train_data: tf.data.Dataset | Callable[[tf.distribut
         raise DataError(f"epochs must be ≥ 1. Received: epochs={epochs}")
     with strategy.scope():
         train_dist, steps, spec = _distribute(strategy, train_data, name="train_data")
-        if steps < 1:
-            raise DataError(f"train_data must have a known, positive number of batches. Received: {steps}")
-        val_dist = val_steps = None
-        if validation_data is not None:
-            val_dist, val_steps, _ = _distribute(strategy, validation_data, name="validation_data")
-            if val_steps < 1:
-                raise DataError(f"validation_data must have a known, positive number of batches. Received: {val_steps}")
+        val_dist, val_steps = (None, None) if validation_data is None else \
+            _distribute(strategy, validation_data, name="validation_data")[:2]
         model._symbolic_build(data_batch=spec)  # metrics, loss and optimizer variables, in the scope
         backup = Backup(model, backup_dir, write=write_backups) if backup_dir else None
     start_epoch, start_step, _ = backup.restore() if backup else (0, 0, {})
@@ -214,29 +220,13 @@ def fit(model: keras.Model, train_data: tf.data.Dataset | Callable[[tf.distribut
                 for metric in model.metrics:
                     metric.reset_state()
             callback_list.on_epoch_begin(epoch)
-            iterator = iter(train_dist)
-            for _ in range(first):  # batches trained on before the interruption
-                next(iterator)
-            for step in range(first, steps):
-                callback_list.on_train_batch_begin(step)
-                out = train_function(iterator)
-                callback_list.on_train_batch_end(step, strategy.experimental_local_results(out)[0])
-                if stop.received is not None or (backup_steps and (step + 1) % backup_steps == 0
-                                                 and step + 1 < steps):
-                    if backup:
-                        backup.save(epoch, step + 1)
-                    if stop.received is not None:
-                        raise KeyboardInterrupt(f"signal {stop.received}: state saved at epoch {epoch}, "
-                                                f"step {step + 1}" if backup else f"signal {stop.received}")
+            _train_steps(train_function, iter(train_dist), epoch=epoch, first=first, steps=steps,
+                         callback_list=callback_list, strategy=strategy, stop=stop, backup=backup,
+                         backup_steps=backup_steps)
             logs = _scalar_logs(model.get_metrics_result())
             lr = _learning_rate(model)
             if val_dist is not None:
-                for metric in model.metrics:
-                    metric.reset_state()
-                val_iterator = iter(val_dist)
-                for _ in range(val_steps):
-                    test_function(val_iterator)
-                logs.update({f"val_{k}": v for k, v in _scalar_logs(model.get_metrics_result()).items()})
+                logs.update(_validate(model, test_function, iter(val_dist), val_steps))
             if lr is not None:
                 logs["learning_rate"] = lr
             callback_list.on_epoch_end(epoch, logs)
@@ -246,3 +236,34 @@ def fit(model: keras.Model, train_data: tf.data.Dataset | Callable[[tf.distribut
                 break
     callback_list.on_train_end(logs)
     return model.history
+
+
+def _train_steps(train_function, iterator, *, epoch: int, first: int, steps: int, callback_list, strategy, stop,
+                 backup: Backup | None, backup_steps: int | None) -> None:
+    """Steps ``first`` … ``steps − 1`` of one epoch; backs up every ``backup_steps`` and on a stop signal.
+
+    Raises:
+        KeyboardInterrupt: a stop signal arrived (after the state was saved when backing up).
+    """
+    for _ in range(first):  # batches trained on before the interruption
+        next(iterator)
+    for step in range(first, steps):
+        callback_list.on_train_batch_begin(step)
+        out = train_function(iterator)
+        callback_list.on_train_batch_end(step, strategy.experimental_local_results(out)[0])
+        due = backup_steps and (step + 1) % backup_steps == 0 and step + 1 < steps
+        if stop.received is not None or due:
+            if backup:
+                backup.save(epoch, step + 1)
+            if stop.received is not None:
+                raise KeyboardInterrupt(f"signal {stop.received}: state saved at epoch {epoch}, "
+                                        f"step {step + 1}" if backup else f"signal {stop.received}")
+
+
+def _validate(model: keras.Model, test_function, iterator, steps: int) -> dict[str, float]:
+    """The ``val_*`` logs of one pass over the validation batches (the metrics are reset first)."""
+    for metric in model.metrics:
+        metric.reset_state()
+    for _ in range(steps):
+        test_function(iterator)
+    return {f"val_{k}": v for k, v in _scalar_logs(model.get_metrics_result()).items()}

@@ -133,3 +133,43 @@ def test_auc_error_matches_the_spread_over_independent_test_samples():
     assert auc_error(*sample(500)) == pytest.approx(spread, rel=0.2)
     y, s = sample(2000)
     assert auc_error(y, s) == pytest.approx(auc_error(*sample(500)) / 2, rel=0.2)  # 1/√n
+
+
+def _correlated_taggers(rng, n_signal, n_background):
+    """Two taggers sharing most of their score (the jet), the first slightly better."""
+    y = np.r_[np.ones(n_signal), np.zeros(n_background)]
+    jet = rng.normal(size=len(y))
+    return y, 2.2 * y + jet + 0.4 * rng.normal(size=len(y)), 2.0 * y + jet + 0.4 * rng.normal(size=len(y))
+
+
+def test_paired_bootstrap_error_matches_the_spread_of_the_difference_over_independent_samples():
+    from hepflow.evaluation.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(5)
+    diffs = []
+    for _ in range(300):
+        y, a, b = _correlated_taggers(rng, 400, 2000)
+        diffs.append([auc(y, a) - auc(y, b), rejection_at(y, a, 0.5)[0] - rejection_at(y, b, 0.5)[0]])
+    spread = np.std(diffs, axis=0)
+    y, a, b = _correlated_taggers(rng, 400, 2000)
+    comp = paired_bootstrap(y, a, b, efficiencies=(0.5,), resamples=400, seed=1)
+    assert comp["auc"]["difference"] == pytest.approx(auc(y, a) - auc(y, b))
+    assert comp["auc"]["error"] == pytest.approx(spread[0], rel=0.3)
+    # a rejection's error scatters from sample to sample (it counts ~40 passing jets): average over samples
+    rejection_errors = [paired_bootstrap(*_correlated_taggers(rng, 400, 2000), efficiencies=(0.5,), resamples=200,
+                                         seed=i)["rejection_at_0.5"]["error"] for i in range(8)]
+    assert np.mean(rejection_errors) == pytest.approx(spread[1], rel=0.3)
+    # the shared jet cancels: the paired error is far below the two independent errors combined
+    from hepflow.evaluation.metrics import auc_error
+    assert comp["auc"]["error"] < 0.6 * np.hypot(auc_error(y, a), auc_error(y, b))
+    assert comp["auc"]["ahead"] > 0.95 and comp["rejection_at_0.5"]["ahead"] > 0.8
+
+
+def test_paired_bootstrap_of_a_tagger_with_itself_is_a_tie():
+    from hepflow.evaluation.metrics import paired_bootstrap
+
+    y, a, _ = _correlated_taggers(np.random.default_rng(2), 100, 300)
+    comp = paired_bootstrap(y, a, a, resamples=50)
+    assert all(c["difference"] == 0 and c["error"] == 0 and c["ahead"] == 0.5 for c in comp.values())
+    with pytest.raises(ValueError, match="same length"):
+        paired_bootstrap(y, a, a[:-1])

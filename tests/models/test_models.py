@@ -11,6 +11,9 @@ N = 24  # particles per jet in these tests
 
 
 def inputs_for(name, rng, batch=8):
+    if name == "deeptop_features":
+        return {"image": rng.random((batch, 40, 40, 4)).astype("f4"),
+                "mass": rng.normal(170, 30, batch).astype("f4"), "tau32": rng.random(batch).astype("f4")}
     if name in ("deeptop", "macaluso_shih"):
         return {"image": rng.random((batch, 37 if name == "macaluso_shih" else 40,
                                      37 if name == "macaluso_shih" else 40, 1)).astype("f4")}
@@ -28,6 +31,7 @@ def inputs_for(name, rng, batch=8):
 
 BUILDERS = {
     "deeptop": lambda: models.deeptop_cnn(),
+    "deeptop_features": lambda: models.deeptop_cnn(input_shape=(40, 40, 4), features=("mass", "tau32")),
     "macaluso_shih": lambda: models.macaluso_shih_cnn(),
     "dnn": lambda: models.high_level_dnn(),
     "pfn": lambda: models.particle_flow_network(n_particles=N),
@@ -52,6 +56,15 @@ def test_model_trains_and_round_trips(name, tmp_path):
     model.save(tmp_path / f"{name}.keras")
     again = keras.saving.load_model(tmp_path / f"{name}.keras")
     np.testing.assert_array_equal(again.predict(x, verbose=0), out)
+
+
+def test_cnn_scalar_features_reach_the_score():
+    keras.utils.set_random_seed(2)
+    model = BUILDERS["deeptop_features"]()
+    assert sorted(model.input) == ["image", "mass", "tau32"]
+    x = inputs_for("deeptop_features", np.random.default_rng(2))
+    heavier = {**x, "mass": x["mass"] + 100}
+    assert not np.allclose(model.predict(x, verbose=0), model.predict(heavier, verbose=0))
 
 
 def test_published_layer_settings():

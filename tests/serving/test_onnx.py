@@ -71,8 +71,10 @@ def test_a_disagreeing_conversion_is_refused_and_leaves_no_file(colour_cnn_run, 
     cfg = load_config(os.path.join(colour_cnn_run, "config.yaml"))
     with h5py.File(split_specs(cfg)["test"][0].files[0], "r") as f:
         raw = {k: f[k][:8] for k in ("constituents", "charge", "type")}
-    with pytest.raises(ValueError, match=r"disagrees with the SavedModel: largest score difference .* on 8 rows"):
+    with pytest.raises(ValueError, match=r"disagrees with the SavedModel: 100 % of 8 rows differ by more than"):
         export_onnx(path, {"serving_default": raw}, atol=-1.0)  # no difference is below -1
+    with pytest.raises(ValueError, match=r"largest score difference .* \(at most -1.0\)"):
+        export_onnx(path, {"serving_default": raw}, outlier_atol=-1.0)  # every row is an outlier beyond -1
     assert not os.path.exists(os.path.join(path, "onnx", "serving_default.onnx"))
     assert os.listdir(os.path.join(path, "onnx")) == []  # nor a temporary file
     with pytest.raises(KeyError, match=r"check_inputs lacks \['type'\]"):
