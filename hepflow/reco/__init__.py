@@ -1,1 +1,4 @@
-"""hepflow.reco (see docs/architecture.md)."""
+"""Reconstruction as TF ops composed into a DAG (:class:`RecoGraph`), and the chains built from them."""
+from hepflow.reco.graph import ProductSpec, RecoGraph, Step
+
+__all__ = ["ProductSpec", "RecoGraph", "Step"]

@@ -1,0 +1,116 @@
+"""The LArTPC simulation, its signal-processing ops and the reconstruction chain, against truth."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hepflow.ops import lartpc as ops
+from hepflow.physics.lartpc import (LArTPCSettings, TOPOLOGIES, detector_response, digitize, drift_to_wires,
+                                    generate_lartpc, simulate_event)
+from hepflow.physics.lartpc_transport import SEMANTIC_CLASSES, TRACK, Deposits, transport
+from hepflow.reco.lartpc import lartpc_reco_graph
+from hepflow.reco.quality import charge_per_wire, hit_efficiency, true_hits
+
+QUIET = LArTPCSettings(white_noise_adc=(0.0, 0.0), coherent_noise_adc=0.0, wander_noise_adc=0.0)
+
+
+def test_median_and_coherent_noise_removal():
+    x = tf.constant([[[3.0, 1.0, 2.0, 10.0]]])
+    assert ops.median(x).numpy().ravel().tolist() == [2.0]
+    rng = np.random.default_rng(0)
+    common = rng.normal(0, 5, (1, 1, 200)).astype("f4")
+    waves = np.repeat(common, 64, axis=1) + rng.normal(0, 1, (1, 64, 200)).astype("f4")
+    waves[0, 10:30, 100:104] += 80.0  # a track crossing 20 of the 32 wires of a group at one time
+    out = ops.remove_coherent_noise(tf.constant(waves), 32).numpy()
+    quiet = np.ones(200, bool)
+    quiet[80:125] = False
+    assert out[0, :, quiet].std() < 1.3 < waves[0, :, quiet].std()  # the common noise is gone
+    assert out[0, 10:30, 100:104].mean() > 70  # the protected track survives
+
+
+def test_find_hits_recovers_a_gaussian_exactly():
+    t = np.arange(64, dtype="f4")
+    pulse = 900.0 * np.exp(-0.5 * ((t - 30.3) / 2.2) ** 2)
+    hits = ops.find_hits(tf.constant(pulse[None, None]), threshold=100.0)
+    k = int(np.argmax(hits["charge"].numpy()[0, 0]))
+    assert hits["time"].numpy()[0, 0, k] == pytest.approx(30.3, abs=1e-3)
+    assert hits["width"].numpy()[0, 0, k] == pytest.approx(2.2, rel=1e-3)
+    assert hits["charge"].numpy()[0, 0, k] == pytest.approx(pulse.sum(), rel=1e-3)
+    assert np.count_nonzero(hits["charge"].numpy()) == 1
+
+
+def _single_track(settings):
+    """A 300 MeV muon along z in the middle of the drift, as drifted charge."""
+    deposits = Deposits()
+    b = settings.bounds
+    transport("muon", 300.0, np.array([15.0, 0.0, 1.0]), np.array([0.3, 0.1, 1.0]), b, np.random.default_rng(3),
+              deposits)
+    return drift_to_wires(deposits.arrays(), settings)
+
+
+def test_deconvolution_recovers_the_charge_of_a_single_track():
+    charge, semantic = _single_track(QUIET)
+    assert set(np.unique(semantic)) <= {0, TRACK, 3, 4}
+    adc = digitize(charge, QUIET, np.random.default_rng(0))
+    graph = lartpc_reco_graph(QUIET, outputs=["signal"])
+    signal = graph.run({"adc": adc[None]})["signal"].numpy()[0]
+    collection = charge_per_wire(charge[2], signal[2])
+    assert collection["wires"] > 50
+    assert abs(collection["bias"]) < 0.03 and collection["resolution"] < 0.05
+    for plane in (0, 1):  # bipolar induction planes: the regularized deconvolution keeps ~80 % of the charge
+        assert -0.25 < charge_per_wire(charge[plane], signal[plane])["bias"] < -0.05
+
+
+def test_hit_finding_efficiency_and_purity_on_noisy_muons():
+    settings, rng = LArTPCSettings(), np.random.default_rng(11)
+    response = detector_response(settings)
+    events = [simulate_event("muon", settings, rng, response) for _ in range(4)]
+    graph = lartpc_reco_graph(settings, outputs=["hit_charge", "hit_time", "hits"])
+    out = graph.run({"adc": np.stack([e["adc"] for e in events])})
+    totals = {p: np.zeros(4) for p in range(3)}
+    for i, event in enumerate(events):
+        for p in range(3):
+            w, t = np.nonzero(out["hit_charge"].numpy()[i, p] > 0)
+            m = hit_efficiency(event["charge"][p], w, out["hit_time"].numpy()[i, p][w, t])
+            totals[p] += [m["found"], m["true_hits"], m["pure"], m["reco_hits"]]
+    eff = {p: v[0] / v[1] for p, v in totals.items()}
+    purity = {p: v[2] / v[3] for p, v in totals.items()}
+    assert eff[2] > 0.92 and purity[2] > 0.95
+    assert min(eff[0], eff[1]) > 0.85 and min(purity[0], purity[1]) > 0.85
+    hits = out["hits"].numpy()
+    n_list = int((hits[..., 4] > 0).sum())
+    assert n_list == int((out["hit_charge"].numpy() > 0).sum())  # the sparse list holds every hit
+    assert np.all(np.diff(hits[0, :, 4]) <= 0)  # largest first, padding last
+
+
+def test_true_hits_are_runs_above_threshold():
+    q = np.zeros((2, 10))
+    q[0, 2:5] = [400, 900, 500]
+    q[1, 7:10] = 1000
+    th = true_hits(q, threshold=300)
+    assert th["wire"].tolist() == [0, 1] and th["start"].tolist() == [2, 7] and th["stop"].tolist() == [5, 10]
+    assert th["charge"].tolist() == [1800, 3000]
+
+
+def test_generate_lartpc_writes_resumable_chunks(tmp_path):
+    small = LArTPCSettings(n_wires=32, n_ticks=400, drift_cm=12.0)
+    m = generate_lartpc(str(tmp_path), counts={"numu_cc": 2, "nc_pi0": 2}, chunk_events=1, workers=1, seed=3,
+                        settings=small, progress=False)
+    assert m["counts"] == {"numu_cc": 2, "nc_pi0": 2} and m["generated_this_run"]["events"] == 4
+    with h5py.File(tmp_path / "nc_pi0_00001.h5") as f:
+        assert f["adc"].shape == (1, 3, 32, 400) and f["adc"].dtype == np.uint16
+        assert f["charge"].shape == f["semantic"].shape == (1, 3, 32, 400)
+        assert f["label"][0] == TOPOLOGIES["nc_pi0"] and f["semantic"][:].max() < len(SEMANTIC_CLASSES)
+        first = f["adc"][:]
+    again = generate_lartpc(str(tmp_path), counts={"numu_cc": 2, "nc_pi0": 2}, chunk_events=1, workers=1, seed=3,
+                            settings=small, progress=False)
+    assert again["generated_this_run"]["events"] == 0  # resumed: nothing regenerated
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["settings"] == json.loads(json.dumps(dataclasses.asdict(small)))
+    with h5py.File(tmp_path / "nc_pi0_00001.h5") as f:
+        np.testing.assert_array_equal(f["adc"][:], first)
