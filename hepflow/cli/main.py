@@ -133,6 +133,32 @@ def _generate_calo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate_lartpc(args: argparse.Namespace) -> int:
+    from hepflow.physics.lartpc import generate_lartpc
+
+    counts = {k: int(v) for k, v in _named_values(args.topology, "--topology", "numu_cc=200").items()}
+    m = generate_lartpc(args.out, counts=counts, chunk_events=args.chunk_events, workers=args.workers, seed=args.seed)
+    run = m["generated_this_run"]
+    rate = f", {run['events_per_s']:.1f} events/s" if run["events_per_s"] else " (everything was already there)"
+    print(f"{args.out}: " + ", ".join(f"{n:,} {p}" for p, n in m["counts"].items())
+          + f"; this run simulated {run['events']:,} events in {run['seconds']:.1f} s{rate}")
+    return 0
+
+
+def _reco_show(args: argparse.Namespace) -> int:
+    from hepflow.reco import GRAPHS
+
+    graph = GRAPHS[args.graph]()
+    print(graph.describe())
+    if args.png:
+        graph.plot(args.png)
+        print(f"graph picture: {args.png}")
+    if args.logdir:
+        graph.log_graph(args.logdir)
+        print(f"compiled graph in TensorBoard: tensorboard --logdir {args.logdir} (Graphs tab)")
+    return 0
+
+
 def _datasets_build(args: argparse.Namespace) -> int:
     import hepflow.datasets  # noqa: F401  (registers the builders)
     import tensorflow_datasets as tfds
@@ -453,6 +479,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--emin", type=_positive_float, default=1.0, help="lowest incident energy (GeV)")
     p.add_argument("--emax", type=_positive_float, default=100.0, help="highest incident energy (GeV)")
     p.set_defaults(func=_generate_calo)
+    p = gen.add_parser("lartpc", help="LArTPC wire-readout events (U, V, Y planes) with truth (parametrized)")
+    p.add_argument("--out", required=True, help="output folder (re-running resumes)")
+    p.add_argument("--topology", action="append", required=True,
+                   help="TOPOLOGY=N with TOPOLOGY numu_cc, nue_cc, nc_pi0 or muon (repeatable), e.g. --topology nue_cc=300")
+    p.add_argument("--chunk-events", type=_positive_int, default=50, help="events per chunk file")
+    p.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument("--seed", type=int, default=1, help="run seed; chunk seeds derive from it")
+    p.set_defaults(func=_generate_lartpc)
+    p = sub.add_parser("reco", help="reconstruction graphs")
+    reco_sub = p.add_subparsers(dest="reco_command", required=True)
+    p = reco_sub.add_parser("show", help="print a RecoGraph's steps and products; draw it (PNG), log it to TensorBoard")
+    p.add_argument("graph", choices=["lartpc"], help="the graph")
+    p.add_argument("--png", default=None, help="write a picture of the DAG here")
+    p.add_argument("--logdir", default=None, help="write the compiled graph as a TensorBoard log here")
+    p.set_defaults(func=_reco_show)
     p = sub.add_parser("study", help="studies that train and evaluate many runs")
     st = p.add_subparsers(dest="study", required=True)
     p = st.add_parser("anomaly", help="autoencoders, VAE, decorrelation, contamination, bump hunt, CWoLa, LLP")

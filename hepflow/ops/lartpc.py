@@ -4,7 +4,8 @@ interest, Gaussian hit finding, zero suppression and downsampling.
 Every op takes waveforms ``(batch, wires, ticks)`` of one plane (or ``(batch, planes, wires,
 ticks)`` where stated) and runs on CPU or GPU inside one graph. The method follows the
 MicroBooNE signal processing (JINST 13 P07006): subtract each wire's baseline and the noise
-common to a group of wires, deconvolve field and electronics response in time and wire with
+common to a group of wires (means with signals clipped or masked away, where MicroBooNE takes
+medians: sums cost a pass over memory, sorts many), deconvolve field and electronics response in time and wire with
 software filters, keep regions of interest, then fit Gaussian hits (LArSoft's GausHitFinder
 fits each peak; here the three samples around a peak fix the Gaussian exactly, which is
 batched and branch-free).
@@ -14,50 +15,59 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["median", "subtract_baseline", "remove_coherent_noise", "deconvolution_kernel", "deconvolve",
-           "robust_rms", "regions_of_interest", "find_hits", "top_entries", "downsample"]
+__all__ = ["clipped_stats", "subtract_baseline", "remove_coherent_noise", "deconvolution_kernel", "deconvolve",
+           "regions_of_interest", "find_hits", "sparse_entries", "downsample"]
 
 
-def median(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
-    """The median along ``axis`` (the lower middle element for even lengths), by sorting."""
-    x = tf.convert_to_tensor(x)
-    axis = axis % x.shape.rank
-    perm = [i for i in range(x.shape.rank) if i != axis] + [axis]
-    moved = tf.transpose(x, perm)
-    n = tf.shape(moved)[-1]
-    mid = tf.gather(tf.sort(moved, axis=-1), (n - 1) // 2, axis=-1)
-    return tf.expand_dims(mid, axis)
+def clipped_stats(x: tf.Tensor, *, valid: tf.Tensor | None = None, n_sigma: float = 3.0,
+                  iterations: int = 2) -> tuple[tf.Tensor, tf.Tensor]:
+    """Each wire's noise mean and RMS along the last axis, signals clipped away.
+
+    The mean and standard deviation of the ``valid`` samples are computed, then again over the
+    samples within ``n_sigma`` of the mean, ``iterations`` times: the first pass, widened by the
+    signals, still clips their peaks; the next ones converge on the noise. Sums only (no sort),
+    so it costs a few passes over memory. For Gaussian noise the RMS is corrected for the 3σ
+    truncation (÷ 0.9866).
+
+    Returns:
+        ``(mean, rms)``, each with the last axis kept (length 1).
+    """
+    w = tf.ones_like(x) if valid is None else tf.cast(valid, x.dtype)
+    keep = w
+    mean = rms = None
+    for _ in range(iterations + 1):
+        n = tf.maximum(tf.reduce_sum(keep, -1, keepdims=True), 1.0)
+        mean = tf.reduce_sum(keep * x, -1, keepdims=True) / n
+        rms = tf.sqrt(tf.reduce_sum(keep * tf.square(x - mean), -1, keepdims=True) / n)
+        keep = w * tf.cast(tf.abs(x - mean) <= n_sigma * rms, x.dtype)
+    return mean, rms / np.float32(0.9866)
 
 
 def subtract_baseline(adc: tf.Tensor) -> tf.Tensor:
-    """ADC counts → float32 signal around zero: each wire's median over its ticks is subtracted."""
+    """ADC counts → float32 signal around zero: each wire's clipped mean over its ticks is subtracted."""
     x = tf.cast(adc, tf.float32)
-    return x - median(x, axis=-1)
+    return x - clipped_stats(x)[0]
 
 
 def remove_coherent_noise(x: tf.Tensor, group: int, *, protect: float = 4.0, pad: int = 10) -> tf.Tensor:
-    """Subtracts, at every tick, the median over each group of ``group`` adjacent wires.
+    """Subtracts, at every tick, the mean over each group of ``group`` adjacent wires.
 
     Noise shared by the wires of a group (one motherboard's channels) cancels. Signals are
     protected: samples beyond ``protect`` times their wire's noise RMS (and ``pad`` ticks around
-    them) are left out of the median, so a track crossing many wires at one time (parallel to
-    the wire plane) is not taken for noise; a tick where every wire of a group carries signal is
-    left as it is.
+    them) are left out of the mean, so a track crossing many wires at one time (parallel to the
+    wire plane) is not taken for noise; a tick where every wire of a group carries signal is left
+    as it is.
     """
     batch, wires, ticks = tf.shape(x)[0], x.shape[1], tf.shape(x)[2]
-    signal = tf.cast(tf.abs(x) > protect * robust_rms(x), tf.float32)
-    signal = tf.nn.max_pool1d(signal, ksize=2 * pad + 1, strides=1, padding="SAME") > 0
+    signal = tf.cast(tf.abs(x) > protect * clipped_stats(x)[1], tf.float32)
+    quiet = 1.0 - tf.nn.max_pool2d(signal[..., None], ksize=[1, 2 * pad + 1], strides=1, padding="SAME")[..., 0]
     pad_w = (-wires) % group
     n_groups = (wires + pad_w) // group
-    values = tf.reshape(tf.pad(x, [[0, 0], [0, pad_w], [0, 0]]), [batch, n_groups, group, ticks])
-    excluded = tf.reshape(tf.pad(signal, [[0, 0], [0, pad_w], [0, 0]], constant_values=True),
-                          [batch, n_groups, group, ticks])
-    big = np.float32(np.finfo(np.float32).max)
-    s = tf.sort(tf.where(excluded, big, values), axis=2)  # the left-out samples sort last
-    valid = tf.reduce_sum(tf.cast(~excluded, tf.int32), axis=2)
-    mid = tf.gather(tf.transpose(s, [0, 1, 3, 2]), tf.maximum(valid - 1, 0) // 2, axis=3, batch_dims=3)
-    common = tf.where(valid > 0, mid, tf.zeros_like(mid))
-    common = tf.reshape(tf.repeat(common[:, :, None, :], group, axis=2), [batch, wires + pad_w, ticks])[:, :wires]
+    values = tf.reshape(tf.pad(x * quiet, [[0, 0], [0, pad_w], [0, 0]]), [batch, n_groups, group, ticks])
+    counts = tf.reshape(tf.pad(quiet, [[0, 0], [0, pad_w], [0, 0]]), [batch, n_groups, group, ticks])
+    n = tf.reduce_sum(counts, axis=2, keepdims=True)
+    common = tf.where(n > 0, tf.reduce_sum(values, axis=2, keepdims=True) / tf.maximum(n, 1.0), 0.0)
+    common = tf.reshape(tf.repeat(common, group, axis=2), [batch, wires + pad_w, ticks])[:, :wires]
     return x - common
 
 
@@ -100,39 +110,26 @@ def deconvolve(x: tf.Tensor, kernel: np.ndarray | tf.Tensor) -> tf.Tensor:
     return tf.signal.irfft2d(spectrum * tf.cast(kernel, tf.complex64), fft_length=[tf.shape(x)[1], ticks])
 
 
-def robust_rms(x: tf.Tensor) -> tf.Tensor:
-    """Each wire's noise RMS from the spread of its samples, ``(p84 − p16) / 2`` (signals, being
-    rare, barely move it). Returns ``(batch, wires, 1)``."""
-    s = tf.sort(x, axis=-1)
-    n = tf.shape(x)[-1]
-    lo = tf.gather(s, tf.cast(tf.cast(n, tf.float32) * 0.16, tf.int32), axis=-1)
-    hi = tf.gather(s, tf.cast(tf.cast(n, tf.float32) * 0.84, tf.int32), axis=-1)
-    return tf.expand_dims(0.5 * (hi - lo), -1)
-
-
 def regions_of_interest(q: tf.Tensor, *, threshold: float = 4.0, pad: int = 8,
-                        wire_pad: int = 1) -> tuple[tf.Tensor, tf.Tensor]:
+                        wire_pad: int = 1) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Regions of interest of deconvolved charge and the charge inside them, baseline-corrected.
 
     A sample is in a region when it or a neighbour within ``pad`` ticks and ``wire_pad`` wires
-    exceeds ``threshold`` times its wire's noise RMS. Outside the regions, samples are set to
-    zero; inside, the median of the wire's samples outside any region is subtracted (what the
-    regularized deconvolution leaves of the lowest frequencies).
+    exceeds ``threshold`` times its wire's noise RMS (:func:`clipped_stats`). Outside the
+    regions, samples are set to zero; inside, the mean of the wire's samples outside any region
+    is subtracted (what the regularized deconvolution leaves of the lowest frequencies).
 
     Returns:
-        ``(charge in regions (batch, wires, ticks), mask (batch, wires, ticks) bool)``.
+        ``(charge in regions (batch, wires, ticks), mask (batch, wires, ticks) bool, noise RMS
+        (batch, wires, 1))``.
     """
-    rms = robust_rms(q)
+    _, rms = clipped_stats(q)
     seed = tf.cast(q > threshold * rms, tf.float32)
     grown = tf.nn.max_pool2d(seed[..., None], ksize=[2 * wire_pad + 1, 2 * pad + 1], strides=1, padding="SAME")
     mask = grown[..., 0] > 0
-    outside = tf.where(mask, tf.fill(tf.shape(q), np.float32(np.finfo(np.float32).max)), q)
-    # median of the samples outside the regions: the masked ones sort last, so take the middle of the rest
-    s = tf.sort(outside, axis=-1)
-    finite = tf.reduce_sum(tf.cast(~mask, tf.int32), axis=-1)
-    mid = tf.gather(s, tf.maximum(finite - 1, 0) // 2, axis=-1, batch_dims=2)
-    baseline = tf.where(finite > 0, mid, tf.zeros_like(mid))[..., None]
-    return tf.where(mask, q - baseline, tf.zeros_like(q)), mask
+    outside = tf.cast(~mask, q.dtype)
+    baseline = tf.reduce_sum(outside * q, -1, keepdims=True) / tf.maximum(tf.reduce_sum(outside, -1, keepdims=True), 1.0)
+    return tf.where(mask, q - baseline, tf.zeros_like(q)), mask, rms
 
 
 def find_hits(q: tf.Tensor, *, threshold: float) -> dict[str, tf.Tensor]:
@@ -164,23 +161,33 @@ def find_hits(q: tf.Tensor, *, threshold: float) -> dict[str, tf.Tensor]:
     return {"charge": charge, "time": tf.where(good, ticks + shift, zero), "width": tf.where(good, sigma, zero)}
 
 
-def top_entries(values: tf.Tensor, k: int, extra: dict[str, tf.Tensor] | None = None) -> dict[str, tf.Tensor]:
-    """Zero suppression to a fixed-size sparse list: the ``k`` largest non-zero entries of
-    ``values`` ``(batch, planes, wires, ticks)`` per event, padded with zeros.
+def sparse_entries(values: tf.Tensor, k: int, extra: dict[str, tf.Tensor] | None = None) -> dict[str, tf.Tensor]:
+    """Zero suppression to a fixed-size list: the non-zero entries of ``values`` ``(batch, planes,
+    wires, ticks)`` per event in (plane, wire, tick) order, the first ``k`` kept, padded with zeros.
 
     Returns:
         ``index`` ``(batch, k, 3)`` int32 (plane, wire, tick), ``value`` ``(batch, k)``, a ``valid``
-        mask, and every map of ``extra`` gathered at the same entries.
+        mask, ``count`` ``(batch,)`` (all non-zero entries, so a list that overflowed shows), and
+        every map of ``extra`` gathered at the same entries.
     """
-    shape = tf.shape(values)
-    flat = tf.reshape(values, [shape[0], -1])
-    top, idx = tf.math.top_k(tf.abs(flat), k=k, sorted=True)
-    valid = top > 0
-    planes_wires_ticks = tf.stack([idx // (shape[2] * shape[3]), (idx // shape[3]) % shape[2], idx % shape[3]], -1)
-    out = {"index": tf.where(valid[..., None], planes_wires_ticks, tf.zeros_like(planes_wires_ticks)),
-           "value": tf.where(valid, tf.gather(flat, idx, batch_dims=1), tf.zeros_like(top)), "valid": valid}
+    where = tf.where(tf.not_equal(values, 0))  # row-major: sorted by event
+    event = where[:, 0]
+    count = tf.math.bincount(tf.cast(event, tf.int32), minlength=tf.shape(values)[0], maxlength=tf.shape(values)[0])
+    first = tf.cumsum(count, exclusive=True)
+    rank = tf.range(tf.shape(where)[0], dtype=tf.int32) - tf.gather(first, tf.cast(event, tf.int32))
+    keep = rank < k
+    slot = tf.stack([tf.cast(event, tf.int32), rank], axis=1)[keep]
+    at = where[keep]
+    shape = [tf.shape(values)[0], k]
+
+    def scatter(v, tail=()):
+        return tf.scatter_nd(slot, v, shape + list(tail))
+
+    out = {"index": scatter(tf.cast(at[:, 1:], tf.int32), (3,)), "value": scatter(tf.gather_nd(values, at)),
+           "count": count}
+    out["valid"] = tf.range(k)[None, :] < tf.minimum(count, k)[:, None]
     for name, m in (extra or {}).items():
-        out[name] = tf.where(valid, tf.gather(tf.reshape(m, [shape[0], -1]), idx, batch_dims=1), tf.zeros_like(top))
+        out[name] = scatter(tf.gather_nd(m, at))
     return out
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 from hepflow.data.transforms import Normalize
 from hepflow.ops.calo import ShowerShapes
 from hepflow.ops.jets import ConstituentFeatures, HighLevelFeatures, JetImages
+from hepflow.reco.lartpc import lartpc_reco
 
 __all__ = ["TRANSFORMS"]
 
-#: Config name → transform class (each with keyword arguments and a ``get_config()``).
+#: Config name → transform class or factory (each with keyword arguments and a ``get_config()``).
 TRANSFORMS = {"jet_images": JetImages, "constituent_features": ConstituentFeatures,
-              "high_level_features": HighLevelFeatures, "shower_shapes": ShowerShapes, "normalize": Normalize}
+              "high_level_features": HighLevelFeatures, "shower_shapes": ShowerShapes, "normalize": Normalize,
+              "lartpc_reco": lartpc_reco}

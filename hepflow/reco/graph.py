@@ -350,6 +350,17 @@ class RecoGraph:
         fig.savefig(path, dpi=100)
         plt.close(fig)
 
+    def log_graph(self, logdir: str, outputs: Sequence[str] | None = None) -> None:
+        """Writes the compiled graph of ``outputs`` to a TensorBoard log (the Graphs tab)."""
+        outputs = tuple(outputs) if outputs is not None else self.outputs
+        needed = self._needed_inputs(outputs)
+        fn = tf.function(lambda **feats: self._execute(feats, outputs))
+        concrete = fn.get_concrete_function(**{k: self.inputs[k].tensor_spec(k) for k in needed})
+        writer = tf.summary.create_file_writer(logdir)
+        with writer.as_default():
+            tf.summary.graph(concrete.graph)
+        writer.flush()
+
     def save(self, path: str, outputs: Sequence[str] | None = None) -> None:
         """Saves a SavedModel whose ``serving_default`` takes the raw inputs the ``outputs`` need
         (batched) and returns the ``outputs``; it loads with ``tf.saved_model.load`` alone.

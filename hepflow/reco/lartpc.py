@@ -16,7 +16,7 @@ from hepflow.ops import lartpc as ops
 from hepflow.physics.lartpc import PLANES, RESPONSE_LEAD, LArTPCSettings, detector_response
 from hepflow.reco.graph import RecoGraph, Step
 
-__all__ = ["LArTPCReco", "lartpc_reco_graph"]
+__all__ = ["LArTPCReco", "lartpc_reco", "lartpc_reco_graph"]
 
 #: Deconvolution filters per plane kind: Gaussian time (ticks) and wire smearing, regularization.
 FILTERS = {"induction": {"time_sigma": 1.5, "wire_sigma": 0.4, "regularization": 5e-3},
@@ -68,8 +68,8 @@ class LArTPCReco:
         return step
 
     def roi(self, q):
-        signal, _ = ops.regions_of_interest(q, threshold=self.roi_threshold)
-        return signal, ops.robust_rms(q)
+        signal, _, rms = ops.regions_of_interest(q, threshold=self.roi_threshold)
+        return signal, rms
 
     def hits(self, q, noise):
         found = ops.find_hits(q, threshold=self.hit_threshold * tf.maximum(noise, 1.0))
@@ -82,14 +82,14 @@ class LArTPCReco:
         return tf.stack([u, v, y], axis=1)
 
     def hit_list(self, charge, time, width):
-        top = ops.top_entries(charge, self.max_hits, extra={"time": time, "width": width})
-        index = tf.cast(top["index"], tf.float32)
-        return tf.stack([index[..., 0], index[..., 1], top["time"], top["width"], top["value"]], axis=-1)
+        found = ops.sparse_entries(charge, self.max_hits, extra={"time": time, "width": width})
+        index = tf.cast(found["index"], tf.float32)
+        hits = tf.stack([index[..., 0], index[..., 1], found["time"], found["width"], found["value"]], axis=-1)
+        return hits, found["count"]
 
     def zero_suppress(self, signal):
-        top = ops.top_entries(signal, self.max_pixels)
-        index = tf.cast(top["index"], tf.float32)
-        return tf.concat([index, top["value"][..., None]], axis=-1)
+        found = ops.sparse_entries(signal, self.max_pixels)
+        return tf.concat([tf.cast(found["index"], tf.float32), found["value"][..., None]], axis=-1), found["count"]
 
     def image(self, signal):
         return ops.downsample(signal, ticks=self.image_ticks)
@@ -104,8 +104,9 @@ def lartpc_reco_graph(settings: LArTPCSettings = LArTPCSettings(), *, outputs=No
     ``hit_charge_<P>``/``hit_time_<P>``/``hit_width_<P>`` for each plane P of U, V, Y;
     ``signal`` (3, W, T) deconvolved charge in regions of interest (electrons); ``hit_charge``,
     ``hit_time``, ``hit_width`` (3, W, T) hit maps; ``hits`` (max_hits, 5): plane, wire, time,
-    width, charge (charge 0: padding), largest first; ``pixels`` (max_pixels, 4): plane, wire,
-    tick, charge; ``image`` (W, T / image_ticks, 3) in 10⁴ electrons. Default outputs: ``hits``,
+    width, charge, in (plane, wire, tick) order, zero rows padding, and ``n_hits`` (all hits
+    found: more than ``max_hits`` means the list was cut); ``pixels`` (max_pixels, 4): plane,
+    wire, tick, charge, and ``n_pixels``; ``image`` (W, T / image_ticks, 3) in 10⁴ electrons. Default outputs: ``hits``,
     ``pixels``, ``image``.
 
     Args:
@@ -132,12 +133,29 @@ def lartpc_reco_graph(settings: LArTPCSettings = LArTPCSettings(), *, outputs=No
         Step("stack_hit_charge", reco.stack, [f"hit_charge_{n}" for n in PLANES], ["hit_charge"]),
         Step("stack_hit_time", reco.stack, [f"hit_time_{n}" for n in PLANES], ["hit_time"]),
         Step("stack_hit_width", reco.stack, [f"hit_width_{n}" for n in PLANES], ["hit_width"]),
-        Step("hit_list", reco.hit_list, ["hit_charge", "hit_time", "hit_width"], ["hits"],
-             specs={"hits": ((reco.max_hits, 5), "float32")}),
-        Step("zero_suppress", reco.zero_suppress, ["signal"], ["pixels"],
-             specs={"pixels": ((reco.max_pixels, 4), "float32")}),
+        Step("hit_list", reco.hit_list, ["hit_charge", "hit_time", "hit_width"], ["hits", "n_hits"],
+             specs={"hits": ((reco.max_hits, 5), "float32"), "n_hits": ((), "int32")}),
+        Step("zero_suppress", reco.zero_suppress, ["signal"], ["pixels", "n_pixels"],
+             specs={"pixels": ((reco.max_pixels, 4), "float32"), "n_pixels": ((), "int32")}),
         Step("image", reco.image, ["signal"], ["image"]),
     ]
     return RecoGraph(steps, inputs={"adc": ((3, w, t), "uint16")},
                      outputs=outputs if outputs is not None else ("hits", "pixels", "image"),
                      keep_inputs=keep_inputs, jit_compile=jit_compile, name="lartpc")
+
+
+def lartpc_reco(*, settings: dict | None = None, outputs: list[str] | None = None, roi_threshold: float = 4.0,
+                hit_threshold: float = 5.0, max_hits: int = 4096, max_pixels: int = 16384, image_ticks: int = 4,
+                keep_inputs: bool = False, jit_compile: bool = False) -> RecoGraph:
+    """The chain as a config names it (``transform: [{lartpc_reco: {outputs: [image]}}]``).
+
+    Args:
+        settings: :class:`~hepflow.physics.lartpc.LArTPCSettings` fields that differ from the
+            defaults (they must match the files' ``manifest.json``).
+        outputs: Products the transform adds. Default ``hits``, ``pixels``, ``image``.
+        roi_threshold, hit_threshold, max_hits, max_pixels, image_ticks: See :class:`LArTPCReco`.
+        keep_inputs, jit_compile: See :class:`~hepflow.reco.RecoGraph`.
+    """
+    return lartpc_reco_graph(LArTPCSettings(**dict(settings or {})), outputs=outputs, keep_inputs=keep_inputs,
+                             jit_compile=jit_compile, roi_threshold=roi_threshold, hit_threshold=hit_threshold,
+                             max_hits=max_hits, max_pixels=max_pixels, image_ticks=image_ticks)

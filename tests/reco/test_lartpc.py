@@ -19,10 +19,14 @@ from hepflow.reco.quality import charge_per_wire, hit_efficiency, true_hits
 QUIET = LArTPCSettings(white_noise_adc=(0.0, 0.0), coherent_noise_adc=0.0, wander_noise_adc=0.0)
 
 
-def test_median_and_coherent_noise_removal():
-    x = tf.constant([[[3.0, 1.0, 2.0, 10.0]]])
-    assert ops.median(x).numpy().ravel().tolist() == [2.0]
+def test_clipped_stats_ignore_signals_and_coherent_noise_is_removed():
     rng = np.random.default_rng(0)
+    noise = rng.normal(5.0, 2.0, (1, 4, 2000)).astype("f4")
+    with_signal = noise.copy()
+    with_signal[:, :, 100:160] += 300.0  # 3 % of the samples are signal
+    mean, rms = (v.numpy().ravel() for v in ops.clipped_stats(tf.constant(with_signal)))
+    np.testing.assert_allclose(mean, noise.mean(-1).ravel(), atol=0.15)
+    np.testing.assert_allclose(rms, noise.std(-1).ravel(), rtol=0.05)
     common = rng.normal(0, 5, (1, 1, 200)).astype("f4")
     waves = np.repeat(common, 64, axis=1) + rng.normal(0, 1, (1, 64, 200)).astype("f4")
     waves[0, 10:30, 100:104] += 80.0  # a track crossing 20 of the 32 wires of a group at one time
@@ -70,7 +74,7 @@ def test_hit_finding_efficiency_and_purity_on_noisy_muons():
     settings, rng = LArTPCSettings(), np.random.default_rng(11)
     response = detector_response(settings)
     events = [simulate_event("muon", settings, rng, response) for _ in range(4)]
-    graph = lartpc_reco_graph(settings, outputs=["hit_charge", "hit_time", "hits"])
+    graph = lartpc_reco_graph(settings, outputs=["hit_charge", "hit_time", "hits", "n_hits"])
     out = graph.run({"adc": np.stack([e["adc"] for e in events])})
     totals = {p: np.zeros(4) for p in range(3)}
     for i, event in enumerate(events):
@@ -82,10 +86,14 @@ def test_hit_finding_efficiency_and_purity_on_noisy_muons():
     purity = {p: v[2] / v[3] for p, v in totals.items()}
     assert eff[2] > 0.92 and purity[2] > 0.95
     assert min(eff[0], eff[1]) > 0.85 and min(purity[0], purity[1]) > 0.85
-    hits = out["hits"].numpy()
-    n_list = int((hits[..., 4] > 0).sum())
-    assert n_list == int((out["hit_charge"].numpy() > 0).sum())  # the sparse list holds every hit
-    assert np.all(np.diff(hits[0, :, 4]) <= 0)  # largest first, padding last
+    hits, maps = out["hits"].numpy(), out["hit_charge"].numpy()
+    assert out["n_hits"].numpy().tolist() == [int((m > 0).sum()) for m in maps]
+    for i in range(len(events)):  # the sparse list holds every hit, in (plane, wire, tick) order
+        listed = hits[i, :out["n_hits"].numpy()[i]]
+        order = listed[:, 0] * 1e6 + listed[:, 1] * 1e3 + listed[:, 2]
+        assert np.all(np.diff(order) > 0)
+        assert np.all(listed[:, 4] > 0) and np.all(hits[i, out["n_hits"].numpy()[i]:] == 0)
+        np.testing.assert_allclose(np.sort(listed[:, 4]), np.sort(maps[i][maps[i] > 0]))
 
 
 def test_true_hits_are_runs_above_threshold():
