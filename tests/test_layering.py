@@ -12,6 +12,7 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "hepflow")
 FORBIDDEN = {
     **{low: {"runs", "training", "evaluation", "studies", "serving", "cli"}
        for low in ("data", "ops", "layers", "models", "reco", "physics", "datasets", "testing", "errors", "io")},
+    "ops": {"reco", "runs", "training", "evaluation", "studies", "serving", "cli"},  # reco composes ops
     "runs": {"training", "evaluation", "studies", "serving", "cli"},
     "training": {"evaluation", "studies", "serving", "cli"},
     "evaluation": {"training", "studies", "serving", "cli"},

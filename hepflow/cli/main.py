@@ -159,6 +159,15 @@ def _reco_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reco_quality(args: argparse.Namespace) -> int:
+    from hepflow.reco.quality import format_quality, reco_quality
+
+    result = reco_quality(os.path.join(args.data_dir, f"{args.topology}_*.h5"), batch_size=args.batch_size)
+    print(format_quality(result))
+    print(json.dumps(result))
+    return 0
+
+
 def _datasets_build(args: argparse.Namespace) -> int:
     import hepflow.datasets  # noqa: F401  (registers the builders)
     import tensorflow_datasets as tfds
@@ -307,6 +316,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         summary = {name: {k: v for k, v in table.items() if k != "wasserstein"} for name, table in tables.items()}
         print(json.dumps(summary.get("", summary)))
         return 0
+    if task == "segmentation":
+        from hepflow.evaluation.segmentation import evaluate_segmentation, format_segmentation
+
+        result = evaluate_segmentation(args.run_dirs[0], out_dir=args.out, test_dir=args.test_dir)
+        print(format_segmentation(result))
+        print(f"report.json, confusion.png and TensorBoard logs (tb/) in {args.out or os.path.join(args.run_dirs[0], 'evaluation')}")
+        print(json.dumps(result))
+        return 0
     if task in ("anomaly", "proportions"):  # no truth labels in the config: name the signal files
         from hepflow.evaluation.anomaly_runs import evaluate_anomaly_run
 
@@ -326,6 +343,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps({n: {k: round(v, 4) for k, v in f.items()} for n, f in table.items()}))
         return 0
 
+    labels = {json.dumps(s.get("label")) for s in load_config(os.path.join(args.run_dirs[0], "config.yaml"))["data"]["samples"]}
+    if len(args.run_dirs) == 1 and len(labels) > 2:  # a softmax over three or more classes
+        from hepflow.evaluation.multiclass import evaluate_multiclass, format_multiclass
+
+        result = evaluate_multiclass(args.run_dirs[0], out_dir=args.out, test_dir=args.test_dir)
+        print(format_multiclass(result))
+        print(f"report.json, confusion.png and TensorBoard logs (tb/) in {args.out or os.path.join(args.run_dirs[0], 'evaluation')}")
+        print(json.dumps(result))
+        return 0
     efficiencies = tuple(args.efficiencies)
     if not efficiencies or not all(0 < e < 1 for e in efficiencies):
         raise ConfigError(f"hepflow evaluate: --efficiencies must lie in (0, 1). Received: {list(efficiencies)}")
@@ -494,6 +520,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--png", default=None, help="write a picture of the DAG here")
     p.add_argument("--logdir", default=None, help="write the compiled graph as a TensorBoard log here")
     p.set_defaults(func=_reco_show)
+    p = reco_sub.add_parser("quality", help="reconstruct generated LArTPC events; hit efficiency, purity, charge "
+                                            "and noise against truth per plane")
+    p.add_argument("data_dir", help="folder written by hepflow generate lartpc")
+    p.add_argument("--topology", default="muon", choices=["numu_cc", "nue_cc", "nc_pi0", "muon"],
+                   help="which events (default muon: minimum-ionizing tracks)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="events per reconstruction batch")
+    p.set_defaults(func=_reco_quality)
     p = sub.add_parser("study", help="studies that train and evaluate many runs")
     st = p.add_subparsers(dest="study", required=True)
     p = st.add_parser("anomaly", help="autoencoders, VAE, decorrelation, contamination, bump hunt, CWoLa, LLP")

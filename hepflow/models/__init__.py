@@ -9,10 +9,11 @@ from hepflow.models.cnn import deeptop_cnn, jet_cnn, macaluso_shih_cnn
 from hepflow.models.deep_sets import energy_flow_network, particle_flow_network
 from hepflow.models.dnn import high_level_dnn
 from hepflow.models.label_proportions import LabelProportions, label_proportions
+from hepflow.models.lartpc import lartpc_event_cnn, lartpc_unet
 from hepflow.models.particlenet import particlenet, particlenet_lite
 from hepflow.models.vae import VariationalAutoencoder, vae
 
 __all__ = ["jet_cnn", "deeptop_cnn", "macaluso_shih_cnn", "high_level_dnn", "particle_flow_network",
            "energy_flow_network", "particlenet", "particlenet_lite",
            "calo_cnn", "calo_energy_cnn", "calogan", "pca", "dense_autoencoder", "conv_autoencoder", "vae",
-           "adversarial_autoencoder", "label_proportions"]
+           "adversarial_autoencoder", "label_proportions", "lartpc_event_cnn", "lartpc_unet"]

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["clipped_stats", "subtract_baseline", "remove_coherent_noise", "deconvolution_kernel", "deconvolve",
-           "regions_of_interest", "find_hits", "sparse_entries", "downsample"]
+           "regions_of_interest", "find_hits", "sparse_entries", "downsample", "semantic_labels", "SemanticImage"]
 
 
 def clipped_stats(x: tf.Tensor, *, valid: tf.Tensor | None = None, n_sigma: float = 3.0,
@@ -191,8 +191,53 @@ def sparse_entries(values: tf.Tensor, k: int, extra: dict[str, tf.Tensor] | None
     return out
 
 
-def downsample(q: tf.Tensor, *, ticks: int = 4, scale: float = 1e-4) -> tf.Tensor:
+def downsample(q: tf.Tensor, *, ticks: int = 8, scale: float = 1e-4) -> tf.Tensor:
     """Images for ML: ``(batch, planes, wires, ticks)`` summed over groups of ``ticks`` ticks, scaled
     by ``scale`` (1e-4: units of 10⁴ electrons), planes last: ``(batch, wires, ticks / n, planes)``."""
     x = tf.transpose(q, [0, 2, 3, 1])
     return tf.nn.avg_pool2d(x, ksize=[1, ticks], strides=[1, ticks], padding="VALID") * (ticks * scale)
+
+
+def semantic_labels(semantic: tf.Tensor, image: tf.Tensor, *, ticks: int = 8, classes: int = 6) -> tf.Tensor:
+    """Per-pixel training labels at image resolution.
+
+    Args:
+        semantic: ``(batch, planes, wires, ticks)`` true pixel classes (0: no charge).
+        image: ``(batch, wires, ticks / n, planes)`` reconstructed images (:func:`downsample`).
+        ticks: Ticks per image column.
+
+    Returns:
+        ``(batch, wires, ticks / n, planes)`` int32: the most frequent charged class among the
+        column's ticks (0 where the truth has none, i.e. noise kept by the reconstruction), and
+        −1 where the image is empty (no reconstructed charge: nothing to label).
+    """
+    counts = tf.one_hot(tf.cast(semantic, tf.int32), classes)  # (b, p, w, t, c)
+    shape = tf.shape(counts)
+    counts = tf.reduce_sum(tf.reshape(counts, [shape[0], shape[1], shape[2], shape[3] // ticks, ticks, classes]), 4)
+    charged = tf.reduce_sum(counts[..., 1:], -1, keepdims=True)
+    counts = tf.concat([tf.cast(charged == 0, counts.dtype), counts[..., 1:]], -1)  # any charged class beats "none"
+    label = tf.transpose(tf.argmax(counts, axis=-1, output_type=tf.int32), [0, 2, 3, 1])
+    return tf.where(tf.not_equal(image, 0), label, -tf.ones_like(label))
+
+
+class SemanticImage:
+    """Pipeline transform: ``semantic`` (true pixel classes) + ``image`` → ``semantic_image``, the
+    per-pixel labels of :func:`semantic_labels` (``semantic`` is dropped).
+
+    Args:
+        ticks: Ticks per image column (the reconstruction's ``image_ticks``). Default 8.
+    """
+
+    def __init__(self, *, ticks: int = 8):
+        self.ticks = int(ticks)
+
+    def __call__(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        out = dict(features)
+        if "semantic" not in out or "image" not in out:
+            raise KeyError(f"SemanticImage needs 'semantic' (read from the files) and 'image' (from lartpc_reco). "
+                           f"Received: {sorted(features)}")
+        out["semantic_image"] = semantic_labels(out.pop("semantic"), out["image"], ticks=self.ticks)
+        return out
+
+    def get_config(self) -> dict:
+        return {"ticks": self.ticks}

@@ -56,11 +56,12 @@ class LArTPCSettings:
     """Geometry, physics and readout settings (MicroBooNE values unless noted).
 
     Attributes:
-        n_wires: Wires per plane (MicroBooNE: 2400 / 2400 / 3456; a sub-volume here).
+        n_wires: Wires per plane (MicroBooNE: 2400 / 2400 / 3456; a sub-volume here: 256 wires
+            span 77 cm along the beam, 5.5 radiation lengths, so showers develop).
         n_ticks: Samples per wire (MicroBooNE reads 9600; 0.5 µs each).
         pitch_cm: Wire pitch, 0.3 cm.
         tick_us: Sampling period, 0.5 µs.
-        drift_cm: Drift length of the sub-volume (MicroBooNE: 256 cm).
+        drift_cm: Drift length of the sub-volume (MicroBooNE: 256 cm; 50 cm here).
         trigger_tick: Tick at which charge from x = 0 arrives.
         drift_velocity_cm_us: 0.1098 cm/µs at 273 V/cm.
         lifetime_us: Electron lifetime, 10 ms (MicroBooNE measured > 18 ms in 2016 running).
@@ -76,11 +77,11 @@ class LArTPCSettings:
         wander_noise_adc: Slow per-wire baseline wander RMS.
     """
 
-    n_wires: int = 128
-    n_ticks: int = 640
+    n_wires: int = 256
+    n_ticks: int = 1024
     pitch_cm: float = 0.3
     tick_us: float = 0.5
-    drift_cm: float = 30.0
+    drift_cm: float = 50.0
     trigger_tick: int = 40
     drift_velocity_cm_us: float = 0.1098
     lifetime_us: float = 10_000.0

@@ -244,7 +244,7 @@ class RecoGraph:
                     tensors[product] = t
             return {}
 
-        tf.function(trace).get_concrete_function(**{k: s.tensor_spec(k) for k, s in self.inputs.items()})
+        tf.function(trace, autograph=False).get_concrete_function(**{k: s.tensor_spec(k) for k, s in self.inputs.items()})
         if problems:
             raise ConfigError(problems[0])
         return found
@@ -268,7 +268,7 @@ class RecoGraph:
             needed = self._needed_inputs(outputs)
             signature = {k: self.inputs[k].tensor_spec(k) for k in needed}
             fn = tf.function(lambda feats: self._execute(feats, outputs), jit_compile=self.jit_compile,
-                             input_signature=[signature], reduce_retracing=True)
+                             input_signature=[signature], reduce_retracing=True, autograph=False)
             self._compiled[outputs] = fn
         needed = self._needed_inputs(outputs)
         missing = sorted(set(needed) - set(inputs))
@@ -276,6 +276,13 @@ class RecoGraph:
             raise ConfigError(f"RecoGraph {self.name!r}: the steps for {list(outputs)} need inputs {missing}. "
                               f"Received: {sorted(inputs)}")
         return fn({k: tf.convert_to_tensor(inputs[k], tf.as_dtype(self.inputs[k].dtype)) for k in needed})
+
+    def compute(self, features: Mapping[str, tf.Tensor], outputs: Sequence[str] | None = None) -> dict[str, tf.Tensor]:
+        """The steps ``outputs`` need, traced into the caller's context (inside its ``tf.function``,
+        e.g. a SavedModel's signature that also runs networks); :meth:`run` compiles its own."""
+        outputs = tuple(outputs) if outputs is not None else self.outputs
+        self._check_known(outputs, "outputs")
+        return self._execute(features, outputs)
 
     def __call__(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Pipeline transform: the features with the graph's ``outputs`` added (raw inputs dropped
@@ -290,7 +297,10 @@ class RecoGraph:
         reads = {i for s in steps for i in s.inputs} | set(outputs)
         return [k for k in self.inputs if k in reads]
 
+    @tf.autograph.experimental.do_not_convert
     def _execute(self, features: Mapping[str, tf.Tensor], outputs: Sequence[str]) -> dict[str, tf.Tensor]:
+        """Traces the steps as written: AutoGraph does not rewrite them (steps are TF ops; a step
+        that needs data-dependent control flow uses ``tf.cond``/``tf.while_loop``)."""
         tensors = dict(features)
         for step in self.steps_for(outputs):
             try:

@@ -30,13 +30,13 @@ class LArTPCReco:
         settings: The detector the waveforms come from.
         roi_threshold: Regions of interest start at this many noise RMS. Default 4.
         hit_threshold: Hits need a peak above this many noise RMS of the deconvolved charge. Default 5.
-        max_hits: Length of the sparse hit list per event. Default 4096.
-        max_pixels: Length of the zero-suppressed pixel list per event. Default 16384.
-        image_ticks: Ticks summed per image column. Default 4.
+        max_hits: Length of the sparse hit list per event. Default 8192.
+        max_pixels: Length of the zero-suppressed pixel list per event. Default 32768.
+        image_ticks: Ticks summed per image column. Default 8.
     """
 
     def __init__(self, settings: LArTPCSettings = LArTPCSettings(), *, roi_threshold: float = 4.0,
-                 hit_threshold: float = 5.0, max_hits: int = 4096, max_pixels: int = 16384, image_ticks: int = 4):
+                 hit_threshold: float = 5.0, max_hits: int = 8192, max_pixels: int = 32768, image_ticks: int = 8):
         self.settings = settings
         self.roi_threshold, self.hit_threshold = float(roi_threshold), float(hit_threshold)
         self.max_hits, self.max_pixels, self.image_ticks = int(max_hits), int(max_pixels), int(image_ticks)
@@ -145,7 +145,7 @@ def lartpc_reco_graph(settings: LArTPCSettings = LArTPCSettings(), *, outputs=No
 
 
 def lartpc_reco(*, settings: dict | None = None, outputs: list[str] | None = None, roi_threshold: float = 4.0,
-                hit_threshold: float = 5.0, max_hits: int = 4096, max_pixels: int = 16384, image_ticks: int = 4,
+                hit_threshold: float = 5.0, max_hits: int = 8192, max_pixels: int = 32768, image_ticks: int = 8,
                 keep_inputs: bool = False, jit_compile: bool = False) -> RecoGraph:
     """The chain as a config names it (``transform: [{lartpc_reco: {outputs: [image]}}]``).
 

@@ -14,9 +14,18 @@ Definitions (per plane, numpy):
 """
 from __future__ import annotations
 
+import glob
+import json
+from typing import Any
+
+import h5py
 import numpy as np
 
-__all__ = ["true_hits", "hit_efficiency", "charge_per_wire", "noise_rms"]
+from hepflow.errors import DataError
+from hepflow.physics.lartpc import PLANES, LArTPCSettings
+from hepflow.reco.lartpc import lartpc_reco_graph
+
+__all__ = ["true_hits", "hit_efficiency", "charge_per_wire", "noise_rms", "reco_quality", "format_quality"]
 
 
 def true_hits(charge: np.ndarray, *, threshold: float) -> dict[str, np.ndarray]:
@@ -84,3 +93,83 @@ def noise_rms(waveforms: np.ndarray, true_charge: np.ndarray) -> float:
     """RMS of the samples on wires that carry no true charge (``(..., wires, ticks)`` each)."""
     quiet = true_charge.sum(-1) == 0
     return float(np.sqrt(np.mean(np.square(waveforms[quiet])))) if quiet.any() else float("nan")
+
+
+def reco_quality(files: str | list[str], *, batch_size: int = 8, threshold: float = 300.0, min_charge: float = 3000.0,
+                 tolerance: float = 3.0) -> dict[str, Any]:
+    """Reconstructs generated LArTPC events and measures the chain against their truth, per plane.
+
+    Args:
+        files: Chunk files of :func:`hepflow.physics.lartpc.generate_lartpc` (a glob pattern or
+            a list); the detector settings are read from the files.
+        batch_size: Events per reconstruction batch.
+        threshold, min_charge, tolerance: See :func:`hit_efficiency`.
+
+    Returns:
+        ``events`` and per plane (U, V, Y): ``efficiency``, ``purity`` (over all hits of all
+        events), ``charge_bias``, ``charge_resolution`` (per wire), ``noise_raw`` and
+        ``noise_filtered`` (ADC RMS on wires without true charge, before and after coherent-noise
+        removal).
+
+    Raises:
+        DataError: no file matches, or files written with other detector settings.
+    """
+    paths = sorted(glob.glob(files)) if isinstance(files, str) else list(files)
+    if not paths:
+        raise DataError(f"No LArTPC files match. Received: files={files!r}")
+    settings = None
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            fields = json.loads(f.attrs["record"])["settings"]
+        fields["white_noise_adc"] = tuple(fields["white_noise_adc"])
+        if settings is None:
+            settings = LArTPCSettings(**fields)
+        elif LArTPCSettings(**fields) != settings:
+            raise DataError(f"{path} was simulated with other detector settings than {paths[0]}.")
+    outputs = ["signal", "hit_charge", "hit_time"] + [f"{k}_{p}" for k in ("raw", "filtered") for p in PLANES]
+    graph = lartpc_reco_graph(settings, outputs=outputs)
+    sums = {p: {"found": 0, "true_hits": 0, "pure": 0, "reco_hits": 0} for p in PLANES}
+    truth, signal, raw, filtered = ([] for _ in range(4))
+    n_events = 0
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            adc, charge = f["adc"][:], f["charge"][:]
+        for start in range(0, len(adc), batch_size):
+            out = {k: v.numpy() for k, v in graph.run({"adc": adc[start:start + batch_size]}).items()}
+            q = charge[start:start + batch_size]
+            for i in range(len(q)):
+                for p, name in enumerate(PLANES):
+                    wire, tick = np.nonzero(out["hit_charge"][i, p] > 0)
+                    m = hit_efficiency(q[i, p], wire, out["hit_time"][i, p][wire, tick], threshold=threshold,
+                                       min_charge=min_charge, tolerance=tolerance)
+                    for k in sums[name]:
+                        sums[name][k] += m[k]
+            truth.append(q)
+            signal.append(out["signal"])
+            raw.append(np.stack([out[f"raw_{p}"] for p in PLANES], 1))
+            filtered.append(np.stack([out[f"filtered_{p}"] for p in PLANES], 1))
+            n_events += len(q)
+    truth, signal, raw, filtered = (np.concatenate(a) for a in (truth, signal, raw, filtered))
+    result: dict[str, Any] = {"events": n_events, "files": len(paths)}
+    for p, name in enumerate(PLANES):
+        c = charge_per_wire(truth[:, p], signal[:, p], min_charge=min_charge)
+        s = sums[name]
+        result[name] = {"efficiency": s["found"] / max(s["true_hits"], 1), "purity": s["pure"] / max(s["reco_hits"], 1),
+                        "true_hits": s["true_hits"], "reco_hits": s["reco_hits"],
+                        "charge_bias": c["bias"], "charge_resolution": c["resolution"],
+                        "noise_raw": noise_rms(raw[:, p], truth[:, p]),
+                        "noise_filtered": noise_rms(filtered[:, p], truth[:, p])}
+    return result
+
+
+def format_quality(result: dict[str, Any]) -> str:
+    """The result of :func:`reco_quality` as a table, one row per plane."""
+    lines = [f"{result['events']} events from {result['files']} files",
+             f"{'plane':6s} {'hit eff.':>9s} {'purity':>8s} {'true hits':>10s} {'q bias':>8s} {'q resol.':>9s} "
+             f"{'noise raw':>10s} {'filtered':>9s}"]
+    for name in PLANES:
+        r = result[name]
+        lines.append(f"{name:6s} {100 * r['efficiency']:8.1f}% {100 * r['purity']:7.1f}% {r['true_hits']:10d} "
+                     f"{100 * r['charge_bias']:+7.1f}% {100 * r['charge_resolution']:8.1f}% {r['noise_raw']:10.2f} "
+                     f"{r['noise_filtered']:9.2f}")
+    return "\n".join(lines)

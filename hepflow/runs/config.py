@@ -25,6 +25,7 @@ A config (see ``configs/`` for one per model)::
       early_stopping: {patience: 3}  # monitor: val_loss (default) or another val_ metric; null: off
       cache: auto                    # pipeline cache: auto, memory, a folder, or null
       task: classification           # or regression: predict the feature `target` (divided by target_scale),
+                                     # or segmentation: a class per pixel, the int feature `target` (-1: ignored),
                                      # or generative: a model with its own train_step and optimizers (calogan),
                                      # or anomaly: an autoencoder's own train_step, labels ignored (pca,
                                      # dense_autoencoder, conv_autoencoder, vae, adversarial_autoencoder),
@@ -60,14 +61,15 @@ import yaml
 from hepflow import models
 from hepflow.data import Compose, SampleSpec
 from hepflow.errors import ConfigError
-from hepflow.ops.registry import TRANSFORMS
+from hepflow.ops.registry import TRANSFORMS as OPS_TRANSFORMS
+from hepflow.reco import TRANSFORMS as RECO_TRANSFORMS
 
 __all__ = ["load_config", "apply_overrides", "build_transform", "build_model", "build_optimizer", "SCHEDULES", "TASKS",
            "STRATEGIES", "MODELS"]
 
 #: ``training.strategy`` names (see :mod:`hepflow.training.distribute`).
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
-TASKS = ("classification", "regression", "generative", "anomaly", "proportions")
+TASKS = ("classification", "regression", "segmentation", "generative", "anomaly", "proportions")
 
 DEFAULTS: dict[str, Any] = {
     "seed": 1,
@@ -88,6 +90,7 @@ SCHEDULES = {"cosine_decay": "CosineDecay", "exponential_decay": "ExponentialDec
 _TOP_LEVEL = {"name", "seed", "data", "transform", "model", "optimizer", "training"}
 #: ``model.name`` → the factory in :mod:`hepflow.models`.
 MODELS = {name: getattr(models, name) for name in models.__all__}
+TRANSFORMS = {**OPS_TRANSFORMS, **RECO_TRANSFORMS}  # config name → transform class or factory
 _DATA_KEYS = {"dir", "samples", "split", "mix"}
 _MODEL_KEYS = {"name", "args"}
 _SAMPLE_KEYS = {f.name for f in dataclasses.fields(SampleSpec)}
@@ -312,10 +315,10 @@ def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Sequen
         raise ConfigError(f"{where}: `data.mix` must be 'exact' or 'sampled'. "
                           f"Received: mix={cfg['data'].get('mix')!r}")
     task = cfg["training"]["task"]
-    if (task == "regression") != bool(cfg["training"]["target"]):
+    if (task in ("regression", "segmentation")) != bool(cfg["training"]["target"]):
         raise ConfigError(f"{where}: `training.task` must be classification, generative (a model with its own "
-                          "train_step, e.g. calogan), anomaly (an autoencoder), proportions (label_proportions) "
-                          "or regression with a `training.target` "
+                          "train_step, e.g. calogan), anomaly (an autoencoder), proportions (label_proportions), "
+                          "or regression or segmentation with a `training.target` "
                           f"feature. Received: task={task!r}, target={cfg['training']['target']!r}")
     if cfg["training"]["strategy"] not in STRATEGIES:
         raise ConfigError(f"{where}: `training.strategy` must be one of {STRATEGIES}. "

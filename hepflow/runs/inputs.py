@@ -8,7 +8,7 @@ from hepflow.errors import ConfigError
 __all__ = ["model_inputs"]
 
 
-def model_inputs(model, dataset, *, target: str | None = None, target_scale: float = 1.0):
+def model_inputs(model, dataset, *, target: str | None = None, target_scale: float = 1.0, per_pixel: bool = False):
     """Maps ``(features, label, ...)`` batches to the model's named inputs, with a clear error for missing ones.
 
     Models without symbolic inputs (subclassed models with their own ``train_step``, such as
@@ -17,6 +17,8 @@ def model_inputs(model, dataset, *, target: str | None = None, target_scale: flo
     Args:
         target: For regression: the feature that becomes the label (divided by
             ``target_scale``, flattened to ``(batch,)``) in place of the sample label.
+        per_pixel: For segmentation: the ``target`` feature is a map of class labels, passed on
+            as int32 in its own shape.
     """
     try:
         names = [t.name for t in model.inputs]
@@ -28,6 +30,8 @@ def model_inputs(model, dataset, *, target: str | None = None, target_scale: flo
         raise ConfigError(f"Model '{model.name}' needs inputs {names}" + (f" and the target '{target}'" if target else "")
                           + f"; the pipeline gives {sorted(have)} (missing {missing}). "
                           "Check the config's `transform` and the samples' `keys`.")
+    if target and per_pixel:
+        return dataset.map(lambda x, y, *rest: ({n: x[n] for n in names}, tf.cast(x[target], tf.int32), *rest))
     if target:
         return dataset.map(lambda x, y, *rest: ({n: x[n] for n in names},
                                                 tf.reshape(tf.cast(x[target], tf.float32), [-1]) / target_scale,

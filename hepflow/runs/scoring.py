@@ -20,13 +20,15 @@ def sort_by_record(ids: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
 
 
 def score_specs(model, specs: Sequence[SampleSpec], *, transform=None, batch_size: int = 1024,
-                progress: bool = True, desc: str = "scoring") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                progress: bool = True, desc: str = "scoring", all_classes: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scores every row of ``specs`` once with a Keras model through the pipeline.
 
     Returns:
         ``(record_ids (n, 3), labels (n,), scores (n,))`` sorted by record id. For a softmax
-        model the score is the probability of class 1; for a model with a ``score`` method
-        (the anomaly models) it is what that method returns.
+        model the score is the probability of class 1 (every class's, ``(n, classes)``, with
+        ``all_classes``); for a model with a ``score`` method (the anomaly models) it is what
+        that method returns.
     """
     ds = make_dataset(specs, batch_size=batch_size, transform=transform, epoch="all", shuffle=0,
                       drop_remainder=False, with_record_id=True)
@@ -38,7 +40,7 @@ def score_specs(model, specs: Sequence[SampleSpec], *, transform=None, batch_siz
     ids, labels, scores = [], [], []
     for x, y, rid in tqdm(ds, total=len(ds), desc=desc, unit="batch", disable=not progress):
         out = np.asarray(predict(x))
-        scores.append(out if out.ndim == 1 else out[:, 0] if out.shape[-1] == 1 else out[:, 1])
+        scores.append(out if out.ndim == 1 or all_classes else out[:, 0] if out.shape[-1] == 1 else out[:, 1])
         ids.append(rid.numpy())
         labels.append(y.numpy())
     return tuple(sort_by_record(np.concatenate(ids), np.concatenate(labels), np.concatenate(scores)))

@@ -66,8 +66,9 @@ def _datasets(cfg: Mapping[str, Any], splits, transform, model, workers: int):
     """The training and validation data: global batches, or per-worker shards with several workers."""
     seed, tcfg = int(cfg["seed"]), cfg["training"]
     batch_size, steps, val_steps = int(tcfg["batch_size"]), tcfg.get("steps_per_epoch"), tcfg.get("validation_steps")
-    target = tcfg.get("target") if tcfg.get("task") == "regression" else None
+    target = tcfg.get("target") if tcfg.get("task") in ("regression", "segmentation") else None
     scale = float(tcfg.get("target_scale") or 1.0)
+    per_pixel = tcfg.get("task") == "segmentation"
     cache = tcfg.get("cache")
     mix = cfg["data"].get("mix", "exact")
     service = tcfg.get("service")
@@ -76,10 +77,10 @@ def _datasets(cfg: Mapping[str, Any], splits, transform, model, workers: int):
         if service:  # the service's workers read and transform; each chunk once per epoch
             return model_inputs(model, make_dataset(
                 splits["train"], batch_size=batch, transform=transform, epoch=int(steps) if steps else "shortest",
-                seed=seed, service=service, mix=mix), target=target, target_scale=scale)
+                seed=seed, service=service, mix=mix), target=target, target_scale=scale, per_pixel=per_pixel)
         return model_inputs(model, make_dataset(
             splits["train"], batch_size=batch, transform=transform, epoch=int(steps) * workers if steps else "shortest",
-            seed=seed, cache=cache, shard=shard, mix=mix), target=target, target_scale=scale)
+            seed=seed, cache=cache, shard=shard, mix=mix), target=target, target_scale=scale, per_pixel=per_pixel)
 
     def val_ds(batch: int, shard=None):
         if val_steps:  # a class-balanced, shuffled subset: cheaper for costly models
@@ -88,9 +89,9 @@ def _datasets(cfg: Mapping[str, Any], splits, transform, model, workers: int):
         else:
             ds = make_dataset(splits["validation"], batch_size=batch, transform=transform, epoch="all", shuffle=0,
                               drop_remainder=False, seed=seed, cache="memory" if cache else None, shard=shard)
-        return model_inputs(model, ds, target=target, target_scale=scale)
+        return model_inputs(model, ds, target=target, target_scale=scale, per_pixel=per_pixel)
 
-    val_batch = max(batch_size, 512)
+    val_batch = batch_size if per_pixel else max(batch_size, 512)  # per-pixel outputs are large
     if workers == 1:
         return train_ds(batch_size), val_ds(val_batch)
     if service:
@@ -228,6 +229,9 @@ def _compiled_model(cfg: Mapping[str, Any], strategy: tf.distribute.Strategy) ->
             model.compile(optimizer=build_optimizer(cfg))
         elif task == "regression":
             model.compile(optimizer=build_optimizer(cfg), loss="mse", metrics=["mae"])
+        elif task == "segmentation":  # pixels labelled -1 (no charge) do not count
+            model.compile(optimizer=build_optimizer(cfg),
+                          loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=-1))
         else:
             model.compile(optimizer=build_optimizer(cfg),
                           loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",

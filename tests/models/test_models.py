@@ -11,6 +11,8 @@ N = 24  # particles per jet in these tests
 
 
 def inputs_for(name, rng, batch=8):
+    if name in ("lartpc_event_cnn", "lartpc_unet"):
+        return {"image": rng.random((batch, 32, 40, 3)).astype("f4")}
     if name == "deeptop_features":
         return {"image": rng.random((batch, 40, 40, 4)).astype("f4"),
                 "mass": rng.normal(170, 30, batch).astype("f4"), "tau32": rng.random(batch).astype("f4")}
@@ -31,6 +33,8 @@ def inputs_for(name, rng, batch=8):
 
 BUILDERS = {
     "deeptop": lambda: models.deeptop_cnn(),
+    "lartpc_event_cnn": lambda: models.lartpc_event_cnn(input_shape=(32, 40, 3), num_classes=3),
+    "lartpc_unet": lambda: models.lartpc_unet(input_shape=(32, 40, 3), filters=(8, 16)),
     "deeptop_features": lambda: models.deeptop_cnn(input_shape=(40, 40, 4), features=("mass", "tau32")),
     "macaluso_shih": lambda: models.macaluso_shih_cnn(),
     "dnn": lambda: models.high_level_dnn(),
@@ -47,12 +51,18 @@ def test_model_trains_and_round_trips(name, tmp_path):
     rng = np.random.default_rng(0)
     model = BUILDERS[name]()
     x = inputs_for(name, rng)
-    y = rng.integers(0, 2, 8).astype("f4")
-    model.compile(optimizer="adam", loss="binary_crossentropy")
+    if name == "lartpc_event_cnn":
+        y, shape = rng.integers(0, 3, 8), (8, 3)
+    elif name == "lartpc_unet":
+        y, shape = rng.integers(-1, 6, (8, 32, 40, 3)), (8, 32, 40, 3, 6)
+    else:
+        y, shape = rng.integers(0, 2, 8).astype("f4"), (8, 1)
+    loss = "binary_crossentropy" if shape[-1] == 1 else keras.losses.SparseCategoricalCrossentropy(ignore_class=-1)
+    model.compile(optimizer="adam", loss=loss)
     loss = model.train_on_batch(x, y)
     assert np.isfinite(loss)
     out = model.predict(x, verbose=0)
-    assert out.shape == (8, 1) and np.all((out >= 0) & (out <= 1))
+    assert out.shape == shape and np.all((out >= 0) & (out <= 1))
     model.save(tmp_path / f"{name}.keras")
     again = keras.saving.load_model(tmp_path / f"{name}.keras")
     np.testing.assert_array_equal(again.predict(x, verbose=0), out)

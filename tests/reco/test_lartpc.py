@@ -122,3 +122,41 @@ def test_generate_lartpc_writes_resumable_chunks(tmp_path):
     assert manifest["settings"] == json.loads(json.dumps(dataclasses.asdict(small)))
     with h5py.File(tmp_path / "nc_pi0_00001.h5") as f:
         np.testing.assert_array_equal(f["adc"][:], first)
+
+
+def test_semantic_labels_take_the_charged_majority_and_ignore_empty_pixels():
+    semantic = np.zeros((1, 1, 2, 8), np.int8)
+    semantic[0, 0, 0, :4] = [0, 1, 1, 2]  # column 0 of wire 0: track wins
+    semantic[0, 0, 1, 4:] = [0, 0, 0, 3]  # column 1 of wire 1: one Michel tick beats three empty ones
+    image = np.zeros((1, 2, 2, 1), np.float32)
+    image[0, 0, 0, 0] = image[0, 1, 1, 0] = image[0, 1, 0, 0] = 1.0  # wire 1, column 0: reconstructed noise
+    labels = ops.semantic_labels(tf.constant(semantic), tf.constant(image), ticks=4).numpy()[0, ..., 0]
+    assert labels.tolist() == [[1, -1], [0, 3]]
+
+
+def test_reconstruction_and_networks_export_as_one_saved_model(tmp_path):
+    import subprocess
+    import sys
+
+    from hepflow.models import lartpc_event_cnn, lartpc_unet
+    from hepflow.serving.reco_export import export_lartpc_chain
+
+    small = LArTPCSettings(n_wires=32, n_ticks=400, drift_cm=12.0)
+    shape = (32, 400 // 8, 3)
+    classifier = lartpc_event_cnn(input_shape=shape, filters=(4,), dense=(8,))
+    segmenter = lartpc_unet(input_shape=shape, filters=(4,))
+    path = export_lartpc_chain(str(tmp_path / "chain"), settings=small, event_classifier=classifier, segmenter=segmenter,
+                               class_names=("numu_cc", "nue_cc", "nc_pi0"))
+    adc = simulate_event("nue_cc", small, np.random.default_rng(4))["adc"][None]
+    np.save(tmp_path / "adc.npy", adc)
+    code = ("import json, numpy as np, tensorflow as tf\n"
+            f"m = tf.saved_model.load({path!r})\n"
+            f"out = m.signatures['serving_default'](adc=tf.constant(np.load({str(tmp_path / 'adc.npy')!r})))\n"
+            "print(json.dumps({k: [list(v.shape), str(v.dtype.name)] for k, v in out.items()}))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got == {"hits": [[1, 8192, 5], "float32"], "n_hits": [[1], "int32"], "event_class": [[1, 3], "float32"],
+                   "pixel_class": [[1, 32, 50, 3], "int32"]}
+    graph = lartpc_reco_graph(small, outputs=["n_hits"])
+    loaded = tf.saved_model.load(path).signatures["serving_default"](adc=tf.constant(adc))
+    assert int(loaded["n_hits"][0]) == int(graph.run({"adc": adc})["n_hits"][0]) > 0

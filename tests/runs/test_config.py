@@ -47,7 +47,7 @@ def test_bad_split_and_override():
         load_config(minimal(), ["training.epochs"])
     with pytest.raises(ConfigError, match="Config file not found"):
         load_config("/no/such.yaml")
-    with pytest.raises(ConfigError, match="regression with a `training.target`"):
+    with pytest.raises(ConfigError, match="regression or segmentation with a `training.target`"):
         load_config(minimal(), ["training.task=regression"])
     with pytest.raises(ConfigError, match="training.strategy` must be one of .*Received: strategy='tpu'"):
         load_config(minimal(), ["training.strategy=tpu"])
