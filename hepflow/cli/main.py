@@ -516,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("reco", help="reconstruction graphs")
     reco_sub = p.add_subparsers(dest="reco_command", required=True)
     p = reco_sub.add_parser("show", help="print a RecoGraph's steps and products; draw it (PNG), log it to TensorBoard")
-    p.add_argument("graph", choices=["lartpc"], help="the graph")
+    p.add_argument("graph", choices=["lartpc", "calo_clusters"], help="the graph")
     p.add_argument("--png", default=None, help="write a picture of the DAG here")
     p.add_argument("--logdir", default=None, help="write the compiled graph as a TensorBoard log here")
     p.set_defaults(func=_reco_show)
