@@ -142,3 +142,18 @@ def test_debug_shows_the_traceback(tmp_path):
     debug = subprocess.run([sys.executable, "-m", "hepflow.cli.main", "train", str(bad), "--debug"],
                            capture_output=True, text=True, timeout=120)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "ConfigError" in debug.stderr
+
+
+def test_lartpc_generate_reco_show_and_quality(tmp_path, capsys):
+    out = tmp_path / "lartpc"
+    assert main(["generate", "lartpc", "--out", str(out), "--topology", "muon=2", "--chunk-events", "1",
+                 "--workers", "1"]) == 0
+    assert "2 muon; this run simulated 2 events" in capsys.readouterr().out
+    assert main(["reco", "show", "lartpc", "--png", str(tmp_path / "graph.png")]) == 0
+    text = capsys.readouterr().out
+    assert "deconvolve_Y [tf]: filtered_Y -> deconvolved_Y" in text and (tmp_path / "graph.png").is_file()
+    assert main(["reco", "quality", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["events"] == 2 and result["Y"]["efficiency"] > 0.9 and result["Y"]["true_hits"] > 50
+    assert main(["generate", "lartpc", "--out", str(out), "--topology", "tau=2"]) == 2
+    assert "topologies of" in capsys.readouterr().err

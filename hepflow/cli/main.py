@@ -136,7 +136,11 @@ def _generate_calo(args: argparse.Namespace) -> int:
 def _generate_lartpc(args: argparse.Namespace) -> int:
     from hepflow.physics.lartpc import generate_lartpc
 
-    counts = {k: int(v) for k, v in _named_values(args.topology, "--topology", "numu_cc=200").items()}
+    named = _named_values(args.topology, "--topology", "numu_cc=200")
+    if not all(v.isdigit() for v in named.values()):
+        raise ConfigError(f"hepflow generate lartpc: --topology needs TOPOLOGY=N with N a positive integer. "
+                          f"Received: {args.topology}")
+    counts = {k: int(v) for k, v in named.items()}
     m = generate_lartpc(args.out, counts=counts, chunk_events=args.chunk_events, workers=args.workers, seed=args.seed)
     run = m["generated_this_run"]
     rate = f", {run['events_per_s']:.1f} events/s" if run["events_per_s"] else " (everything was already there)"
