@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
-EXTRAS ?= test,pythia,formats,tfds,onnx
+EXTRAS ?= test,pythia,formats,tfds,onnx,root
 
 .PHONY: install install-peers demo test test-slow bench results results-gpu results-jets results-towers results-calo results-calogan results-anomaly clean
 

@@ -435,15 +435,32 @@ def _predict(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from hepflow.data import load_specs
     from hepflow.data.readers import inspect_sample
+    from hepflow.data.sources.listing import describe_file
 
     if not os.path.isfile(args.specs):
         raise DataError(f"hepflow inspect: file not found: {args.specs}. Received: specs={args.specs!r}")
+    if os.path.splitext(args.specs)[1].lower() not in (".yaml", ".yml"):
+        print("\n".join(describe_file(args.specs)))
+        return 0
     for i, spec in enumerate(load_specs(args.specs)):
         lay = inspect_sample(spec, i)
-        print(f"{spec.name}: label={spec.label} rate={spec.rate} rows={lay.n_rows} files={len(lay.files)}"
+        print(f"{spec.name}: {spec.format} label={spec.label} rate={spec.rate} rows={lay.n_rows} files={len(lay.files)}"
               + (f" selection={spec.selection!r}" if spec.selection else ""))
         for name, feat in lay.features.items():
             print(f"  {name:16s} {feat.path:24s} {str(feat.row_shape):16s} {feat.dtype}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from hepflow.data import load_specs
+    from hepflow.data.convert import convert_specs
+
+    if not os.path.isfile(args.specs):
+        raise DataError(f"hepflow convert: file not found: {args.specs}. Received: specs={args.specs!r}")
+    rows = convert_specs(load_specs(args.specs), args.out)
+    for name, n in rows.items():
+        print(f"{name}: {n:,} rows in {os.path.join(args.out, name)}/")
+    print(f"specs of the converted samples: {os.path.join(args.out, 'samples.yaml')}")
     return 0
 
 
@@ -644,17 +661,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="also write ONNX files under onnx/: both signatures of a run, serving_default of an "
                         "ensemble (needs the [onnx] extra)")
     p.set_defaults(func=_export)
-    p = sub.add_parser("predict", help="score an HDF5 file with an exported model (streaming, atomic output)")
+    p = sub.add_parser("predict", help="score a file with an exported model (streaming, atomic output)")
     p.add_argument("--model", required=True, help="export folder OUT/<name>/<version>")
-    p.add_argument("--input", required=True, help="HDF5 file with the model's raw inputs")
+    p.add_argument("--input", required=True, help="HDF5 file with the model's raw inputs, a file in the published "
+                   "top-tagging layout, or a ROOT/Parquet file (map inputs to branches with --key)")
     p.add_argument("--output", required=True, help="output HDF5 file (dataset 'score', one per input row)")
     p.add_argument("--key", action="append", default=[], metavar="INPUT=DATASET",
-                   help="HDF5 dataset of a raw input when its name differs (repeatable)")
+                   help="dataset (ROOT: branch, Parquet: column) of a raw input when its name differs (repeatable)")
     p.add_argument("--batch-size", type=_positive_int, default=1024, help="rows per model call")
     p.set_defaults(func=_predict)
-    p = sub.add_parser("inspect", help="validate sample specs (YAML) and list their rows and features")
-    p.add_argument("specs", help="YAML file of sample specs")
+    p = sub.add_parser("inspect", help="validate sample specs (YAML) and list their rows and features, or list what "
+                       "a data file holds (ROOT trees and branches, Parquet columns, HDF5 datasets)")
+    p.add_argument("specs", help="YAML file of sample specs, or a .root, .parquet or .h5 file")
     p.set_defaults(func=_inspect)
+    p = sub.add_parser("convert", help="native HDF5 copies of the samples of a specs YAML (ROOT, Parquet, tfds, "
+                       "published layout, HDF5 selections); atomic, resumable; writes OUT/samples.yaml")
+    p.add_argument("specs", help="YAML file of sample specs")
+    p.add_argument("out", help="output folder")
+    p.set_defaults(func=_convert)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "export" and not any(e.startswith("-") for e in extra):
         # argparse ends the positionals at the first option: `RUN RUN --ensemble-name N OUT` leaves OUT over.

@@ -19,6 +19,7 @@ import numpy as np
 from hepflow.errors import DataError
 from hepflow.data.samples import SampleSpec
 from hepflow.data.selection import evaluate_selection, selection_names
+from hepflow.data.sources import FileSource, inspect_source
 
 __all__ = ["FeatureInfo", "FileInfo", "SampleLayout", "inspect_sample", "BlockReader", "WEIGHT",
            "aligned_empty"]
@@ -84,6 +85,7 @@ class SampleLayout:
     counts: np.ndarray
     offsets: np.ndarray
     n_dropped_nonfinite: int = 0
+    source: FileSource | None = None  # reads the rows of ROOT, Parquet, published-layout and tfds samples
 
     @property
     def n_rows(self) -> int:
@@ -136,10 +138,15 @@ def _dataset(f: h5py.File, key: str, path: str, sample: str) -> h5py.Dataset:
 def inspect_sample(spec: SampleSpec, index: int, *, on_nonfinite: str = "error") -> SampleLayout:
     """Opens every file of a sample once, validates it and applies its selection.
 
+    Samples of other formats (ROOT, Parquet, the published top-tagging files, tfds) are
+    inspected by their :mod:`hepflow.data.sources`.
+
     Raises:
         DataError: missing/corrupt files, missing keys, inconsistent shapes or
             dtypes, an empty sample, or a selection that cannot be evaluated.
     """
+    if spec.format != "hdf5":
+        return inspect_source(spec, index, on_nonfinite=on_nonfinite)
     paths = spec.resolve_files()
     keys = dict(spec.keys)
     if spec.weight_key is not None:
@@ -299,7 +306,8 @@ class BlockReader:
         self._check_finite = check_finite
         self._local = threading.local()
 
-    def _handle(self, info: FileInfo, sample: str) -> tuple[h5py.File, dict[str, h5py.Dataset], int]:
+    def _handle(self, info: FileInfo, sample: str, source: FileSource | None = None
+                ) -> tuple[h5py.File, dict[str, h5py.Dataset], int]:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # never reuse handles across a fork
             local.pid, local.files = os.getpid(), {}
@@ -331,7 +339,9 @@ class BlockReader:
                     "Received: a changed linked file"
                 )
         f = local.files.get(info.path)
-        if f is None:
+        if f is None and source is not None:
+            f = local.files[info.path] = (source.open(info.path), {}, -1)
+        elif f is None:
             h = _open(info.path, sample)
             fd = os.open(info.path, os.O_RDONLY) if any(v is not None for v in info.byte_offsets.values()) else -1
             f = local.files[info.path] = (h, {}, fd)
@@ -342,6 +352,9 @@ class BlockReader:
         """Reads selected rows ``[start, stop)`` of one file into ``out[name][dest:...]``."""
         lay = self._layouts[sample]
         info = lay.files[file]
+        if lay.source is not None:
+            self._read_source(lay, file, start, stop, out, dest)
+            return
         f, datasets, fd = self._handle(info, lay.spec.name)
         n = stop - start
         sel = lay.rows[file]
@@ -380,6 +393,32 @@ class BlockReader:
                 f"Sample '{lay.spec.name}': reading rows {start}:{stop} of {info.path} failed; "
                 f"expected an intact HDF5 file. Received: {type(e).__name__}: {e}"
             ) from None
+
+    def _read_source(self, lay: SampleLayout, file: int, start: int, stop: int,
+                     out: Mapping[str, np.ndarray], dest: int) -> None:
+        info = lay.files[file]
+        handle = self._handle(info, lay.spec.name, lay.source)[0]
+        n = stop - start
+        sel = lay.rows[file]
+        idx = None
+        lo, hi = start, stop
+        if sel is not None:
+            idx = sel[start:stop]
+            lo, hi = int(idx[0]), int(idx[-1]) + 1
+            idx = None if hi - lo == n else idx - lo
+        try:
+            rows = lay.source.read(handle, lo, hi)
+        except DataError:
+            raise
+        except Exception as e:  # uproot, pyarrow, h5py and TF raise their own types on damaged files
+            self._forget(self._local.files, info.path)
+            raise DataError(
+                f"Sample '{lay.spec.name}': reading entries {lo}:{hi} of {info.path} failed; expected an intact "
+                f"{lay.spec.format} file. Received: {type(e).__name__}: {e}") from None
+        for name in lay.features:
+            block = rows[name] if idx is None else rows[name][idx]
+            out[name][dest:dest + n] = block.reshape((n,) + out[name].shape[1:])
+            self._maybe_check(file, lay.index, start, name, out[name][dest:dest + n])
 
     @staticmethod
     def _pread(fd: int, target: np.ndarray, offset: int, info: FileInfo, feat: FeatureInfo) -> None:

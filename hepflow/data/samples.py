@@ -17,7 +17,7 @@ import yaml
 
 from hepflow.errors import DataError
 
-__all__ = ["SampleSpec", "load_specs", "specs_from_dlkit"]
+__all__ = ["SampleSpec", "FORMATS", "load_specs", "specs_from_dlkit"]
 
 Label = int | tuple[float, ...]
 
@@ -28,9 +28,13 @@ class SampleSpec:
 
     Args:
         name: Short name used in logs, record ids and cache paths.
-        files: A glob pattern, or a list of paths / glob patterns, of HDF5 files.
-        keys: Feature name → HDF5 dataset path inside each file. A list of
-            dataset paths is accepted and maps each path to itself.
+        files: A glob pattern, or a list of paths / glob patterns, of HDF5, ROOT
+            (``*.root``) or Parquet (``*.parquet``) files. Not needed with ``tfds``.
+        keys: Feature name → HDF5 dataset path inside each file (ROOT: branch
+            name; Parquet: column name; tfds: feature name). A list of paths is
+            accepted and maps each path to itself (``/`` becomes ``_``). In ROOT
+            and Parquet files a feature may list several branches, stacked on a
+            new last axis: ``constituents: [part_E, part_px, part_py, part_pz]``.
         label: Integer class index, or a vector (multi-label / soft label).
         rate: Relative mixing weight, finite and > 0. Rates are normalized over
             all samples of a dataset: rates 1 and 3 give 25 % and 75 %.
@@ -40,6 +44,26 @@ class SampleSpec:
         weight_key: Optional HDF5 dataset path holding a per-row weight; when
             any sample of a dataset has one, the dataset yields
             ``(features, label, weight)``.
+        format: ``"hdf5"``, ``"root"``, ``"parquet"``, ``"top_tagging"`` (the
+            published top-tagging files: pandas tables in HDF5) or ``"tfds"``.
+            Default: from the file names (``.root``, ``.parquet``/``.pq``, else
+            HDF5), ``"tfds"`` when ``tfds`` is given.
+        tree: ROOT only: the TTree's name (may include folders, ``dir/Events``).
+            Default: the file's only TTree.
+        pad: ROOT and Parquet: entries kept per event of the jagged (per-event
+            list) features, an int for all of them or ``{feature: n}``. Shorter
+            lists are zero-padded; each padded feature ``f`` comes with a bool
+            feature ``f_mask`` (True on real entries). A jagged branch without
+            ``pad`` is refused.
+        sort_by: ROOT and Parquet: a jagged branch; each event's lists are put in
+            decreasing order of it before truncation to ``pad`` (e.g.
+            ``part_pt``: the hardest particles are kept). Default: file order.
+        tfds: A tfds dataset, ``name`` or ``name/config`` (e.g.
+            ``top_tagging/reference``), read from its prepared files under
+            ``data_dir``.
+        split: The tfds split (default ``train``); with ``tfds`` only.
+        data_dir: The tfds data directory (default: tfds' own,
+            ``~/tensorflow_datasets`` or ``$TFDS_DATA_DIR``).
     """
 
     name: str
@@ -49,29 +73,48 @@ class SampleSpec:
     rate: float = 1.0
     selection: str | None = None
     weight_key: str | None = None
+    format: str = "hdf5"
+    tree: str | None = None
+    pad: int | Mapping[str, int] | None = None
+    sort_by: str | None = None
+    tfds: str | None = None
+    split: str | None = None
+    data_dir: str | None = None
 
     def __init__(
         self,
         *,
         name: str,
-        files: str | Sequence[str],
+        files: str | Sequence[str] | None = None,
         keys: Mapping[str, str] | Sequence[str],
         label: int | Sequence[float] = 0,
         rate: float = 1.0,
         selection: str | None = None,
         weight_key: str | None = None,
+        format: str | None = None,
+        tree: str | None = None,
+        pad: int | Mapping[str, int] | None = None,
+        sort_by: str | None = None,
+        tfds: str | None = None,
+        split: str | None = None,
+        data_dir: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
             raise DataError(
                 "SampleSpec name must be a non-empty string without '/' that does "
                 f"not start with '.'. Received: name={name!r}"
             )
+        if files is None and tfds is not None:
+            files = ()
+        if files is None:
+            raise DataError(f"Sample '{name}': `files` is missing (only a `tfds` sample has none). Received: files=None")
         files_t = (files,) if isinstance(files, (str, os.PathLike)) else tuple(files)
         files_t = tuple(os.fspath(f) for f in files_t)
-        if not files_t:
+        if not files_t and tfds is None:
             raise DataError(f"Sample '{name}': `files` is empty. Received: files={files!r}")
+        fmt = _check_format(name, format, files_t, tfds)
         if isinstance(keys, Mapping):
-            keys_d = {str(k): str(v) for k, v in keys.items()}
+            keys_d = {str(k): _key_path(name, k, v, fmt) for k, v in keys.items()}
         elif isinstance(keys, Sequence) and not isinstance(keys, str):
             keys_d = {str(k).strip("/").replace("/", "_"): str(k) for k in keys}
         else:
@@ -118,10 +161,26 @@ class SampleSpec:
         object.__setattr__(self, "rate", rate_f)
         object.__setattr__(self, "selection", selection)
         object.__setattr__(self, "weight_key", weight_key)
+        _check_source_fields(name, fmt, tree=tree, pad=pad, sort_by=sort_by, tfds=tfds, split=split,
+                             data_dir=data_dir, keys=keys_d, files=files_t, weight_key=weight_key)
+        object.__setattr__(self, "format", fmt)
+        object.__setattr__(self, "tree", tree)
+        object.__setattr__(self, "pad", dict(pad) if isinstance(pad, Mapping) else pad)
+        object.__setattr__(self, "sort_by", sort_by)
+        object.__setattr__(self, "tfds", tfds)
+        object.__setattr__(self, "split", split if split is not None or tfds is None else "train")
+        object.__setattr__(self, "data_dir", None if data_dir is None else os.fspath(data_dir))
 
     def __hash__(self) -> int:
-        return hash((self.name, self.files, tuple(sorted(self.keys.items())), self.label,
-                     self.rate, self.selection, self.weight_key))
+        return hash((self.name, self.files, tuple(sorted((k, str(v)) for k, v in self.keys.items())), self.label,
+                     self.rate, self.selection, self.weight_key, self.format, self.tree, str(self.pad),
+                     self.sort_by, self.tfds, self.split, self.data_dir))
+
+    def pad_of(self, feature: str) -> int | None:
+        """Entries kept per event for a jagged feature, or ``None`` when ``pad`` does not name it."""
+        if isinstance(self.pad, Mapping):
+            return self.pad.get(feature)
+        return self.pad
 
     def resolve_files(self) -> list[str]:
         """Expands globs into a sorted, de-duplicated list of existing paths.
@@ -129,6 +188,9 @@ class SampleSpec:
         Raises:
             DataError: a pattern matches nothing or a listed file does not exist.
         """
+        if self.format == "tfds":
+            from hepflow.data.sources.tfds_source import split_files  # optional extra [tfds]
+            return split_files(self)
         out: list[str] = []
         for pattern in self.files:
             if glob.has_magic(pattern):
@@ -161,7 +223,97 @@ class SampleSpec:
             d["selection"] = self.selection
         if self.weight_key is not None:
             d["weight_key"] = self.weight_key
+        d["keys"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.keys.items()}
+        if self.format != _inferred_format(self.files, self.tfds):
+            d["format"] = self.format
+        for field in ("tree", "pad", "sort_by", "tfds", "data_dir"):
+            if getattr(self, field) is not None:
+                d[field] = getattr(self, field)
+        if self.tfds is not None:
+            d["split"] = self.split
+            if not self.files:
+                del d["files"]
         return d
+
+
+FORMATS = ("hdf5", "root", "parquet", "top_tagging", "tfds")
+_BRANCH_FORMATS = ("root", "parquet")  # where a feature may stack several branches and lists are padded
+
+
+def _inferred_format(files: Sequence[str], tfds: str | None) -> str:
+    if tfds is not None:
+        return "tfds"
+    exts = {os.path.splitext(f)[1].lower() for f in files}
+    if exts and exts <= {".root"}:
+        return "root"
+    if exts and exts <= {".parquet", ".pq"}:
+        return "parquet"
+    return "hdf5"
+
+
+def _check_format(name: str, fmt: str | None, files: Sequence[str], tfds: str | None) -> str:
+    if fmt is None:
+        exts = {os.path.splitext(f)[1].lower() for f in files}
+        if len({_inferred_format([f], None) for f in files}) > 1:
+            raise DataError(f"Sample '{name}': its files mix formats ({sorted(exts)}); one sample reads one "
+                            f"format. Received: files={list(files)!r}")
+        return _inferred_format(files, tfds)
+    if fmt not in FORMATS:
+        raise DataError(f"Sample '{name}': unknown `format`; expected one of {list(FORMATS)}. Received: format={fmt!r}")
+    if (fmt == "tfds") != (tfds is not None):
+        raise DataError(f"Sample '{name}': `format: tfds` and a `tfds` dataset name go together. "
+                        f"Received: format={fmt!r}, tfds={tfds!r}")
+    return fmt
+
+
+def _key_path(name: str, feature: Any, path: Any, fmt: str) -> str | tuple[str, ...]:
+    if isinstance(path, str) and path:
+        return path
+    if (isinstance(path, Sequence) and not isinstance(path, str) and path
+            and all(isinstance(p, str) and p for p in path)):
+        if fmt not in _BRANCH_FORMATS:
+            raise DataError(f"Sample '{name}': feature '{feature}' lists several paths, which only ROOT and Parquet "
+                            f"samples stack; a {fmt} feature names one dataset. Received: {feature}={list(path)!r}")
+        return tuple(path)
+    raise DataError(f"Sample '{name}': feature '{feature}' must name a dataset/branch (or, in ROOT and Parquet "
+                    f"files, a list of branches). Received: {feature}={path!r}")
+
+
+def _check_source_fields(name: str, fmt: str, *, tree, pad, sort_by, tfds, split, data_dir, keys, files,
+                         weight_key) -> None:
+    """Refuses fields that the sample's format does not use, and malformed values."""
+    if tree is not None and (fmt != "root" or not isinstance(tree, str) or not tree):
+        raise DataError(f"Sample '{name}': `tree` names the TTree of ROOT files (a non-empty string). "
+                        f"Received: tree={tree!r}, format={fmt!r}")
+    if pad is not None:
+        if fmt not in _BRANCH_FORMATS:
+            raise DataError(f"Sample '{name}': `pad` applies to the jagged branches of ROOT and Parquet files. "
+                            f"Received: pad={pad!r}, format={fmt!r}")
+        values = pad.values() if isinstance(pad, Mapping) else [pad]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            raise DataError(f"Sample '{name}': `pad` must be an int > 0 or a mapping feature → int > 0. "
+                            f"Received: pad={pad!r}")
+        if isinstance(pad, Mapping) and set(pad) - set(keys):
+            raise DataError(f"Sample '{name}': `pad` names features that are not keys: {sorted(set(pad) - set(keys))}; "
+                            f"expected some of {sorted(keys)}. Received: pad={dict(pad)!r}")
+    if sort_by is not None and (fmt not in _BRANCH_FORMATS or not isinstance(sort_by, str) or not sort_by):
+        raise DataError(f"Sample '{name}': `sort_by` names a jagged branch of ROOT or Parquet files. "
+                        f"Received: sort_by={sort_by!r}, format={fmt!r}")
+    if tfds is not None:
+        if not isinstance(tfds, str) or not tfds or tfds.count("/") > 1:
+            raise DataError(f"Sample '{name}': `tfds` must be 'name' or 'name/config'. Received: tfds={tfds!r}")
+        if files:
+            raise DataError(f"Sample '{name}': a tfds sample reads the dataset's own files; drop `files`. "
+                            f"Received: files={list(files)!r}")
+    for field, value in (("split", split), ("data_dir", data_dir)):
+        if value is not None and tfds is None:
+            raise DataError(f"Sample '{name}': `{field}` belongs to a tfds sample (with `tfds: name`). "
+                            f"Received: {field}={value!r}")
+        if value is not None and (not isinstance(value, (str, os.PathLike)) or not os.fspath(value)):
+            raise DataError(f"Sample '{name}': `{field}` must be a non-empty string. Received: {field}={value!r}")
+    if weight_key is not None and fmt != "hdf5":
+        raise DataError(f"Sample '{name}': `weight_key` is read from HDF5 files only; list the weight as a feature "
+                        f"of a {fmt} sample. Received: weight_key={weight_key!r}")
 
 
 def specs_from_dlkit(compact: Sequence[Sequence[Any]]) -> list[SampleSpec]:
@@ -236,7 +388,9 @@ def load_specs(source: str | os.PathLike | Sequence[Any]) -> list[SampleSpec]:
 
 
 def _rebase(spec: SampleSpec, base: str) -> SampleSpec:
-    files = [f if os.path.isabs(f) else os.path.join(base, f) for f in spec.files]
     d = spec.to_dict()
-    d["files"] = files
+    if spec.files:
+        d["files"] = [f if os.path.isabs(f) else os.path.join(base, f) for f in spec.files]
+    if spec.data_dir is not None and not os.path.isabs(spec.data_dir):
+        d["data_dir"] = os.path.join(base, spec.data_dir)
     return SampleSpec(**d)

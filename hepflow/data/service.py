@@ -37,6 +37,12 @@ def check_portable(layouts: Sequence[SampleLayout], raw_spec: dict, *, cache) ->
             f"Received: { {lay.spec.name: lay.spec.weight_key for lay in layouts} }"
         )
     for lay in layouts:
+        if lay.source is not None:
+            first = lay.files[0].path if lay.files else lay.spec.name
+            raise DataError(
+                f"Sample '{lay.spec.name}' is a {lay.spec.format} sample ({first}); service workers read HDF5 "
+                "datasets as raw bytes only. Convert it once with `hepflow convert SPECS OUT_DIR` (native HDF5, "
+                "the fastest path anyway) or drop service=. Received: format=" + repr(lay.spec.format))
         for info in lay.files:
             for name in raw_spec:
                 if info.byte_offsets.get(name) is None:

@@ -24,14 +24,27 @@ def split_specs(config: Mapping[str, Any]) -> dict[str, list[SampleSpec]]:
     Each sample's files are sorted; the last ``round(test · n)`` files (at least one when the
     fraction is > 0) go to test, the ones before to validation, the rest to train.
 
+    A tfds sample uses the dataset's own splits: its ``split`` (default ``train``) trains, and
+    the dataset's ``validation`` and ``test`` splits validate and test when the config asks for
+    them (a fraction > 0; the fraction's value is then not used).
+
     Raises:
-        DataError: a sample has too few files for the split.
+        DataError: a sample has too few files for the split, or a tfds dataset lacks a split
+            the config asks for.
     """
     data = config["data"]
     base = data.get("dir") or "."
     fractions = data["split"]
     out: dict[str, list[SampleSpec]] = {s: [] for s in SPLITS}
     for entry, files in _sample_entries(config):
+        if entry.get("tfds") is not None:
+            if entry.get("data_dir") is not None and not os.path.isabs(entry["data_dir"]):
+                entry["data_dir"] = os.path.join(base, entry["data_dir"])
+            spec = SampleSpec(files=files, **entry)
+            out["train"].append(spec)
+            for split, part in _tfds_splits(spec, fractions).items():
+                out[split].append(part)
+            continue
         spec = SampleSpec(files=[f if os.path.isabs(f) else os.path.join(base, f) for f in files], **entry)
         paths = spec.resolve_files()
         n = len(paths)
@@ -46,6 +59,24 @@ def split_specs(config: Mapping[str, Any]) -> dict[str, list[SampleSpec]]:
         for split, chunk in parts.items():
             if chunk:
                 out[split].append(SampleSpec(**{**spec.to_dict(), "files": chunk}))
+    return out
+
+
+def _tfds_splits(spec: SampleSpec, fractions: Mapping[str, float]) -> dict[str, SampleSpec]:
+    """The tfds dataset's own validation/test splits that the config asks for."""
+    from hepflow.data.sources.tfds_source import load_builder  # optional extra [tfds]
+
+    have = load_builder(spec).info.splits
+    out = {}
+    for split in ("validation", "test"):
+        if fractions.get(split, 0) <= 0:
+            continue
+        if split not in have or split == spec.split:
+            raise DataError(f"Sample '{spec.name}': the config asks for a {split} part (data.split.{split} > 0) but "
+                            f"tfds dataset '{spec.tfds}' has no '{split}' split other than the training one; "
+                            f"available: {sorted(have)}. Set data.split.{split}: 0 or use a dataset with that split. "
+                            f"Received: split={spec.split!r}")
+        out[split] = SampleSpec(**{**spec.to_dict(), "split": split})
     return out
 
 

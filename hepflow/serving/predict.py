@@ -1,4 +1,9 @@
-"""``predict``: score an HDF5 file with an exported SavedModel, streaming through the pipeline.
+"""``predict``: score a file with an exported SavedModel, streaming through the pipeline.
+
+The input is an HDF5 file (datasets named like the model's raw inputs, or mapped by ``keys``),
+a file in the published top-tagging layout (recognised by its pandas table; ``constituents``
+and the other features of :mod:`hepflow.data.sources.published`), or a ROOT/Parquet file
+(``keys`` name the branches; jagged branches are padded to the length the model takes).
 
 The output file holds ``score`` ``(n_rows,)`` float32 aligned with the input file's rows (each
 batch is written at the rows its record ids name, so reader order cannot misplace a score). It
@@ -17,6 +22,7 @@ from tqdm import tqdm
 
 from hepflow.data import RECORD_ID, DataError, SampleSpec, make_dataset
 from hepflow.data.readers import inspect_sample
+from hepflow.data.sources.published import is_top_tagging_file
 from hepflow.errors import carried_message
 from hepflow.io import atomic_path
 from hepflow.serving.export import METADATA_FILE
@@ -62,12 +68,12 @@ def predict_file(model_dir: str, input_path: str, output_path: str, *, keys: Map
     keys = dict(keys or {name: name for name in raw})
     if set(keys) != set(raw):
         raise DataError(f"The model takes inputs {sorted(raw)}. Received: keys={keys!r}")
-    spec = SampleSpec(name="input", files=[input_path], keys=keys)
+    spec = _input_spec(input_path, keys, raw)
     layout = inspect_sample(spec, 0)
     for name, want in raw.items():
         have = layout.features[name]
         if list(have.row_shape) != list(want["shape"][1:]) or np.dtype(have.dtype).name != want["dtype"]:
-            raise DataError(f"{input_path}: dataset '{keys[name]}' has rows of shape {have.row_shape} and dtype "
+            raise DataError(f"{input_path}: {spec.format} feature '{name}' ({have.path}) has rows of shape {have.row_shape} and dtype "
                             f"{have.dtype}; the model expects {tuple(want['shape'][1:])} {want['dtype']}. "
                             f"Received: {have.row_shape} {have.dtype}")
     n_rows = int(layout.counts.sum())
@@ -92,3 +98,13 @@ def predict_file(model_dir: str, input_path: str, output_path: str, *, keys: Map
             if not written.all():
                 raise DataError(f"{input_path}: {int((~written).sum())} rows were not scored.")
     return n_rows
+
+
+def _input_spec(path: str, keys: Mapping[str, str], raw: Mapping[str, dict]) -> SampleSpec:
+    """The one-sample spec of a predict input, its format recognised from the file."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext in (".root", ".parquet", ".pq"):
+        pad = {name: int(want["shape"][1]) for name, want in raw.items() if len(want["shape"]) >= 2}
+        return SampleSpec(name="input", files=[path], keys=keys, pad=pad or None)
+    fmt = "top_tagging" if is_top_tagging_file(path) else "hdf5"
+    return SampleSpec(name="input", files=[path], keys=keys, format=fmt)
