@@ -426,8 +426,9 @@ def _predict(args: argparse.Namespace) -> int:
     bad = [k for k in args.key if "=" not in k]
     if bad:
         raise ConfigError(f"hepflow predict: --key must look like INPUT=DATASET. Received: {bad}")
-    keys = dict(k.split("=", 1) for k in args.key) if args.key else None
-    n = predict_file(args.model, args.input, args.output, keys=keys, batch_size=args.batch_size)
+    keys = {name: (path.split(",") if "," in path else path) for name, path in (k.split("=", 1) for k in args.key)}
+    n = predict_file(args.model, args.input, args.output, keys=keys or None, batch_size=args.batch_size,
+                     sort_by=args.sort_by)
     print(f"{args.output}: {n:,} scores (dataset 'score', aligned with the rows of {args.input})")
     return 0
 
@@ -448,6 +449,19 @@ def _inspect(args: argparse.Namespace) -> int:
               + (f" selection={spec.selection!r}" if spec.selection else ""))
         for name, feat in lay.features.items():
             print(f"  {name:16s} {feat.path:24s} {str(feat.row_shape):16s} {feat.dtype}")
+    return 0
+
+
+def _generate_jet_ntuples(args: argparse.Namespace) -> int:
+    from hepflow.data.formats.ntuples import write_jet_folder
+
+    if not os.path.isdir(args.src):
+        raise DataError(f"hepflow generate jet-ntuples: folder not found: {args.src}. Received: --from {args.src!r}")
+    try:
+        paths = write_jet_folder(args.src, args.out, fmt=args.fmt, seed=args.seed)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    print(f"{len(paths)} {args.fmt} files in {args.out}")
     return 0
 
 
@@ -515,6 +529,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="detector response: tracks + towers, towers only (like the reference data), none")
     p.add_argument("--no-mpi", action="store_true", help="switch off multi-parton interactions (faster)")
     p.set_defaults(func=_generate_jets)
+    p = gen.add_parser("jet-ntuples", help="rewrite generated top/QCD jets as ROOT TTrees, Parquet tables or files in "
+                       "the published top-tagging layout (needs [root]; published: [formats])")
+    p.add_argument("--from", dest="src", required=True, help="folder written by hepflow generate top-tagging")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", dest="fmt", required=True, choices=["root", "parquet", "published"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-jet particle order")
+    p.set_defaults(func=_generate_jet_ntuples)
     p = gen.add_parser("calo-showers", help="e+/γ/π+ showers in the CaloGAN geometry and format (parametrized)")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
     p.add_argument("--showers", type=_positive_int, required=True, help="showers per particle")
@@ -667,7 +688,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "top-tagging layout, or a ROOT/Parquet file (map inputs to branches with --key)")
     p.add_argument("--output", required=True, help="output HDF5 file (dataset 'score', one per input row)")
     p.add_argument("--key", action="append", default=[], metavar="INPUT=DATASET",
-                   help="dataset (ROOT: branch, Parquet: column) of a raw input when its name differs (repeatable)")
+                   help="dataset (ROOT: branch, Parquet: column) of a raw input when its name differs; in ROOT and "
+                        "Parquet files a comma-separated list of branches is stacked on a last axis (repeatable)")
+    p.add_argument("--sort-by", default=None, metavar="BRANCH",
+                   help="ROOT/Parquet: order each event's lists by this branch (decreasing) before they are cut "
+                        "to the length the model takes")
     p.add_argument("--batch-size", type=_positive_int, default=1024, help="rows per model call")
     p.set_defaults(func=_predict)
     p = sub.add_parser("inspect", help="validate sample specs (YAML) and list their rows and features, or list what "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -39,17 +39,21 @@ def load_metadata(model_dir: str) -> dict:
         return json.load(f)
 
 
-def predict_file(model_dir: str, input_path: str, output_path: str, *, keys: Mapping[str, str] | None = None,
-                 batch_size: int = 1024, progress: bool = True) -> int:
+def predict_file(model_dir: str, input_path: str, output_path: str, *,
+                 keys: Mapping[str, str | Sequence[str]] | None = None, batch_size: int = 1024,
+                 progress: bool = True, sort_by: str | None = None) -> int:
     """Scores every row of ``input_path`` with the export's ``serving_default`` signature.
 
     Args:
         model_dir: An export version folder (``.../<name>/<version>``).
         input_path: HDF5 file holding the raw inputs.
         output_path: Output HDF5 file (dataset ``score``); replaced atomically.
-        keys: Raw input name → HDF5 dataset path; default each input's own name.
+        keys: Raw input name → HDF5 dataset path (ROOT/Parquet: branch, or a list of
+            branches stacked on a last axis); default each input's own name.
         batch_size: Rows per call of the model.
         progress: Show a progress bar.
+        sort_by: ROOT/Parquet: the branch that orders each event's lists (decreasing)
+            before they are cut to the length the model takes.
 
     Returns:
         The number of rows scored.
@@ -68,12 +72,13 @@ def predict_file(model_dir: str, input_path: str, output_path: str, *, keys: Map
     keys = dict(keys or {name: name for name in raw})
     if set(keys) != set(raw):
         raise DataError(f"The model takes inputs {sorted(raw)}. Received: keys={keys!r}")
-    spec = _input_spec(input_path, keys, raw)
+    spec = _input_spec(input_path, keys, raw, sort_by)
     layout = inspect_sample(spec, 0)
     for name, want in raw.items():
         have = layout.features[name]
         if list(have.row_shape) != list(want["shape"][1:]) or np.dtype(have.dtype).name != want["dtype"]:
-            raise DataError(f"{input_path}: {spec.format} feature '{name}' ({have.path}) has rows of shape {have.row_shape} and dtype "
+            what = "dataset" if spec.format == "hdf5" else f"{spec.format} feature '{name}' from"
+            raise DataError(f"{input_path}: {what} '{have.path}' has rows of shape {have.row_shape} and dtype "
                             f"{have.dtype}; the model expects {tuple(want['shape'][1:])} {want['dtype']}. "
                             f"Received: {have.row_shape} {have.dtype}")
     n_rows = int(layout.counts.sum())
@@ -100,11 +105,15 @@ def predict_file(model_dir: str, input_path: str, output_path: str, *, keys: Map
     return n_rows
 
 
-def _input_spec(path: str, keys: Mapping[str, str], raw: Mapping[str, dict]) -> SampleSpec:
+def _input_spec(path: str, keys: Mapping[str, str | Sequence[str]], raw: Mapping[str, dict],
+                sort_by: str | None) -> SampleSpec:
     """The one-sample spec of a predict input, its format recognised from the file."""
     ext = os.path.splitext(path)[1].lower()
     if ext in (".root", ".parquet", ".pq"):
         pad = {name: int(want["shape"][1]) for name, want in raw.items() if len(want["shape"]) >= 2}
-        return SampleSpec(name="input", files=[path], keys=keys, pad=pad or None)
+        return SampleSpec(name="input", files=[path], keys=keys, pad=pad or None, sort_by=sort_by)
+    if sort_by is not None:
+        raise DataError(f"sort_by orders the lists of ROOT and Parquet inputs. Received: sort_by={sort_by!r}, "
+                        f"input={path!r}")
     fmt = "top_tagging" if is_top_tagging_file(path) else "hdf5"
     return SampleSpec(name="input", files=[path], keys=keys, format=fmt)

@@ -18,7 +18,7 @@ uproot = pytest.importorskip("uproot")
 ak = pytest.importorskip("awkward")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from hepflow.testing.jet_ntuples import PARTICLE_BRANCHES, write_jets_parquet, write_jets_root  # noqa: E402
+from hepflow.data.formats.ntuples import PARTICLE_BRANCHES, write_jets_parquet, write_jets_root  # noqa: E402
 
 WRITERS = {"root": write_jets_root, "parquet": write_jets_parquet}
 
@@ -282,3 +282,63 @@ def test_a_config_with_tfds_samples_uses_the_datasets_splits(tfds_dir):
     with pytest.raises(DataError, match=r"has no 'validation' split other than the training one"):
         split_specs({"data": {"dir": ".", "samples": [{**samples[0], "split": "validation"}],
                               "split": {"validation": 0.1, "test": 0.0}}})
+
+
+# -- hepflow inspect FILE and hepflow convert ------------------------------------------------------------------
+def test_inspect_lists_trees_branches_columns_and_the_published_layout(ntuples, pythia_jets_dir, tmp_path, capsys):
+    from hepflow.cli.main import main
+
+    assert main(["inspect", str(ntuples / "root" / "qcd_00000.root")]) == 0
+    out = capsys.readouterr().out
+    assert "tree Events: 12 entries" in out and "part_pt" in out and "float[]" in out and "AsJagged" in out
+    assert main(["inspect", str(ntuples / "parquet" / "qcd_00000.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "12 rows in 3 row group(s)" in out and "list<element: float>" in out
+    published_file(tmp_path / "p.h5", [pythia_jets_dir / "qcd_00000.h5", pythia_jets_dir / "top_00000.h5"], "fixed")
+    assert main(["inspect", str(tmp_path / "p.h5")]) == 0
+    assert "published top-tagging layout (pandas fixed), 24 jets" in capsys.readouterr().out
+
+
+def test_convert_writes_hdf5_that_streams_the_same_rows_resumes_and_keeps_foreign_files(ntuples, tmp_path, capsys):
+    import yaml
+
+    from hepflow.cli.main import main
+    from hepflow.data import load_specs
+
+    specs = [jet_spec(ntuples, "root", "top", 1, pad=40, sort_by="part_pt", selection="jet_pt > 580").to_dict()]
+    (tmp_path / "specs.yaml").write_text(yaml.safe_dump(specs))
+    out = tmp_path / "converted"
+    assert main(["convert", str(tmp_path / "specs.yaml"), str(out)]) == 0
+    n = inspect_sample(SampleSpec(**specs[0]), 0).n_rows
+    assert f"top: {n:,} rows" in capsys.readouterr().out
+    converted = load_specs(str(out / "samples.yaml"))
+    assert converted[0].format == "hdf5" and converted[0].label == 1
+
+    def rows(spec_list):
+        got = {}
+        for x, _ in make_dataset(spec_list, batch_size=4, epoch="all", shuffle=0, with_record_id=True,
+                                 drop_remainder=False):
+            for rid, c, m in zip(x["record_id"].numpy(), x["constituents"].numpy(), x["constituents_mask"].numpy()):
+                got[(int(rid[1]), int(rid[2]))] = (c, m)
+        return got
+
+    src = rows([SampleSpec(**specs[0])])
+    dst = rows(converted)
+    entries = {}
+    for path in sorted((out / "top").iterdir()):
+        with h5py.File(path, "r") as f:
+            entries[len(entries)] = f["entry"][...]
+    assert len(src) == len(dst) == n
+    for (f, row), (c, m) in dst.items():
+        want_c, want_m = src[(f, int(entries[f][row]))]  # the converted row keeps its source entry number
+        np.testing.assert_array_equal(c, want_c)
+        np.testing.assert_array_equal(m, want_m)
+    stamp = {p.name: p.stat().st_mtime_ns for p in (out / "top").iterdir()}
+    assert main(["convert", str(tmp_path / "specs.yaml"), str(out)]) == 0  # resumes: nothing rewritten
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "top").iterdir()} == stamp
+    first = sorted(stamp)[0]
+    (out / "top" / first).unlink()
+    (out / "top" / first).write_bytes(b"mine")
+    assert main(["convert", str(tmp_path / "specs.yaml"), str(out)]) == 2
+    assert "was not written by hepflow convert" in capsys.readouterr().err
+    assert (out / "top" / first).read_bytes() == b"mine"

@@ -192,3 +192,33 @@ def test_saved_model_cli_lists_the_signatures(pfn_export):
     for want in ("signature_def['serving_default']", "signature_def['serve_features']", "inputs['constituents']",
                  "shape: (-1, 200, 4)", "inputs['particles']", "outputs['score']"):
         assert want in out, want
+
+
+def test_predict_scores_published_layout_and_root_files(pfn_export, pythia_jets_dir, tmp_path):
+    """A file in the published top-tagging layout (pandas table) and a ROOT ntuple with per-particle
+    branches in shuffled order score like the HDF5 jets they were written from."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("uproot")
+    from hepflow.data.formats import write_reference
+    from hepflow.data.formats.ntuples import write_jets_root
+
+    _, path = pfn_export
+    src = pythia_jets_dir / "top_00003.h5"
+    with h5py.File(src, "r") as f:
+        c, label = f["constituents"][...], f["label"][...]
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    write_reference(tmp_path / "test.h5", {"constituents": c, "label": label}, layout="table")
+    assert main(["predict", "--model", path, "--input", str(tmp_path / "test.h5"), "--output",
+                 str(tmp_path / "published_scores.h5")]) == 0
+    with h5py.File(tmp_path / "published_scores.h5", "r") as f:
+        np.testing.assert_allclose(f["score"][...], serve(constituents=tf.constant(c))["score"].numpy(),
+                                   rtol=1e-5, atol=1e-6)
+    write_jets_root(str(src), str(tmp_path / "jets.root"), seed=3)
+    assert main(["predict", "--model", path, "--input", str(tmp_path / "jets.root"), "--output",
+                 str(tmp_path / "root_scores.h5"), "--key", "constituents=part_E,part_px,part_py,part_pz",
+                 "--sort-by", "part_pt"]) == 0
+    pt = np.hypot(c[..., 1], c[..., 2])
+    ordered = np.take_along_axis(c, np.argsort(-pt, axis=1, kind="stable")[..., None], axis=1)
+    with h5py.File(tmp_path / "root_scores.h5", "r") as f:
+        np.testing.assert_allclose(f["score"][...], serve(constituents=tf.constant(ordered))["score"].numpy(),
+                                   rtol=1e-5, atol=1e-6)

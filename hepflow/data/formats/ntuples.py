@@ -3,11 +3,13 @@
 Each jet becomes one entry with per-particle (jagged) branches ``part_E``, ``part_px``,
 ``part_py``, ``part_pz``, ``part_pt`` holding only its real constituents, in a shuffled order
 per jet (as a detector's particle list comes, so that ``sort_by: part_pt`` has work to do),
-and flat branches ``jet_pt``, ``jet_mass`` and ``label``. Used by the tests and by
-``tools/bench_pipeline.py --format root,parquet``; needs the ``[root]`` extra.
+and flat branches ``jet_pt``, ``jet_mass`` and ``label``. ``hepflow generate jet-ntuples`` writes
+a folder of generated jets this way (and in the published top-tagging layout); the tests and
+``tools/bench_pipeline.py --format root,parquet`` use it too. Needs the ``[root]`` extra.
 """
 from __future__ import annotations
 
+import glob
 import os
 
 import h5py
@@ -15,7 +17,10 @@ import numpy as np
 
 from hepflow.io import atomic_path
 
-__all__ = ["jet_branches", "write_jets_root", "write_jets_parquet", "PARTICLE_BRANCHES"]
+__all__ = ["jet_branches", "write_jets_root", "write_jets_parquet", "write_jet_folder", "PARTICLE_BRANCHES",
+           "NTUPLE_FORMATS"]
+
+NTUPLE_FORMATS = ("root", "parquet", "published")
 
 PARTICLE_BRANCHES = ("part_E", "part_px", "part_py", "part_pz")
 
@@ -75,3 +80,45 @@ def write_jets_parquet(h5_path: str, out_path: str, *, seed: int = 0, row_group_
     with atomic_path(out_path, suffix=".parquet") as tmp:
         pq.write_table(pa.table(cols), tmp, row_group_size=row_group_rows)
     return len(counts)
+
+
+def write_jet_folder(src_dir: str, out_dir: str, *, fmt: str, seed: int = 0) -> list[str]:
+    """Rewrites every ``qcd_*.h5``/``top_*.h5`` of a generated folder as ROOT, Parquet or published files.
+
+    ``root`` and ``parquet`` keep one output per input (``qcd_00000.root``, ...); ``published``
+    merges the i-th QCD and top files into ``jets_<i>.h5`` (both classes, ``is_signal_new``), in
+    pandas' table layout as the published files. Existing outputs are kept (a rerun resumes).
+
+    Returns:
+        The paths of the outputs.
+    """
+    from hepflow.data.formats.top_tagging import write_reference
+
+    if fmt not in NTUPLE_FORMATS:
+        raise ValueError(f"fmt must be one of {NTUPLE_FORMATS}. Received: fmt={fmt!r}")
+    qcd = sorted(glob.glob(os.path.join(src_dir, "qcd_*.h5")))
+    top = sorted(glob.glob(os.path.join(src_dir, "top_*.h5")))
+    if not qcd or len(qcd) != len(top):
+        raise ValueError(f"{src_dir}: expected as many qcd_*.h5 as top_*.h5 files (hepflow generate top-tagging). "
+                         f"Received: {len(qcd)} qcd, {len(top)} top")
+    os.makedirs(out_dir, exist_ok=True)
+    out = []
+    if fmt == "published":
+        for i, pair in enumerate(zip(qcd, top)):
+            path = os.path.join(out_dir, f"jets_{i:05d}.h5")
+            if not os.path.exists(path):
+                arrays: dict[str, list[np.ndarray]] = {"constituents": [], "truth_top": [], "label": []}
+                for src in pair:
+                    with h5py.File(src, "r") as f:
+                        for k in arrays:
+                            arrays[k].append(f[k][...])
+                write_reference(path, {k: np.concatenate(v) for k, v in arrays.items()}, layout="table")
+            out.append(path)
+        return out
+    write = write_jets_root if fmt == "root" else write_jets_parquet
+    for k, src in enumerate(qcd + top):
+        path = os.path.join(out_dir, os.path.splitext(os.path.basename(src))[0] + f".{fmt}")
+        if not os.path.exists(path):
+            write(src, path, seed=seed * 100_003 + k)
+        out.append(path)
+    return out
