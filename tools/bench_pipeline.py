@@ -20,6 +20,14 @@ Pipelines are consumed inside the graph (``Dataset.reduce``), as Keras consumes 
 
 Prints a table and, as its last line, a JSON object with the ratios.
 Usage: ``python tools/bench_pipeline.py [--quick] [--size-gb 1.0] [--dir bench_data]``.
+
+With ``--format root,parquet`` it measures the other sources instead, on the same jets
+rewritten as ROOT TTrees (per-particle jagged branches, baskets of 10,000 entries) and
+Parquet tables (list columns, row groups of 10,000): uproot's own ``iterate`` over the
+branches (the limit for ROOT) and pyarrow's ``iter_batches`` (the limit for Parquet), the
+same loops padding to numpy arrays as a user would before feeding TensorFlow, hepflow's
+streaming, first and cached epochs from each format, and the HDF5 path beside them; weaver-core's
+loader when ``weaver`` is importable. JSON: ``root_vs_uproot``, ``root_vs_hdf5``, ...
 """
 from __future__ import annotations
 
@@ -186,6 +194,139 @@ def input_wait_fraction(ds: tf.data.Dataset, steps: int) -> tuple[float, float]:
     return wait / total, 1e3 * total / steps
 
 
+def _pad_jagged(offsets: np.ndarray, values: list[np.ndarray], pad: int) -> np.ndarray:
+    """What a user's loop does: (n, pad, k) zero-padded from flat values and offsets."""
+    counts = np.diff(offsets)
+    pos = np.arange(offsets[-1] - offsets[0]) - np.repeat(offsets[:-1] - offsets[0], counts)
+    keep = pos < pad
+    event = np.repeat(np.arange(len(counts)), counts)[keep]
+    out = np.zeros((len(counts), pad, len(values)), np.float32)
+    for j, v in enumerate(values):
+        out[event, pos[keep], j] = v[keep]
+    return out
+
+
+def bench_uproot(paths: list[str], *, pad: bool, step: int = 10_000) -> float:
+    """Jets/s of uproot.iterate over the particle branches and jet_mass (padded to numpy if ``pad``)."""
+    import awkward as ak
+    import uproot
+
+    from hepflow.data.formats.ntuples import PARTICLE_BRANCHES
+
+    n, t = 0, time.perf_counter()
+    for arrays in uproot.iterate([f"{p}:Events" for p in paths], list(PARTICLE_BRANCHES) + ["jet_mass"],
+                                 step_size=step, library="ak", how=dict):
+        if pad:
+            layouts = [ak.to_layout(arrays[b]) for b in PARTICLE_BRANCHES]
+            offsets = np.asarray(layouts[0].offsets)
+            _pad_jagged(offsets, [np.asarray(lay.content.data)[offsets[0]:offsets[-1]] for lay in layouts], 200)
+            ak.to_numpy(arrays["jet_mass"])
+        n += len(arrays["jet_mass"])
+    return n / (time.perf_counter() - t)
+
+
+def bench_pyarrow(paths: list[str], *, pad: bool, step: int = 10_000) -> float:
+    """Jets/s of pyarrow's iter_batches over the particle columns and jet_mass (padded if ``pad``)."""
+    import pyarrow.parquet as pq
+
+    from hepflow.data.formats.ntuples import PARTICLE_BRANCHES
+
+    n, t = 0, time.perf_counter()
+    for p in paths:
+        with pq.ParquetFile(p, memory_map=True) as f:
+            for batch in f.iter_batches(batch_size=step, columns=list(PARTICLE_BRANCHES) + ["jet_mass"]):
+                if pad:
+                    cols = [batch.column(b) for b in PARTICLE_BRANCHES]
+                    offsets = np.asarray(cols[0].offsets)
+                    _pad_jagged(offsets, [c.flatten().to_numpy() for c in cols], 200)
+                    batch.column("jet_mass").to_numpy()
+                n += batch.num_rows
+    return n / (time.perf_counter() - t)
+
+
+def bench_weaver(paths: list[str]) -> float | None:
+    """Jets/s of weaver-core's loader on the ROOT files, or None when weaver is not installed."""
+    try:
+        import weaver  # noqa: F401 -- optional peer: weaver-core (needs PyTorch)
+    except ImportError:
+        return None
+    return None  # a data config for weaver is not written yet: reported as not measured
+
+
+def bench_formats(args, formats: list[str]) -> None:
+    """ROOT and Parquet against their own libraries' loops and against HDF5, on the same jets."""
+    from hepflow.data.formats.ntuples import PARTICLE_BRANCHES, write_jets_parquet, write_jets_root
+
+    size = args.size_gb or (0.05 if args.quick else 0.3)
+    os.makedirs(args.dir, exist_ok=True)
+    qcd, top, n_jets = make_files(args.dir, size, args.files)
+    writers = {"root": write_jets_root, "parquet": write_jets_parquet}
+    files: dict[str, dict[str, list[str]]] = {}
+    for fmt in formats:
+        files[fmt] = {}
+        for cls, paths in (("qcd", qcd), ("top", top)):
+            out = []
+            for p in paths:
+                target = os.path.splitext(p)[0] + f".{fmt}"
+                if not os.path.exists(target) or os.path.getmtime(target) < os.path.getmtime(p):
+                    writers[fmt](p, target, seed=1)
+                out.append(target)
+            files[fmt][cls] = out
+    h5_specs = [SampleSpec(name=c, files=ps, keys={"x": "constituents", "m": "mass"}, label=i)
+                for i, (c, ps) in enumerate((("qcd", qcd), ("top", top)))]
+    norm = Normalize(offsets={"m": 100.0}, scales={"x": 50.0, "m": 50.0})
+    opts = dict(batch_size=256, transform=norm, seed=1, num_readers=args.readers)
+
+    def hepflow_rates(specs) -> tuple[float, float, float]:
+        streaming = max(epoch_rate(make_dataset(specs, **opts))[0] for _ in range(2))
+        ds = make_dataset(specs, cache="memory", **opts)
+        first = epoch_rate(ds)[0]
+        cached = max(epoch_rate(ds)[0] for _ in range(2))
+        return streaming, first, cached
+
+    bench_raw(qcd + top)
+    raw = max(bench_raw(qcd + top) for _ in range(2))
+    h5 = hepflow_rates(h5_specs)
+    rows = [("h5py alone (HDF5 limit)", raw), ("hepflow HDF5 streaming epoch", h5[0]),
+            ("hepflow HDF5 first epoch (fills cache)", h5[1]), ("hepflow HDF5 cached epoch", h5[2])]
+    out: dict[str, float] = {}
+    for fmt in formats:
+        paths = files[fmt]["qcd"] + files[fmt]["top"]
+        lib = bench_uproot if fmt == "root" else bench_pyarrow
+        lib(paths, pad=False)  # page cache
+        limit = max(lib(paths, pad=False) for _ in range(2))
+        padded = max(lib(paths, pad=True) for _ in range(2))
+        specs = [SampleSpec(name=c, files=files[fmt][c], label=i, pad=200, sort_by="part_pt",
+                            keys={"x": list(PARTICLE_BRANCHES), "m": "jet_mass"}) for i, c in enumerate(("qcd", "top"))]
+        unsorted = [SampleSpec(**{**s.to_dict(), "sort_by": None}) for s in specs]
+        streaming, first, cached = hepflow_rates(specs)
+        streaming_unsorted = max(epoch_rate(make_dataset(unsorted, **opts))[0] for _ in range(2))
+        name = "uproot.iterate" if fmt == "root" else "pyarrow iter_batches"
+        rows += [(f"{name} (the {fmt} limit)", limit), (f"{name} + padding to numpy", padded),
+                 (f"hepflow {fmt} streaming epoch (sort_by part_pt)", streaming),
+                 (f"hepflow {fmt} streaming epoch (file order)", streaming_unsorted),
+                 (f"hepflow {fmt} first epoch (fills cache)", first), (f"hepflow {fmt} cached epoch", cached)]
+        lib_name = "uproot" if fmt == "root" else "pyarrow"
+        out.update({f"{fmt}_vs_{lib_name}": round(streaming / limit, 3),
+                    f"{fmt}_unsorted_vs_{lib_name}": round(streaming_unsorted / limit, 3),
+                    f"{fmt}_vs_{lib_name}_padded": round(streaming / padded, 3),
+                    f"{fmt}_vs_hdf5": round(streaming / h5[0], 3),
+                    f"{fmt}_cached_vs_hdf5_cached": round(cached / h5[2], 3)})
+        if fmt == "root":
+            weaver = bench_weaver(paths)
+            out["root_vs_weaver"] = None if weaver is None else round(streaming / weaver, 3)
+    mb = {fmt: sum(os.path.getsize(p) for c in files[fmt].values() for p in c) / 1e6 for fmt in formats}
+    print(f"\nhepflow sources benchmark — {n_jets} jets, {len(qcd) + len(top)} files per format, batch 256, mix 1:1, "
+          f"Normalize; {os.cpu_count()} cores, {platform.machine()}; files: HDF5 {n_jets * JET_BYTES / 1e6:.0f} MB, "
+          + ", ".join(f"{k} {v:.0f} MB" for k, v in mb.items()))
+    print(f"{'method':48s} {'jets/s':>12s} {'vs h5py':>8s}")
+    for name, rate in rows:
+        print(f"{name:48s} {rate:12,.0f} {rate / raw:8.2f}")
+    if "root" in formats and out.get("root_vs_weaver") is None:
+        print("weaver-core: not installed here (it needs PyTorch); not measured")
+    print(json.dumps({**out, "jets": n_jets, "cores": os.cpu_count()}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="~100 MB of data; runs in under a minute")
@@ -193,7 +334,16 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=4, help="files per class")
     ap.add_argument("--dir", default="bench_data", help="where the files are written (reused)")
     ap.add_argument("--readers", type=int, default=None, help="num_readers (default: hepflow's)")
+    ap.add_argument("--format", default="hdf5", help="hdf5 (default), or root, parquet or root,parquet: the other "
+                    "sources against their own libraries and HDF5 (default size 0.3 GB of HDF5 jets)")
     args = ap.parse_args()
+    formats = [f for f in args.format.split(",") if f]
+    if formats != ["hdf5"]:
+        bad = [f for f in formats if f not in ("root", "parquet")]
+        if bad:
+            ap.error(f"--format takes hdf5, root, parquet or root,parquet. Received: {args.format}")
+        bench_formats(args, formats)
+        return
     size = args.size_gb or (0.1 if args.quick else 1.0)
     os.makedirs(args.dir, exist_ok=True)
     qcd, top, n_jets = make_files(args.dir, size, args.files)

@@ -188,6 +188,18 @@ def _check_options(*, batch_size, transform, mix, epoch, shuffle, chunk_rows, ca
                         f"Received: service={service!r}")
 
 
+def _block_rows(layouts, raw_row_bytes: int) -> int:
+    """Rows per block: ~4 MB, rounded up to whole clusters of sources that decode clusters at once
+    (ROOT baskets, Parquet row groups), so that a block does not decode a cluster another block decodes again."""
+    rows = int(np.clip(_BLOCK_BYTES // raw_row_bytes, 64, 1 << 16))
+    clusters = [lay.source.preferred_block_rows for lay in layouts
+                if lay.source is not None and lay.source.preferred_block_rows]
+    if clusters:
+        c = max(clusters)
+        rows = -(-rows // c) * c
+    return rows
+
+
 class Pipeline:
     """The objects behind :func:`make_dataset`: layouts, planner, reader, cache.
 
@@ -228,7 +240,7 @@ class Pipeline:
         self.check_finite = on_nonfinite == "error"
         self.reader = BlockReader(self.layouts, check_finite=self.check_finite)
         raw_row_bytes = max(row_bytes(self.raw_spec), 1)
-        self.block_rows = block_rows or int(np.clip(_BLOCK_BYTES // raw_row_bytes, 64, 1 << 16))
+        self.block_rows = block_rows or _block_rows(self.layouts, raw_row_bytes)
         self.out_spec = self._trace_transform()
 
         user_chunks = chunk_rows is not None

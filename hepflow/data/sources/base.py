@@ -29,6 +29,7 @@ class FileSource:
     """
 
     format = ""
+    preferred_block_rows: int | None = None  # rows decoded together (a ROOT cluster, a Parquet row group)
 
     def __init__(self, spec: SampleSpec) -> None:
         self.spec = spec

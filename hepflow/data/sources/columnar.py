@@ -8,6 +8,8 @@ jagged feature must have the same length per event (as particle branches sharing
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,8 @@ from hepflow.data.sources.base import FileSource
 from hepflow.errors import DataError
 
 __all__ = ["Branch", "BranchSource", "Jagged", "awkward"]
+
+_CLUSTER_CACHE_BYTES = 256 << 20  # decoded clusters kept per sample, shared by the reader threads
 
 
 def awkward():
@@ -59,6 +63,65 @@ class Jagged:
             values = ak.to_numpy(ak.flatten(array, axis=1))
         return cls(offsets, values.astype(values.dtype.newbyteorder("="), copy=False))
 
+    def rows(self, a: int, b: int) -> "Jagged":
+        """Entries ``[a, b)``."""
+        lo, hi = int(self.offsets[a]), int(self.offsets[b])
+        return Jagged(self.offsets[a:b + 1] - lo, self.values[lo:hi])
+
+    @staticmethod
+    def concat(parts: list["Jagged"]) -> "Jagged":
+        if len(parts) == 1:
+            return parts[0]
+        starts = np.cumsum([0] + [int(p.offsets[-1]) for p in parts[:-1]])
+        offsets = np.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, starts)])
+        return Jagged(offsets, np.concatenate([p.values for p in parts]))
+
+    @property
+    def nbytes(self) -> int:
+        return self.offsets.nbytes + self.values.nbytes
+
+
+def _sorted_entries(key: Jagged, n: int) -> np.ndarray:
+    """(n, longest list) flat indices of each event's entries in decreasing ``key`` (stable; -1 past the end)."""
+    counts = np.diff(key.offsets)
+    width = int(counts.max()) if n else 0
+    pos = np.arange(len(key.values)) - np.repeat(key.offsets[:-1], counts)
+    event = np.repeat(np.arange(n), counts)
+    dense = np.full((n, max(width, 1)), np.inf)
+    dense[event, pos] = -key.values.astype(np.float64)  # ascending sort of -key: decreasing key, padding last
+    rank = np.argsort(dense, axis=1, kind="stable")
+    return rank + key.offsets[:-1, None]
+
+
+class _ClusterCache:
+    """Decoded clusters (ROOT basket clusters, Parquet row groups) by ``(path, index)``, least recently used
+    dropped beyond a byte budget. Blocks of rows are smaller than clusters, so without it every block would
+    decompress its whole cluster again."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.size = budget, 0
+        self._items: OrderedDict[tuple[str, int], tuple[dict, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int]) -> dict | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+                return item[0]
+        return None
+
+    def put(self, key: tuple[str, int], arrays: dict) -> None:
+        size = sum(a.nbytes for a in arrays.values())
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (arrays, size)
+            self.size += size
+            while self.size > self.budget and len(self._items) > 1:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.size -= dropped
+
 
 class BranchSource(FileSource):
     """ROOT and Parquet: subclasses list a file's branches and read some of them.
@@ -75,6 +138,8 @@ class BranchSource(FileSource):
         self._needed = sorted({b for key in spec.keys.values() for b in (key if isinstance(key, tuple) else (key,))}
                               | ({spec.sort_by} if spec.sort_by else set()))
         self._jagged: dict[str, bool] = {}
+        self._edges: dict[str, np.ndarray] = {}  # path → first entry of each cluster, and the entry count
+        self._clusters = _ClusterCache(_CLUSTER_CACHE_BYTES)
 
     # -- subclass interface ---------------------------------------------------
     def branches(self, handle: Any, path: str) -> tuple[dict[str, Branch], dict[str, str]]:
@@ -86,6 +151,10 @@ class BranchSource(FileSource):
         raise NotImplementedError
 
     def n_entries(self, handle: Any) -> int:
+        raise NotImplementedError
+
+    def cluster_edges(self, handle: Any) -> np.ndarray:
+        """First entry of every cluster that is decoded as a whole (and the number of entries at the end)."""
         raise NotImplementedError
 
     def where(self, path: str) -> str:
@@ -137,17 +206,43 @@ class BranchSource(FileSource):
         if clash:
             raise DataError(f"Sample '{spec.name}': {clash} is both a key and the mask hepflow adds for a jagged "
                             f"feature; rename the key. Received: keys={sorted(spec.keys)}")
+        edges = np.asarray(self.cluster_edges(handle), np.int64)
+        self._edges[path] = edges
+        sizes = np.diff(edges)
+        if len(sizes):
+            self.preferred_block_rows = max(self.preferred_block_rows or 0, int(np.median(sizes)))
         return self.n_entries(handle), feats
+
+    def _raw(self, handle: Any, start: int, stop: int) -> dict[str, Any]:
+        """Entries ``[start, stop)`` of the needed branches, decoded a whole cluster at a time."""
+        edges = self._edges.get(handle.path)
+        if edges is None:
+            edges = self._edges[handle.path] = np.asarray(self.cluster_edges(handle), np.int64)
+        first = int(np.searchsorted(edges, start, side="right")) - 1
+        parts = []
+        for c in range(first, len(edges) - 1):
+            a, b = int(edges[c]), int(edges[c + 1])
+            if a >= stop:
+                break
+            key = (handle.path, c)
+            arrays = self._clusters.get(key)
+            if arrays is None:
+                arrays = self.arrays(handle, self._needed, a, b)
+                self._clusters.put(key, arrays)
+            lo, hi = max(start, a) - a, min(stop, b) - a
+            parts.append({k: (v.rows(lo, hi) if isinstance(v, Jagged) else v[lo:hi]) for k, v in arrays.items()})
+        if len(parts) == 1:
+            return parts[0]
+        return {k: (Jagged.concat([p[k] for p in parts]) if isinstance(parts[0][k], Jagged)
+                    else np.concatenate([p[k] for p in parts])) for k in parts[0]}
 
     def read(self, handle: Any, start: int, stop: int) -> dict[str, np.ndarray]:
         spec = self.spec
-        raw = self.arrays(handle, self._needed, start, stop)
+        raw = self._raw(handle, start, stop)
         n = stop - start
         order = None
         if spec.sort_by:
-            key = raw[spec.sort_by]
-            event = np.repeat(np.arange(n), np.diff(key.offsets))
-            order = np.lexsort((-key.values, event))  # by event, then decreasing sort key; stable
+            order = _sorted_entries(raw[spec.sort_by], n)
         out: dict[str, np.ndarray] = {}
         for name, key in spec.keys.items():
             names = key if isinstance(key, tuple) else (key,)
@@ -167,20 +262,23 @@ class BranchSource(FileSource):
                         f"{start + i} ({lengths[i]} and {other[i]}); a jagged feature and sort_by need lists of equal "
                         f"length per event. Received: {name}={list(names)}, sort_by={spec.sort_by!r}")
             counts = np.diff(first.offsets)
-            # where each kept entry goes: (event, position in the event's possibly sorted list)
-            pos = np.arange(len(first.values)) - np.repeat(first.offsets[:-1], counts)
-            keep = pos < pad
-            event = np.repeat(np.arange(n), counts)[keep]
-            slot = pos[keep]
+            if order is None:  # the first `pad` entries of each event, in file order
+                pos = np.arange(len(first.values)) - np.repeat(first.offsets[:-1], counts)
+                keep = pos < pad
+                event, slot = np.repeat(np.arange(n), counts)[keep], pos[keep]
+                take = np.flatnonzero(keep)
+            else:  # the entries of each event in decreasing sort_by, as flat indices
+                kept = np.minimum(counts, pad)
+                slot = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)
+                event = np.repeat(np.arange(n), kept)
+                take = order[event, slot]
             dtype = np.result_type(*[raw[b].values.dtype for b in names])
             shape = (n, pad) + ((len(names),) if isinstance(key, tuple) else ())
             arr = np.zeros(shape, dtype)
+            flat = arr.reshape(-1)
+            dest = (event * pad + slot) * len(names)  # one flat index per kept entry: cheaper than 2-D fancy indexing
             for j, b in enumerate(names):
-                values = raw[b].values if order is None else raw[b].values[order]
-                if isinstance(key, tuple):
-                    arr[event, slot, j] = values[keep]
-                else:
-                    arr[event, slot] = values[keep]
+                flat[dest + j] = raw[b].values[take]
             out[name] = arr
             out[f"{name}_mask"] = np.arange(pad)[None, :] < counts[:, None]
         return out

@@ -22,8 +22,8 @@ def pyarrow_parquet():
 
 
 class _Handle:
-    def __init__(self, file) -> None:
-        self.file = file
+    def __init__(self, path: str, file) -> None:
+        self.path, self.file = path, file
         md = file.metadata
         sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
         self.group_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -46,7 +46,7 @@ class ParquetSource(BranchSource):
 
     def open(self, path: str) -> _Handle:
         try:
-            return _Handle(self.pq.ParquetFile(path, memory_map=True))
+            return _Handle(path, self.pq.ParquetFile(path, memory_map=True))
         except FileNotFoundError:
             raise DataError(f"Sample '{self.spec.name}': file not found: {path}. Received: a missing path") from None
         except Exception as e:  # pyarrow raises ArrowInvalid, OSError... on a bad file
@@ -55,6 +55,9 @@ class ParquetSource(BranchSource):
 
     def n_entries(self, handle: _Handle) -> int:
         return int(handle.file.metadata.num_rows)
+
+    def cluster_edges(self, handle: _Handle) -> np.ndarray:
+        return handle.group_starts
 
     def branches(self, handle: _Handle, path: str) -> tuple[dict[str, Branch], dict[str, str]]:
         pa = self.pa

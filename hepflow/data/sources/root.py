@@ -27,8 +27,8 @@ def list_trees(f) -> list[str]:
 
 
 class _Handle:
-    def __init__(self, file, tree) -> None:
-        self.file, self.tree = file, tree
+    def __init__(self, path: str, file, tree) -> None:
+        self.path, self.file, self.tree = path, file, tree
 
     def close(self) -> None:
         self.file.close()
@@ -64,13 +64,17 @@ class RootSource(BranchSource):
             f.close()
             raise DataError(f"Sample '{spec.name}': TTree '{name}' does not exist in {path}; available: {trees}. "
                             f"Received: tree={name!r}")
-        return _Handle(f, f[name])
+        return _Handle(path, f, f[name])
 
     def where(self, path: str) -> str:
         return f"{path}:{self.spec.tree}" if self.spec.tree else path
 
     def n_entries(self, handle: _Handle) -> int:
         return int(handle.tree.num_entries)
+
+    def cluster_edges(self, handle: _Handle) -> np.ndarray:
+        tree = handle.tree
+        return np.asarray(tree.common_entry_offsets(filter_name=lambda n: n in self._needed), np.int64)
 
     def branches(self, handle: _Handle, path: str) -> tuple[dict[str, Branch], dict[str, str]]:
         interp = self.uproot.interpretation
