@@ -445,7 +445,8 @@ def _inspect(args: argparse.Namespace) -> int:
         return 0
     for i, spec in enumerate(load_specs(args.specs)):
         lay = inspect_sample(spec, i)
-        print(f"{spec.name}: {spec.format} label={spec.label} rate={spec.rate} rows={lay.n_rows} files={len(lay.files)}"
+        fmt = "" if spec.format == "hdf5" else f"format={spec.format} "
+        print(f"{spec.name}: {fmt}label={spec.label} rate={spec.rate} rows={lay.n_rows} files={len(lay.files)}"
               + (f" selection={spec.selection!r}" if spec.selection else ""))
         for name, feat in lay.features.items():
             print(f"  {name:16s} {feat.path:24s} {str(feat.row_shape):16s} {feat.dtype}")

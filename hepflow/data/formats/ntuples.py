@@ -15,6 +15,7 @@ import os
 import h5py
 import numpy as np
 
+from hepflow.data.formats.top_tagging import write_reference
 from hepflow.io import atomic_path
 
 __all__ = ["jet_branches", "write_jets_root", "write_jets_parquet", "write_jet_folder", "PARTICLE_BRANCHES",
@@ -92,8 +93,6 @@ def write_jet_folder(src_dir: str, out_dir: str, *, fmt: str, seed: int = 0) -> 
     Returns:
         The paths of the outputs.
     """
-    from hepflow.data.formats.top_tagging import write_reference
-
     if fmt not in NTUPLE_FORMATS:
         raise ValueError(f"fmt must be one of {NTUPLE_FORMATS}. Received: fmt={fmt!r}")
     qcd = sorted(glob.glob(os.path.join(src_dir, "qcd_*.h5")))

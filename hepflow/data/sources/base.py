@@ -67,7 +67,7 @@ def source_for(spec: SampleSpec) -> FileSource:
         from hepflow.data.sources.parquet import ParquetSource  # optional extra [root]: pyarrow, awkward
         return ParquetSource(spec)
     if spec.format == "top_tagging":
-        from hepflow.data.sources.published import TopTaggingSource
+        from hepflow.data.sources.published import TopTaggingSource  # circular: published imports FileSource from here
         return TopTaggingSource(spec)
     if spec.format == "tfds":
         from hepflow.data.sources.tfds_source import TfdsSource  # optional extra [tfds]
@@ -85,7 +85,7 @@ def inspect_source(spec: SampleSpec, index: int, *, on_nonfinite: str = "error")
         DataError: missing or unreadable files, missing trees/branches/columns, inconsistent
             features across files, an empty sample, or a selection that cannot be evaluated.
     """
-    from hepflow.data.readers import FeatureInfo, FileInfo, SampleLayout  # readers imports this module
+    from hepflow.data.readers import FeatureInfo, FileInfo, SampleLayout  # circular: readers imports this module
 
     source = source_for(spec)
     paths = spec.resolve_files()

@@ -5,6 +5,7 @@ import os
 
 import h5py
 
+from hepflow.data.sources.published import is_top_tagging_file
 from hepflow.errors import DataError
 
 __all__ = ["describe_file"]
@@ -63,8 +64,6 @@ def _parquet(path: str) -> list[str]:
 
 
 def _hdf5(path: str) -> list[str]:
-    from hepflow.data.sources.published import is_top_tagging_file
-
     try:
         f = h5py.File(path, "r")
     except OSError as e:

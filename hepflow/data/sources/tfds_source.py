@@ -30,7 +30,7 @@ def _tfds():
     except ImportError as e:
         raise ImportError(f"Reading tfds samples needs tensorflow-datasets: pip install -e '.[tfds]'. "
                           f"Missing: {e.name}") from None
-    import hepflow.datasets  # noqa: F401 -- registers hepflow's builders (top_tagging, calo_showers)
+    import hepflow.datasets  # noqa: F401 -- optional extra [tfds]: registers hepflow's builders (top_tagging, calo_showers)
     return tfds
 
 
@@ -79,7 +79,7 @@ class _TfrecordHandle:
 
 class _ArrayRecordHandle:
     def __init__(self, path: str) -> None:
-        from array_record.python.array_record_module import ArrayRecordReader  # with tfds' ArrayRecord files
+        from array_record.python.array_record_module import ArrayRecordReader  # optional extra [tfds]: ArrayRecord shards
         self.reader = ArrayRecordReader(path)
 
     def records(self, start: int, stop: int) -> list[bytes]:
