@@ -5,6 +5,7 @@ import json
 import os
 import re
 
+import h5py
 
 from hepflow.cli.main import main
 
@@ -157,3 +158,30 @@ def test_lartpc_generate_reco_show_and_quality(tmp_path, capsys):
     assert result["events"] == 2 and result["Y"]["efficiency"] > 0.9 and result["Y"]["true_hits"] > 50
     assert main(["generate", "lartpc", "--out", str(out), "--topology", "tau=2"]) == 2
     assert "topologies of" in capsys.readouterr().err
+
+
+def test_lartpc_configs_train_and_export_as_one_saved_model(tmp_path, capsys):
+    """configs/lartpc/*.yaml train through the pipeline's reconstruction on generated events, and
+    ``hepflow reco export`` joins the chain and both runs' networks into one SavedModel."""
+    import tensorflow as tf
+
+    data = tmp_path / "lartpc"
+    assert main(["generate", "lartpc", "--out", str(data), "--topology", "numu_cc=3", "--topology", "nue_cc=3",
+                 "--topology", "nc_pi0=3", "--chunk-events", "1", "--workers", "1"]) == 0
+    configs = os.path.join(os.path.dirname(__file__), "..", "configs", "lartpc")
+    quick = ["--set", f"data.dir={data}", "--set", "training.epochs=1", "--set", "training.steps_per_epoch=1",
+             "--set", "training.batch_size=3", "--set", "training.cache=null"]
+    for name, run in (("event_cnn", "ev"), ("segmentation_unet", "seg")):
+        assert main(["train", os.path.join(configs, f"{name}.yaml"), "--run-dir", str(tmp_path / run)] + quick) == 0
+    capsys.readouterr()
+    out = tmp_path / "export"
+    assert main(["reco", "export", str(out), "--event-class", str(tmp_path / "ev"),
+                 "--segmentation", str(tmp_path / "seg")]) == 0
+    assert "with event_class and segmentation" in capsys.readouterr().out
+    with h5py.File(sorted(data.glob("nue_cc_*.h5"))[0], "r") as f:
+        adc = f["adc"][:1]
+    got = tf.saved_model.load(str(out)).signatures["serving_default"](adc=tf.constant(adc))
+    assert got["event_class"].shape == (1, 3) and got["pixel_class"].shape == (1, 256, 128, 3)
+    assert int(got["n_hits"][0]) > 0
+    assert main(["reco", "export", str(out), "--event-class", str(tmp_path / "ev")]) == 2  # never overwritten
+    assert "exists" in capsys.readouterr().err

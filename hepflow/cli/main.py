@@ -466,6 +466,20 @@ def _generate_jet_ntuples(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reco_export(args: argparse.Namespace) -> int:
+    from hepflow.serving.reco_export import export_lartpc_runs
+
+    runs = {role: run for role, run in (("event_class", args.event_class), ("segmentation", args.segmentation)) if run}
+    if not runs:
+        raise ConfigError("hepflow reco export: give --event-class RUN, --segmentation RUN or both. Received: neither")
+    if os.path.exists(args.out):
+        raise ConfigError(f"hepflow reco export: {args.out} exists; exports are never overwritten. Received: {args.out!r}")
+    path = export_lartpc_runs(args.out, runs)
+    print(f"exported the LArTPC reconstruction with {' and '.join(runs)} to {path}; inspect with: "
+          f"saved_model_cli show --dir {path} --all")
+    return 0
+
+
 def _convert(args: argparse.Namespace) -> int:
     from hepflow.data import load_specs
     from hepflow.data.convert import convert_specs
@@ -563,6 +577,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--png", default=None, help="write a picture of the DAG here")
     p.add_argument("--logdir", default=None, help="write the compiled graph as a TensorBoard log here")
     p.set_defaults(func=_reco_show)
+    p = reco_sub.add_parser("export", help="one SavedModel: raw LArTPC ADC in, hits, event class and pixel classes "
+                                           "out (the reconstruction graph and trained runs' networks)")
+    p.add_argument("out", help="output folder (must not exist)")
+    p.add_argument("--event-class", default=None, metavar="RUN", help="a run of configs/lartpc/event_cnn.yaml")
+    p.add_argument("--segmentation", default=None, metavar="RUN", help="a run of configs/lartpc/segmentation_unet.yaml")
+    p.set_defaults(func=_reco_export)
     p = reco_sub.add_parser("quality", help="reconstruct generated LArTPC events; hit efficiency, purity, charge "
                                             "and noise against truth per plane")
     p.add_argument("data_dir", help="folder written by hepflow generate lartpc")
