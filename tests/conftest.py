@@ -82,6 +82,22 @@ def calo_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_jets5_dir(tmp_path_factory):
+    """Real Pythia jets with their clustering trees: quark, gluon, W, Z, top and QCD, 3 files of 6 jets
+    each (the top-tagging selection, no MPI for speed; about 15 s)."""
+    pytest.importorskip("pythia8mc")
+    import dataclasses
+
+    from hepflow.physics.pythia_jets import JetSettings, generate_jets
+
+    d = tmp_path_factory.mktemp("jets5")
+    settings = dataclasses.replace(JetSettings(), mpi=False, trees=True)
+    generate_jets(str(d), counts={p: 18 for p in ("quark", "gluon", "w", "z", "top", "qcd")}, workers=2, chunk_jets=6,
+                  seed=1, settings=settings, progress=False)
+    return d
+
+
+@pytest.fixture(scope="session")
 def anomaly_jets_dir(tmp_path_factory):
     """Real Pythia jets in the anomaly selection (R = 1.0, 800-1000 GeV, no MPI for speed): 200 QCD,
     60 gluino and 60 top jets in files of 10 (about 20 s on 2 cores)."""

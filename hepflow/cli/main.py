@@ -99,7 +99,7 @@ def _generate_jets(args: argparse.Namespace) -> int:
             raise ConfigError(f"hepflow generate jets: --process must look like qcd=30000. Received: {item!r}")
         counts[name] = int(n)
     base = ANOMALY_SETTINGS if args.preset == "anomaly" else JetSettings()
-    settings = dataclasses.replace(base, detector=args.detector, mpi=not args.no_mpi)
+    settings = dataclasses.replace(base, detector=args.detector, mpi=not args.no_mpi, trees=args.trees)
     m = generate_jets(args.out, counts=counts, workers=args.workers, chunk_jets=args.chunk_jets, seed=args.seed,
                       settings=settings, dataset=args.preset)
     run = m["generated_this_run"]
@@ -530,10 +530,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="native: every feature, fastest to read; reference: the published pandas layout")
     p.add_argument("--report", action="store_true", help="print and plot (PNG) mass, τ32 and pT per class")
     p.set_defaults(func=_generate)
-    p = gen.add_parser("jets", help="QCD, top and RPV-gluino jets in one selection (needs [pythia])")
+    p = gen.add_parser("jets", help="QCD, top, RPV-gluino, quark, gluon, W and Z jets in one selection (needs [pythia])")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
     p.add_argument("--process", action="append", required=True,
-                   help="PROCESS=N with PROCESS qcd, top or gluino (repeatable), e.g. --process qcd=30000")
+                   help="PROCESS=N with PROCESS qcd, top, gluino, quark, gluon, w or z (repeatable), "
+                        "e.g. --process qcd=30000")
     p.add_argument("--preset", choices=["anomaly", "top_tagging"], default="anomaly",
                    help="anomaly: R = 1.0 jets, 800 < pT < 1000 GeV (contain a 400 GeV gluino); "
                         "top_tagging: R = 0.8, 550 < pT < 650 GeV")
@@ -543,6 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--detector", choices=["simple", "calo", "none"], default="simple",
                    help="detector response: tracks + towers, towers only (like the reference data), none")
     p.add_argument("--no-mpi", action="store_true", help="switch off multi-parton interactions (faster)")
+    p.add_argument("--trees", action="store_true", help="also store each jet's C/A, kt, anti-kt and desc-pT trees "
+                   "and its C/A Lund features (tree_*, lund, lund_primary)")
     p.set_defaults(func=_generate_jets)
     p = gen.add_parser("jet-ntuples", help="rewrite generated top/QCD jets as ROOT TTrees, Parquet tables or files in "
                        "the published top-tagging layout (needs [root]; published: [formats])")

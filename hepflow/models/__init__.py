@@ -11,9 +11,11 @@ from hepflow.models.dnn import high_level_dnn
 from hepflow.models.label_proportions import LabelProportions, label_proportions
 from hepflow.models.lartpc import lartpc_event_cnn, lartpc_unet
 from hepflow.models.particlenet import particlenet, particlenet_lite
+from hepflow.models.trees import gru_tagger, lundnet, mpnn_tagger, recnn_tagger
 from hepflow.models.vae import VariationalAutoencoder, vae
 
 __all__ = ["jet_cnn", "deeptop_cnn", "macaluso_shih_cnn", "high_level_dnn", "particle_flow_network",
            "energy_flow_network", "particlenet", "particlenet_lite",
            "calo_cnn", "calo_energy_cnn", "calogan", "pca", "dense_autoencoder", "conv_autoencoder", "vae",
-           "adversarial_autoencoder", "label_proportions", "lartpc_event_cnn", "lartpc_unet"]
+           "adversarial_autoencoder", "label_proportions", "lartpc_event_cnn", "lartpc_unet", "recnn_tagger", "lundnet",
+           "mpnn_tagger", "gru_tagger"]

@@ -34,13 +34,17 @@ from hepflow.errors import ConfigError
 from hepflow.io import atomic_path, write_atomic, write_json_atomic
 from hepflow.physics.chunks import generate_chunks, write_sidecar
 from hepflow.physics.detector import DETECTORS, detector_settings, particle_types, simple_detector
+from hepflow.physics.jet_trees import TREE_ALGORITHMS, jet_tree_arrays
 from hepflow.physics.nsubjettiness import delta_r, nsubjettiness
 
 __all__ = ["ANOMALY_SETTINGS", "JetSettings", "PROCESSES", "generate_chunk", "generate_jets", "generate_top_tagging",
            "require_pythia"]
 
 N_CONSTITUENTS = 200
-PROCESSES = {"qcd": 0, "top": 1, "gluino": 2}  # process name → label stored in the files
+#: process name → label stored in the files. quark and gluon: the jet recoiling against a Z → νν
+#: (qg → Zq and qq̄ → Zg), matched to the hard parton; w and z: hadronic W and Z bosons recoiling
+#: against a jet (qq̄ → Vg, qg → Vq), matched to the boson and both its quarks.
+PROCESSES = {"qcd": 0, "top": 1, "gluino": 2, "quark": 3, "gluon": 4, "w": 5, "z": 6}
 
 
 def require_pythia():
@@ -73,6 +77,8 @@ class JetSettings:
         mpi: Multi-parton interactions (``PartonLevel:MPI``); off is ~30 % faster.
         hadronization: ``HadronLevel:all``; off leaves partons as constituents (unphysical,
             for fast tests of the pipeline only).
+        trees: Also store each jet's clustering trees and C/A Lund features
+            (:mod:`hepflow.physics.jet_trees`; about 2 ms per jet).
     """
 
     ecm_gev: float = 14_000.0
@@ -87,6 +93,7 @@ class JetSettings:
     mpi: bool = True
     hadronization: bool = True
     gluino_mass_gev: float = 400.0
+    trees: bool = False
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
@@ -108,6 +115,15 @@ class JetSettings:
                              "24:onIfAny = 1 2 3 4 5"]
         if process == "qcd":
             return common + ["HardQCD:all = on"]
+        if process in ("w", "z"):
+            boson, zmode = ("24", []) if process == "w" else ("23", ["WeakZ0:gmZmode = 2"])
+            wz = "W" if process == "w" else "gmZ"
+            return common + zmode + [f"WeakBosonAndParton:qqbar2{wz}g = on", f"WeakBosonAndParton:qg2{wz}q = on",
+                                     f"{boson}:onMode = off", f"{boson}:onIfAny = 1 2 3 4 5"]
+        if process in ("quark", "gluon"):  # the parton recoiling against Z → νν
+            hard = "qg2gmZq" if process == "quark" else "qqbar2gmZg"
+            return common + ["WeakZ0:gmZmode = 2", f"WeakBosonAndParton:{hard} = on", "23:onMode = off",
+                             "23:onIfAny = 12 14 16"]
         if process == "gluino":  # g̃ g̃ pairs, g̃ → uds through the SLHA decay table
             return common + ["SUSY:gg2gluinogluino = on", "SUSY:qqbar2gluinogluino = on",
                              f"SLHA:file = {gluino_slha(self.gluino_mass_gev)}", "SLHA:useDecayTable = on",
@@ -191,7 +207,34 @@ def _gluino_partons(ev) -> list[tuple[np.ndarray, list[np.ndarray]]]:
     return out
 
 
-_TRUTH = {"top": _top_partons, "gluino": _gluino_partons}  # signal process → its resonances
+def _boson_partons(boson_id: int):
+    def find(ev) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+        """(boson four-vector, its two quark momenta) for each hadronically decaying W/Z."""
+        out = []
+        for i in range(ev.size()):
+            v = ev[i]
+            if abs(v.id()) != boson_id or v.iBotCopyId() != i or v.daughter1() <= 0:
+                continue
+            quarks = [ev[d] for d in (v.daughter1(), v.daughter2()) if 1 <= abs(ev[d].id()) <= 5]
+            if len(quarks) == 2:
+                out.append((np.array([v.e(), v.px(), v.py(), v.pz()]), [np.array([q.px(), q.py(), q.pz()]) for q in quarks]))
+        return out
+    return find
+
+
+def _hard_parton(gluon: bool):
+    def find(ev) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+        """(the outgoing hard-process quark or gluon, no prongs)."""
+        for i in range(ev.size()):
+            q = ev[i]
+            if abs(q.status()) == 23 and ((q.id() == 21) if gluon else (1 <= abs(q.id()) <= 5)):
+                return [(np.array([q.e(), q.px(), q.py(), q.pz()]), [])]
+        return []
+    return find
+
+
+_TRUTH = {"top": _top_partons, "gluino": _gluino_partons, "w": _boson_partons(24), "z": _boson_partons(23),
+          "quark": _hard_parton(gluon=False), "gluon": _hard_parton(gluon=True)}  # process → what the jet must match
 
 
 def _eta_phi(px, py, pz):
@@ -216,7 +259,8 @@ def generate_chunk(process: str, n_jets: int, seed: int, settings: JetSettings =
     p.rndm.init(seed)  # the chunk's events depend only on its seed, whichever worker runs it
     rng = np.random.default_rng(seed)
     jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, settings.jet_r)
-    rows: dict[str, list] = {k: [] for k in _DTYPES}
+    dtypes = {**_DTYPES, **(_TREE_DTYPES if settings.trees else {})}
+    rows: dict[str, list] = {k: [] for k in dtypes}
     events = 0
     while len(rows["pt"]) < n_jets:
         if not p.next():
@@ -238,11 +282,11 @@ def generate_chunk(process: str, n_jets: int, seed: int, settings: JetSettings =
             truth = np.zeros(4) if truths is None else _matched_truth(jet, truths, settings.match_r)
             if truth is None:
                 continue
-            for k, v in _jet_row(jet, objs, truth, settings.jet_r).items():
+            for k, v in _jet_row(jet, objs, truth, settings.jet_r, fastjet if settings.trees else None).items():
                 rows[k].append(v)
             if len(rows["pt"]) == n_jets:
                 break
-    arrays = {k: np.asarray(v, _DTYPES[k]) for k, v in rows.items()}
+    arrays = {k: np.asarray(v, dtypes[k]) for k, v in rows.items()}
     arrays["label"] = np.full(n_jets, PROCESSES[process], np.int8)
     info = {"events": events, "sigma_gen_mb": float(p.infoPython().sigmaGen()),
             "sigma_err_mb": float(p.infoPython().sigmaErr())}
@@ -252,6 +296,9 @@ def generate_chunk(process: str, n_jets: int, seed: int, settings: JetSettings =
 _DTYPES = {"constituents": np.float32, "charge": np.int8, "type": np.int8, "pt": np.float32, "eta": np.float32,
            "phi": np.float32, "mass": np.float32, "n_constituents": np.int32, "tau": np.float32,
            "truth_top": np.float32}
+
+
+_TREE_DTYPES = {**{f"tree_{a}": np.int16 for a in TREE_ALGORITHMS}, "lund": np.float32, "lund_primary": np.bool_}
 
 
 def _detector_objects(ev, settings: JetSettings, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
@@ -275,8 +322,9 @@ def _matched_truth(jet, truths, match_r: float) -> np.ndarray | None:
     return None
 
 
-def _jet_row(jet, objs: dict[str, np.ndarray], truth: np.ndarray, jet_r: float) -> dict[str, Any]:
-    """One selected jet as a row of the chunk's arrays: its 200 leading constituents by pT."""
+def _jet_row(jet, objs: dict[str, np.ndarray], truth: np.ndarray, jet_r: float, fastjet=None) -> dict[str, Any]:
+    """One selected jet as a row of the chunk's arrays: its 200 leading constituents by pT (and, given
+    the fastjet module, the trees of :func:`~hepflow.physics.jet_trees.jet_tree_arrays` over them)."""
     idx = np.array([c.user_index() for c in jet.constituents()], np.int64)
     idx = idx[np.argsort(-np.hypot(objs["px"][idx], objs["py"][idx]), kind="stable")]
     n = min(len(idx), N_CONSTITUENTS)
@@ -284,10 +332,13 @@ def _jet_row(jet, objs: dict[str, np.ndarray], truth: np.ndarray, jet_r: float) 
     const[:n] = np.stack([objs[k][idx[:n]] for k in ("e", "px", "py", "pz")], axis=1)
     charge, types = np.zeros(N_CONSTITUENTS, np.int8), np.zeros(N_CONSTITUENTS, np.int8)
     charge[:n], types[:n] = objs["charge"][idx[:n]], objs["type"][idx[:n]]
-    return {"constituents": const, "charge": charge, "type": types, "pt": jet.pt(), "eta": jet.eta(),
-            "phi": jet.phi_std(), "mass": jet.m(), "n_constituents": len(idx),
-            "tau": nsubjettiness(objs["px"][idx], objs["py"][idx], objs["pz"][idx], objs["e"][idx], r0=jet_r),
-            "truth_top": truth}
+    row = {"constituents": const, "charge": charge, "type": types, "pt": jet.pt(), "eta": jet.eta(),
+           "phi": jet.phi_std(), "mass": jet.m(), "n_constituents": len(idx),
+           "tau": nsubjettiness(objs["px"][idx], objs["py"][idx], objs["pz"][idx], objs["e"][idx], r0=jet_r),
+           "truth_top": truth}
+    if fastjet is not None:
+        row.update(jet_tree_arrays(fastjet, const[:n].astype(np.float64)))
+    return row
 
 
 _PYTHIAS: dict = {}  # one initialized Pythia per (process, settings) and worker process
