@@ -480,6 +480,20 @@ def _reco_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from hepflow.evaluation.explain import explain_run
+
+    result = explain_run(args.run_dir, out_dir=args.out, n_jets=args.jets)
+    print(f"{args.run_dir}: {result['kind']} maps of {result['jets']} test jets ({', '.join(result['classes'])}):")
+    for path in result["pngs"]:
+        print(f"  {path}")
+    for name, per_input in (result.get("attribution") or {}).items():
+        for inp, row in per_input.items():
+            top = sorted(row["mean_abs_attribution"].items(), key=lambda kv: -kv[1])[:3]
+            print(f"  {name} / {inp}: largest mean |attribution|: " + ", ".join(f"{k} {v:.3g}" for k, v in top))
+    return 0
+
+
 def _convert(args: argparse.Namespace) -> int:
     from hepflow.data import load_specs
     from hepflow.data.convert import convert_specs
@@ -723,6 +737,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "a data file holds (ROOT trees and branches, Parquet columns, HDF5 datasets)")
     p.add_argument("specs", help="YAML file of sample specs, or a .root, .parquet or .h5 file")
     p.set_defaults(func=_inspect)
+    p = sub.add_parser("explain", help="what a tagger looks at: mean images per class and score quantile, pixel-score "
+                       "Pearson maps (image models), integrated gradients and saliency (others); PNG, JSON, TensorBoard")
+    p.add_argument("run_dir", help="a finished classification run")
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/explain)")
+    p.add_argument("--jets", type=_positive_int, default=2000, help="test jets used (default 2000)")
+    p.set_defaults(func=_explain)
     p = sub.add_parser("convert", help="native HDF5 copies of the samples of a specs YAML (ROOT, Parquet, tfds, "
                        "published layout, HDF5 selections); atomic, resumable; writes OUT/samples.yaml")
     p.add_argument("specs", help="YAML file of sample specs")

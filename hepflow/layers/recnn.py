@@ -97,36 +97,39 @@ class GatedTreeEmbedding(keras.layers.Layer):
         p4 = tf.cast(constituents, tf.float32)
         tree = tf.cast(tree, tf.int32)
         batch = tf.shape(p4)[0]
-        n_leaves, n_inner = p4.shape[1], tree.shape[1]
-        real = tf.cast(p4[..., 0] > 0, tf.float32)
+        real = p4[..., 0] > 0
         jet = tf.reduce_sum(p4, axis=1)
-        leaf_h = self.u(tf.reshape(node_features(p4, jet), [-1, 7]))
-        leaf_h = tf.reshape(leaf_h, [batch, n_leaves, self.units]) * real[..., None]
-        # node tables: leaves at 0..n_leaves-1, internal node k at N_LEAVES + k
-        pad = N_LEAVES - n_leaves
-        emb = tf.concat([leaf_h, tf.zeros([batch, pad + n_inner, self.units])], axis=1)
-        mom = tf.concat([p4, tf.zeros([batch, pad + n_inner, 4])], axis=1)
+        # one flat table of the real nodes only: the leaves of every tree, then the internal nodes
+        n_leaves = tf.reduce_sum(tf.cast(real, tf.int32), axis=1)
+        n_inner = tf.maximum(n_leaves - 1, 0)
+        leaf_off = tf.cumsum(n_leaves, exclusive=True)
+        total_leaves = tf.reduce_sum(n_leaves)
+        inner_off = total_leaves + tf.cumsum(n_inner, exclusive=True)
+        leaf_p = tf.boolean_mask(p4, real)  # (b, i) order: real constituents come first in every row
+        leaf_jet = tf.repeat(jet, n_leaves, axis=0)
+        emb = tf.concat([self.u(node_features(leaf_p, leaf_jet)), tf.zeros([tf.reduce_sum(n_inner), self.units])], 0)
+        mom = tf.concat([leaf_p, tf.zeros([tf.reduce_sum(n_inner), 4])], axis=0)
+        child_row = tf.where(tree >= N_LEAVES, inner_off[:, None, None] + tree - N_LEAVES, leaf_off[:, None, None] + tree)
         valid = tree[..., 0] >= 0
         height = self._heights(tree, valid)
 
         def step(level, emb, mom):
             at = tf.where(tf.logical_and(valid, tf.equal(height, level)))  # (m, 2): tree, internal node
             b = tf.cast(at[:, 0], tf.int32)
-            children = tf.gather_nd(tree, at)
-            left = tf.stack([b, children[:, 0]], axis=1)
-            right = tf.stack([b, children[:, 1]], axis=1)
-            p = tf.gather_nd(mom, left) + tf.gather_nd(mom, right)
+            children = tf.gather_nd(child_row, at)
+            p = tf.gather(mom, children[:, 0]) + tf.gather(mom, children[:, 1])
             u = self.u(node_features(p, tf.gather(jet, b)))
-            h = self._combine(tf.gather_nd(emb, left), tf.gather_nd(emb, right), u)
-            target = tf.stack([b, N_LEAVES + tf.cast(at[:, 1], tf.int32)], axis=1)
+            h = self._combine(tf.gather(emb, children[:, 0]), tf.gather(emb, children[:, 1]), u)
+            target = (tf.gather(inner_off, b) + tf.cast(at[:, 1], tf.int32))[:, None]
             return level + 1, tf.tensor_scatter_nd_update(emb, target, h), tf.tensor_scatter_nd_update(mom, target, p)
 
         top = tf.reduce_max(height)
         _, emb, _ = tf.while_loop(lambda level, *_: level <= top, step, (tf.constant(1), emb, mom),
-                                  shape_invariants=(tf.TensorShape([]), emb.shape, mom.shape))
-        n_real = tf.cast(tf.reduce_sum(real, axis=1), tf.int32)
-        root = tf.where(n_real >= 2, N_LEAVES + n_real - 2, 0)  # a one-constituent jet is its leaf
-        return tf.gather_nd(emb, tf.stack([tf.range(batch), root], axis=1))
+                                  shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, self.units]),
+                                                    tf.TensorShape([None, 4])))
+        root = tf.where(n_leaves >= 2, inner_off + n_leaves - 2, leaf_off)  # a one-constituent jet is its leaf
+        out = tf.gather(emb, tf.minimum(root, tf.shape(emb)[0] - 1))
+        return tf.where((n_leaves > 0)[:, None], out, 0.0)  # an empty row (no constituent) embeds to zero
 
     @staticmethod
     def _heights(tree: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
