@@ -6,6 +6,7 @@ Needs the ``[tfds]`` extra.
 from __future__ import annotations
 
 from hepflow.datasets.calo_showers import Builder as CaloShowers, CaloShowersConfig
+from hepflow.datasets.jet_classes import Builder as JetClasses, JetClassesConfig
 from hepflow.datasets.top_tagging import Builder as TopTagging, TopTaggingConfig
 
-__all__ = ["TopTagging", "TopTaggingConfig", "CaloShowers", "CaloShowersConfig"]
+__all__ = ["TopTagging", "TopTaggingConfig", "CaloShowers", "CaloShowersConfig", "JetClasses", "JetClassesConfig"]
