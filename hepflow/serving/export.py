@@ -5,8 +5,8 @@ and ``assets.extra/hepflow.json`` (metadata). Signatures:
 
 * ``serving_default`` (also ``serve``): the raw inputs the pipeline read from the files (e.g.
   ``constituents`` ``(batch, 200, 4)`` float32) → the same TF preprocessing as in training →
-  ``{"score": (batch,)}``.
-* ``serve_features``: the model's own inputs (already preprocessed) → ``{"score": (batch,)}``.
+  ``{"score": (batch,)}`` (``(batch, K)``, every class's probability, for a softmax over K > 2 classes).
+* ``serve_features``: the model's own inputs (already preprocessed) → ``{"score": ...}`` alike.
 
 The SavedModel needs TensorFlow only: ``tf.saved_model.load(path).signatures["serving_default"]``
 works in a process that never imports hepflow.
@@ -31,8 +31,11 @@ METADATA_FILE = os.path.join("assets.extra", "hepflow.json")
 
 
 def _score(outputs: tf.Tensor) -> tf.Tensor:
-    # a sigmoid head gives (batch, 1); a softmax head gives (batch, classes): report class 1
-    return outputs[:, 0] if outputs.shape[-1] == 1 else outputs[:, 1]
+    # a sigmoid head gives (batch, 1) → (batch,); a two-class softmax → class 1's probability (batch,);
+    # a softmax over K > 2 classes → every class's probability (batch, K)
+    if outputs.shape[-1] == 1:
+        return outputs[:, 0]
+    return outputs[:, 1] if outputs.shape[-1] == 2 else outputs
 
 
 def _next_version(base: str) -> int:

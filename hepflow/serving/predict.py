@@ -5,9 +5,10 @@ a file in the published top-tagging layout (recognised by its pandas table; ``co
 and the other features of :mod:`hepflow.data.sources.published`), or a ROOT/Parquet file
 (``keys`` name the branches; jagged branches are padded to the length the model takes).
 
-The output file holds ``score`` ``(n_rows,)`` float32 aligned with the input file's rows (each
-batch is written at the rows its record ids name, so reader order cannot misplace a score). It
-is written to a temporary name and renamed when complete: an interrupted run leaves no output.
+The output file holds ``score`` ``(n_rows,)`` float32 (``(n_rows, K)`` for K > 2 classes) aligned
+with the input file's rows (each batch is written at the rows its record ids name, so reader
+order cannot misplace a score). It is written to a temporary name and renamed when complete: an
+interrupted run leaves no output.
 """
 from __future__ import annotations
 
@@ -88,13 +89,15 @@ def predict_file(model_dir: str, input_path: str, output_path: str, *,
     written = np.zeros(n_rows, bool)
     with atomic_path(output_path) as tmp:
         with h5py.File(tmp, "w") as out:
-            scores = out.create_dataset("score", (n_rows,), "f4")
+            scores = None  # created at the first batch: (n_rows,) or (n_rows, K) for K classes
             out.attrs["model"] = os.path.abspath(model_dir)
             out.attrs["input"] = os.path.abspath(input_path)
             try:
                 for x, _ in tqdm(ds, total=len(ds), unit="batch", desc="predicting", disable=not progress):
                     rows = x[RECORD_ID].numpy()[:, 2]
                     s = serve(**{name: x[name] for name in raw})["score"].numpy()
+                    if scores is None:
+                        scores = out.create_dataset("score", (n_rows,) + s.shape[1:], "f4")
                     order = np.argsort(rows)
                     scores[rows[order]] = s[order]  # h5py fancy indexing wants increasing rows
                     written[rows] = True

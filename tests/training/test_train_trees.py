@@ -57,3 +57,30 @@ def test_w_tagging_configs_train(name, tiny_jets5_dir, tmp_path):
     summary = train(os.path.join(ROOT, "w_tagging", f"{name}.yaml"), run_dir=str(tmp_path / "run"), verbose=0,
                     overrides=QUICK + [f"data.dir={tiny_jets5_dir}"])
     assert summary["train_jets_seen"] == 20 and np.isfinite(summary["last_epoch"]["val_loss"])
+
+
+@pytest.mark.parametrize("name", ["recnn_ca", "lundnet"])
+def test_tree_models_export_as_saved_models(name, tiny_jets5_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from hepflow.serving import export_run
+
+    run = train(os.path.join(ROOT, "jets5", f"{name}.yaml"), run_dir=str(tmp_path / "run"), verbose=0,
+                overrides=QUICK + [f"data.dir={tiny_jets5_dir}"])["run_dir"]
+    path = export_run(run, str(tmp_path / "models"), progress=False)
+    cfg = load_config(os.path.join(run, "config.yaml"))
+    model = keras.saving.load_model(os.path.join(run, "model.keras"))
+    spec = split_specs(cfg)["test"][0]
+    import h5py
+
+    with h5py.File(spec.resolve_files()[0], "r") as f:
+        raw = {k: f[v][...] for k, v in spec.keys.items()}
+    np.savez(tmp_path / "x.npz", **raw)
+    code = ("import json, numpy as np, tensorflow as tf\n"
+            f"x = dict(np.load({str(tmp_path / 'x.npz')!r}))\n"
+            f"out = tf.saved_model.load({path!r}).signatures['serving_default'](**{{k: tf.constant(v) for k, v in x.items()}})\n"
+            "print(json.dumps(out['score'].numpy().tolist()))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    served = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(served, model.predict(raw, verbose=0), rtol=1e-4, atol=1e-5)
