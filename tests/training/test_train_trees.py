@@ -20,7 +20,12 @@ FIVE = sorted(glob.glob(os.path.join(ROOT, "jets5", "*.yaml")))
 QUICK = ["training.epochs=1", "training.steps_per_epoch=2", "training.batch_size=10", "training.cache=null"]
 
 
-@pytest.mark.parametrize("path", FIVE, ids=[os.path.basename(p) for p in FIVE])
+FAST = ("recnn_ca.yaml", "lundnet.yaml", "mpnn.yaml", "gru.yaml")  # one of each new model; the rest: make test-slow
+CASES = [pytest.param(p, marks=() if os.path.basename(p) in FAST else pytest.mark.slow, id=os.path.basename(p))
+         for p in FIVE]
+
+
+@pytest.mark.parametrize("path", CASES)
 def test_five_class_configs_train_reload_and_score(path, tiny_jets5_dir, tmp_path):
     summary = train(path, run_dir=str(tmp_path / "run"), overrides=QUICK + [f"data.dir={tiny_jets5_dir}"], verbose=0)
     assert summary["train_jets_seen"] == 20 and np.isfinite(summary["last_epoch"]["val_loss"])
