@@ -348,13 +348,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0
 
     labels = {json.dumps(s.get("label")) for s in load_config(os.path.join(args.run_dirs[0], "config.yaml"))["data"]["samples"]}
-    if len(args.run_dirs) == 1 and len(labels) > 2:  # a softmax over three or more classes
+    if len(labels) > 2:  # a softmax over three or more classes: each run gets its own report
         from hepflow.evaluation.multiclass import evaluate_multiclass, format_multiclass
 
-        result = evaluate_multiclass(args.run_dirs[0], out_dir=args.out, test_dir=args.test_dir)
-        print(format_multiclass(result))
-        print(f"report.json, confusion.png and TensorBoard logs (tb/) in {args.out or os.path.join(args.run_dirs[0], 'evaluation')}")
-        print(json.dumps(result))
+        if args.out is not None and len(args.run_dirs) > 1:
+            raise ConfigError("hepflow evaluate: multi-class runs get one report each (RUN/evaluation); drop --out "
+                              f"or pass one run. Received: {len(args.run_dirs)} runs, --out {args.out}")
+        for run_dir in args.run_dirs:
+            result = evaluate_multiclass(run_dir, out_dir=args.out, test_dir=args.test_dir)
+            print(f"== {run_dir}")
+            print(format_multiclass(result))
+            print(f"report.json, confusion.png, roc_one_vs_rest.png and TensorBoard logs (tb/) in "
+                  f"{args.out or os.path.join(run_dir, 'evaluation')}")
+            print(json.dumps(result))
         return 0
     efficiencies = tuple(args.efficiencies)
     if not efficiencies or not all(0 < e < 1 for e in efficiencies):
