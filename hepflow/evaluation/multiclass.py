@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from hepflow.errors import DataError
 from hepflow.evaluation.metrics import auc, auc_error, rejection_at, roc_curve
+from hepflow.evaluation.report import json_safe
 from hepflow.io import write_atomic
 from hepflow.runs import build_transform, finished_run, score_specs, specs_in_dir, split_specs
 
@@ -124,7 +125,8 @@ def evaluate_multiclass(run_dir: str, *, out_dir: str | None = None, test_dir: s
             with open(path, "rb") as f:
                 tf.summary.image(tag, tf.io.decode_png(f.read(), channels=4)[None], step=0)
     writer.flush()
-    write_atomic(os.path.join(out_dir, "report.json"), json.dumps(result, indent=1))
+    result = json_safe(result)  # a purity no cut reaches is null, never NaN
+    write_atomic(os.path.join(out_dir, "report.json"), json.dumps(result, indent=1, allow_nan=False))
     return result
 
 
@@ -133,10 +135,19 @@ def _binary(is_signal: np.ndarray, score: np.ndarray) -> dict[str, float]:
     if is_signal.all() or not is_signal.any():
         return {}
     out = {"auc": auc(is_signal, score), "auc_error": auc_error(is_signal, score)}
+    n_background = int((~is_signal).sum())
     for eff in (0.3, 0.5):
         value, err = rejection_at(is_signal, score, eff)
-        out[f"rejection_at_{eff}"], out[f"rejection_at_{eff}_error"] = value, err
+        if np.isfinite(value):
+            out[f"rejection_at_{eff}"], out[f"rejection_at_{eff}_error"] = value, err
+        else:  # no background passed: the bound the test sample sets, never inf
+            out[f"rejection_at_{eff}"], out[f"rejection_at_{eff}_lower_bound"] = float(n_background), True
     return out
+
+
+def _rejection_text(row: dict[str, Any], eff: float) -> str:
+    value = row.get(f"rejection_at_{eff}", float("nan"))
+    return f"> {value:.0f}" if row.get(f"rejection_at_{eff}_lower_bound") else f"{value:.1f}"
 
 
 def format_multiclass(result: dict[str, Any], purity: float = 0.76) -> str:
@@ -149,7 +160,7 @@ def format_multiclass(result: dict[str, Any], purity: float = 0.76) -> str:
     for name, row in result["classes"].items():
         lines.append(f"{name:12s} {row['events']:7d} {100 * row['efficiency']:10.1f}% {100 * row['purity']:7.1f}% "
                      f"{100 * row[f'efficiency_at_purity_{purity}']:23.1f}% {row.get('auc', float('nan')):14.4f} "
-                     f"{row.get('rejection_at_0.5', float('nan')):9.1f}")
+                     f"{_rejection_text(row, 0.5):>9s}")
     pairs = result.get("pairs") or {}
     if pairs:
         lines.append("binary views (class a vs class b, score s_a / (s_a + s_b)):")
@@ -159,7 +170,7 @@ def format_multiclass(result: dict[str, Any], purity: float = 0.76) -> str:
                 row = pairs.get(f"{a}_vs_{b}")
                 if row:
                     lines.append(f"  {a + ' vs ' + b:20s} AUC {row['auc']:.4f} ± {row['auc_error']:.4f}   "
-                                 f"1/εB@0.3 {row['rejection_at_0.3']:7.1f}   1/εB@0.5 {row['rejection_at_0.5']:7.1f}")
+                                 f"1/εB@0.3 {_rejection_text(row, 0.3):>7s}   1/εB@0.5 {_rejection_text(row, 0.5):>7s}")
     return "\n".join(lines)
 
 
