@@ -355,7 +355,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise ConfigError("hepflow evaluate: multi-class runs get one report each (RUN/evaluation); drop --out "
                               f"or pass one run. Received: {len(args.run_dirs)} runs, --out {args.out}")
         for run_dir in args.run_dirs:
-            result = evaluate_multiclass(run_dir, out_dir=args.out, test_dir=args.test_dir)
+            result = evaluate_multiclass(run_dir, out_dir=args.out, test_dir=args.test_dir,
+                                         baselines=not args.no_baselines, baseline_seed=args.baseline_seed)
             print(f"== {run_dir}")
             print(format_multiclass(result))
             print(f"report.json, confusion.png, roc_one_vs_rest.png and TensorBoard logs (tb/) in "

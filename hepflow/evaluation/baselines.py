@@ -88,10 +88,16 @@ def bdt_tagger(features_train: np.ndarray, labels_train: np.ndarray, *, max_iter
                learning_rate: float = 0.1, seed: int = 0):
     """A gradient-boosted decision tree (scikit-learn's HistGradientBoostingClassifier), fitted.
 
-    Use ``model.predict_proba(features)[:, 1]`` as the score.
+    Use ``model.predict_proba(features)[:, 1]`` as the score (a column per class for K classes).
+    Early stopping holds out 10 % of the jets; on samples too small for that split to hold every
+    class, the BDT runs its ``max_iter`` iterations instead, and its leaves may hold fewer than
+    scikit-learn's default 20 jets (a quarter of the smallest class at most), so that it can split at all.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier  # start-up: ~1 s, only when a BDT is fitted
 
-    model = HistGradientBoostingClassifier(max_iter=max_iter, learning_rate=learning_rate,
-                                           early_stopping=True, random_state=seed)
-    return model.fit(np.asarray(features_train), np.asarray(labels_train).astype(int))
+    labels = np.asarray(labels_train).astype(int)
+    counts = np.unique(labels, return_counts=True)[1]
+    early = int(np.ceil(0.1 * len(labels))) >= len(counts)
+    model = HistGradientBoostingClassifier(max_iter=max_iter, learning_rate=learning_rate, early_stopping=early,
+                                           min_samples_leaf=int(np.clip(counts.min() // 4, 1, 20)), random_state=seed)
+    return model.fit(np.asarray(features_train), labels)

@@ -21,8 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from hepflow.errors import DataError
+from hepflow.evaluation.baselines import bdt_tagger
 from hepflow.evaluation.metrics import auc, auc_error, rejection_at, roc_curve
 from hepflow.evaluation.report import json_safe
+from hepflow.evaluation.runs import high_level_arrays
 from hepflow.io import write_atomic
 from hepflow.runs import build_transform, finished_run, score_specs, specs_in_dir, split_specs
 
@@ -54,7 +56,7 @@ def efficiency_at_purity(is_class: np.ndarray, score: np.ndarray, purity: float)
 
 def evaluate_multiclass(run_dir: str, *, out_dir: str | None = None, test_dir: str | Sequence[str] | None = None,
                         class_names: Sequence[str] | None = None, purity: float = 0.76,
-                        batch_size: int = 64) -> dict[str, Any]:
+                        batch_size: int = 64, baselines: bool = True, baseline_seed: int = 1) -> dict[str, Any]:
     """Scores a finished softmax classifier run on its test split (or ``test_dir``).
 
     Args:
@@ -65,10 +67,16 @@ def evaluate_multiclass(run_dir: str, *, out_dir: str | None = None, test_dir: s
         class_names: Names of the classes by label (default the samples' names by label).
         purity: The purity at which each class's best efficiency is reported. Default 0.76.
         batch_size: Scoring batch size.
+        baselines: Also fit a K-class BDT (scikit-learn's histogram gradient boosting) on the
+            training split's high-level features (mass, pT, τ1..τ3, τ21, τ32) and score it on the
+            same test events, reported under ``baselines["bdt"]`` with the same metrics; skipped
+            (with a message) when the files lack ``mass``, ``pt`` or ``tau``.
+        baseline_seed: Seed of the BDT's early-stopping split. Default 1.
 
     Returns:
-        ``test_events``, ``accuracy``, ``classes`` (name → efficiency, purity, efficiency at
-        ``purity``), ``confusion`` (rows: true class).
+        ``test_events``, ``accuracy``, ``macro_auc``, ``classes`` (name → efficiency, purity,
+        efficiency at ``purity``, one-vs-rest AUC and rejections), ``pairs`` (binary views),
+        ``confusion`` (rows: true class), ``class_names`` and, with ``baselines``, ``baselines``.
     """
     run = finished_run(run_dir)
     cfg = run["config"]
@@ -76,35 +84,19 @@ def evaluate_multiclass(run_dir: str, *, out_dir: str | None = None, test_dir: s
     if not specs:
         raise DataError(f"{run_dir}: the config has no test split (data.split.test = 0); pass test_dir.")
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
-    _, labels, scores = score_specs(model, specs, transform=build_transform(cfg), batch_size=batch_size,
-                                    all_classes=True, desc=f"scoring {cfg['name']}")
+    ids, labels, scores = score_specs(model, specs, transform=build_transform(cfg), batch_size=batch_size,
+                                      all_classes=True, desc=f"scoring {cfg['name']}")
     labels = labels.astype(int).ravel()
     n_classes = scores.shape[-1]
     if class_names is None:
         by_label = {int(s.label): s.name for s in specs if np.ndim(s.label) == 0}
         class_names = [by_label.get(k, str(k)) for k in range(n_classes)]
-    predicted = np.argmax(scores, axis=-1)
-    cm = confusion_matrix(labels, predicted, n_classes)
-    classes = {}
-    for k, name in enumerate(class_names):
-        at = efficiency_at_purity(labels == k, scores[:, k], purity)
-        classes[name] = {"events": int(cm[k].sum()), "efficiency": float(cm[k, k] / max(cm[k].sum(), 1)),
-                         "purity": float(cm[k, k] / max(cm[:, k].sum(), 1)),
-                         f"efficiency_at_purity_{purity}": at["efficiency"], "purity_reached": at["purity"]}
-    for k, name in enumerate(class_names):
-        classes[name].update(_binary(labels == k, scores[:, k]))
-    pairs = {}
-    for a, name_a in enumerate(class_names):
-        for b, name_b in enumerate(class_names):
-            keep = (labels == a) | (labels == b)
-            if a == b or not (labels == a).any() or not (labels == b).any():
-                continue
-            ratio = scores[keep, a] / np.maximum(scores[keep, a] + scores[keep, b], 1e-12)
-            pairs[f"{name_a}_vs_{name_b}"] = _binary(labels[keep] == a, ratio)
-    aucs = [row["auc"] for row in classes.values() if np.isfinite(row.get("auc", np.nan))]
-    result = {"test_events": int(len(labels)), "accuracy": float(np.mean(predicted == labels)),
-              "macro_auc": float(np.mean(aucs)) if aucs else float("nan"), "classes": classes, "pairs": pairs,
-              "confusion": cm.tolist(), "class_names": list(class_names)}
+    result = {"test_events": int(len(labels)), **_metrics(labels, scores, class_names, purity)}
+    cm = np.asarray(result["confusion"])
+    if baselines:
+        bdt = _bdt_scores(split_specs(cfg)["train"], specs, ids, n_classes, seed=baseline_seed)
+        if bdt is not None:
+            result["baselines"] = {"bdt": _metrics(labels, bdt, class_names, purity)}
     out_dir = out_dir or os.path.join(run_dir, "evaluation")
     os.makedirs(out_dir, exist_ok=True)
     png = os.path.join(out_dir, "confusion.png")
@@ -114,11 +106,11 @@ def evaluate_multiclass(run_dir: str, *, out_dir: str | None = None, test_dir: s
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
     with writer.as_default():
         tf.summary.scalar("accuracy", result["accuracy"], step=0)
-        for name, row in classes.items():
+        for name, row in result["classes"].items():
             tf.summary.scalar(f"{name}/efficiency", row["efficiency"], step=0)
             tf.summary.scalar(f"{name}/purity", row["purity"], step=0)
         tf.summary.scalar("macro_auc", result["macro_auc"], step=0)
-        for name, row in classes.items():
+        for name, row in result["classes"].items():
             if "auc" in row:
                 tf.summary.scalar(f"{name}/auc", row["auc"], step=0)
         for tag, path in (("confusion", png), ("roc_one_vs_rest", roc_png)):
@@ -128,6 +120,46 @@ def evaluate_multiclass(run_dir: str, *, out_dir: str | None = None, test_dir: s
     result = json_safe(result)  # a purity no cut reaches is null, never NaN
     write_atomic(os.path.join(out_dir, "report.json"), json.dumps(result, indent=1, allow_nan=False))
     return result
+
+
+def _metrics(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str], purity: float) -> dict[str, Any]:
+    """Accuracy, macro AUC, per-class rows, binary views and the confusion matrix of ``(n, K)`` scores."""
+    n_classes = scores.shape[-1]
+    predicted = np.argmax(scores, axis=-1)
+    cm = confusion_matrix(labels, predicted, n_classes)
+    classes = {}
+    for k, name in enumerate(class_names):
+        at = efficiency_at_purity(labels == k, scores[:, k], purity)
+        classes[name] = {"events": int(cm[k].sum()), "efficiency": float(cm[k, k] / max(cm[k].sum(), 1)),
+                         "purity": float(cm[k, k] / max(cm[:, k].sum(), 1)),
+                         f"efficiency_at_purity_{purity}": at["efficiency"], "purity_reached": at["purity"],
+                         **_binary(labels == k, scores[:, k])}
+    pairs = {}
+    for a, name_a in enumerate(class_names):
+        for b, name_b in enumerate(class_names):
+            keep = (labels == a) | (labels == b)
+            if a == b or not (labels == a).any() or not (labels == b).any():
+                continue
+            ratio = scores[keep, a] / np.maximum(scores[keep, a] + scores[keep, b], 1e-12)
+            pairs[f"{name_a}_vs_{name_b}"] = _binary(labels[keep] == a, ratio)
+    aucs = [row["auc"] for row in classes.values() if np.isfinite(row.get("auc", np.nan))]
+    return {"accuracy": float(np.mean(predicted == labels)), "macro_auc": float(np.mean(aucs)) if aucs else float("nan"),
+            "classes": classes, "pairs": pairs, "confusion": cm.tolist(), "class_names": list(class_names)}
+
+
+def _bdt_scores(train_specs, test_specs, test_ids: np.ndarray, n_classes: int, *, seed: int) -> np.ndarray | None:
+    """``(n_test, K)`` probabilities of a K-class BDT on high-level features, or ``None`` without them."""
+    try:
+        train, test = high_level_arrays(train_specs), high_level_arrays(test_specs)
+    except DataError as e:
+        print(f"BDT baseline skipped: the files lack mass/pt/tau ({e})")
+        return None
+    if not np.array_equal(test["record_id"], test_ids):
+        raise DataError("The high-level features and the scores cover different test records.")
+    model = bdt_tagger(train["features"], train["label"].astype(int).ravel(), seed=seed)
+    proba = np.zeros((len(test_ids), n_classes))
+    proba[:, model.classes_] = model.predict_proba(test["features"])
+    return proba
 
 
 def _binary(is_signal: np.ndarray, score: np.ndarray) -> dict[str, float]:
@@ -171,6 +203,10 @@ def format_multiclass(result: dict[str, Any], purity: float = 0.76) -> str:
                 if row:
                     lines.append(f"  {a + ' vs ' + b:20s} AUC {row['auc']:.4f} ± {row['auc_error']:.4f}   "
                                  f"1/εB@0.3 {_rejection_text(row, 0.3):>7s}   1/εB@0.5 {_rejection_text(row, 0.5):>7s}")
+    for name, row in (result.get("baselines") or {}).items():
+        aucs = ", ".join(f"{c} {r.get('auc', float('nan')):.3f}" for c, r in row["classes"].items())
+        lines.append(f"baseline {name} (mass, pT, τ's): accuracy {100 * row['accuracy']:.1f} %, macro AUC "
+                     f"{row['macro_auc']:.4f}; AUC vs rest {aucs}")
     return "\n".join(lines)
 
 

@@ -50,9 +50,12 @@ def test_evaluate_reports_k_classes_with_one_vs_rest_and_binary_views(tiny_jets5
     assert result["macro_auc"] == pytest.approx(np.mean([r["auc"] for r in result["classes"].values()]))
     assert set(result["pairs"]) >= {"w_vs_z", "quark_vs_gluon", "top_vs_w"}
     assert (tmp_path / "eval" / "confusion.png").is_file() and (tmp_path / "eval" / "roc_one_vs_rest.png").is_file()
+    bdt = result["baselines"]["bdt"]  # a K-class BDT on mass, pT and the τ's, fitted on the training split
+    assert np.sum(bdt["confusion"]) == 30 and set(bdt["classes"]) == set(result["classes"])
+    assert bdt["classes"]["top"]["auc"] > 0.8  # the jet mass alone tells tops from the rest
     assert main(["evaluate", run, "--out", str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out
-    assert "macro AUC" in out and "quark vs gluon" in out and "AUC (vs rest)" in out
+    assert "macro AUC" in out and "quark vs gluon" in out and "AUC (vs rest)" in out and "baseline bdt" in out
     with open(tmp_path / "cli" / "report.json") as f:
         assert json.load(f)["pairs"]["quark_vs_gluon"]["auc"] == result["pairs"]["quark_vs_gluon"]["auc"]
 
