@@ -58,6 +58,7 @@ def make_dataset(
     drop_remainder: bool | None = None,
     prefetch: int = 2,
     service: str | None = None,
+    service_compression: str | None = None,
     shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """Builds a batched ``tf.data.Dataset`` of ``(features, label[, weight])``.
@@ -79,7 +80,7 @@ def make_dataset(
             windows of ``chunk_rows`` rows.
         chunk_rows: Rows read, transformed and shuffled together (rounded to
             whole batches); default ``max(shuffle, ~16 MB of rows)``, at most
-            ~128 MB. A streaming pipeline holds about ``num_readers + cpu_count + 2``
+            ~128 MB. A streaming pipeline holds about ``num_readers + cores + 2``
             chunks plus ``prefetch`` batches (see docs/data.md).
         cache: ``None``/``False`` (no cache), ``"memory"``, a directory path, or
             ``"auto"`` (memory if the transformed data fits ``memory_budget``,
@@ -87,11 +88,11 @@ def make_dataset(
         memory_budget: Bytes ``cache="auto"`` may use in memory; default half
             of the currently available RAM.
         num_readers: Chunks read in parallel (threads); default
-            ``min(2, os.cpu_count())``. Contiguous uncompressed datasets are read
+            ``min(2, usable cores)`` (the process's CPU affinity). Contiguous uncompressed datasets are read
             with ``os.preadv``, which releases the GIL, so readers run in
             parallel; chunked or compressed datasets go through h5py, which
             serializes all calls in a process. Transforms and shuffling run
-            in a separate stage on every core.
+            in a separate stage on every core the process may use.
         block_rows: Contiguous rows per HDF5 read and per shuffled block;
             default ~4 MB worth of rows.
         seed: Seed for shuffling and sampled mixing. With a seed and
@@ -113,6 +114,11 @@ def make_dataset(
             contiguous, uncompressed HDF5 at paths the workers can open, and
             ``cache`` must be off. The epoch key is fixed by ``seed``, so every
             epoch has the same order; batches arrive as workers finish them.
+        service_compression: ``None`` (default: batches travel uncompressed) or ``"AUTO"``
+            (the service compresses them with snappy). On one machine compression halves the
+            service's throughput (measured with ``tools/bench_service.py``); across a network
+            slower than the workers' output it can pay off for padded features, which are
+            mostly zeros.
         shard: ``(index, count)``: yield only this pipeline's share of every epoch, the chunks
             ``index, index + count, …`` of the epoch's plan, so that ``count`` pipelines with
             the same seed (one per training worker) read each record of an epoch exactly once
@@ -134,8 +140,16 @@ def make_dataset(
         chunk_rows=chunk_rows, cache=cache, memory_budget=memory_budget, num_readers=num_readers, block_rows=block_rows,
         seed=seed, deterministic=deterministic, with_record_id=with_record_id,
         on_nonfinite=on_nonfinite, drop_remainder=drop_remainder, prefetch=prefetch, service=service,
-        shard=shard,
+        service_compression=service_compression, shard=shard,
     ).dataset
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. under ``taskset``), not the machine's count."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # no sched_getaffinity outside Linux
+        return os.cpu_count() or 1
 
 
 def _is_int(v) -> bool:
@@ -211,11 +225,16 @@ class Pipeline:
     def __init__(self, specs, *, batch_size=256, transform=None, mix="exact", epoch="shortest",
                  shuffle=10_000, chunk_rows=None, cache=None, memory_budget=None, num_readers=None,
                  block_rows=None, seed=None, deterministic=True, with_record_id=False,
-                 on_nonfinite="error", drop_remainder=None, prefetch=2, service=None, shard=None) -> None:
+                 on_nonfinite="error", drop_remainder=None, prefetch=2, service=None, service_compression=None,
+                 shard=None) -> None:
         _check_options(batch_size=batch_size, transform=transform, mix=mix, epoch=epoch, shuffle=shuffle,
                        chunk_rows=chunk_rows, cache=cache, memory_budget=memory_budget, num_readers=num_readers,
                        block_rows=block_rows, seed=seed, deterministic=deterministic, with_record_id=with_record_id,
                        on_nonfinite=on_nonfinite, drop_remainder=drop_remainder, prefetch=prefetch, service=service)
+        if service_compression not in (None, "AUTO"):
+            raise DataError("service_compression must be None or 'AUTO'. "
+                            f"Received: service_compression={service_compression!r}")
+        self.service_compression = service_compression
         if drop_remainder is None:  # every record once with epoch="all"; full batches otherwise
             drop_remainder = epoch != "all"
         drop_remainder = bool(drop_remainder)
@@ -269,7 +288,7 @@ class Pipeline:
         self.n_batches = self.planner.n_batches if shard is None else self._shard_batches(shard)
         self.dataset = self._build(
             seed=seed, deterministic=deterministic, with_record_id=with_record_id,
-            num_readers=num_readers or min(2, os.cpu_count() or 1), prefetch=prefetch,
+            num_readers=num_readers or min(2, usable_cores()), prefetch=prefetch,
             drop_remainder=drop_remainder, service=service)
 
     # -- build-time helpers ---------------------------------------------------
@@ -435,7 +454,7 @@ class Pipeline:
             indices = indices.shard(self.shard[1], self.shard[0])
         chunks = keys.flat_map(lambda key: indices.map(lambda i: (key, i)))
         loaded = chunks.map(load, num_parallel_calls=num_readers, deterministic=deterministic)
-        return loaded.map(finish, num_parallel_calls=os.cpu_count() or 1, deterministic=deterministic)
+        return loaded.map(finish, num_parallel_calls=usable_cores(), deterministic=deterministic)
 
     def _service_chunks(self, *, seed, deterministic, with_record_id) -> tf.data.Dataset:
         """Chunks read by tf.data service workers, in batch layout.
@@ -454,7 +473,8 @@ class Pipeline:
 
         key = int(np.random.default_rng(seed).integers(0, 2**62))
         loaded = portable_chunks(self.layouts, self.planner, raw_spec, key)
-        return loaded.map(finish, num_parallel_calls=os.cpu_count() or 1, deterministic=deterministic)
+        # the workers run this on their own cores: tf.data tunes the parallelism there
+        return loaded.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
     def _transform_rows(self, raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """The transform applied to raw rows (the weight passes by), cast to the output dtypes."""
@@ -511,7 +531,7 @@ class Pipeline:
         ds = ds.with_options(options)
         if service is not None:
             ds = ds.apply(tf.data.experimental.service.distribute(
-                processing_mode="distributed_epoch", service=service))
+                processing_mode="distributed_epoch", service=service, compression=self.service_compression))
             # every chunk once per epoch: a known length, and a clear error if a worker lost batches
             ds = ds.apply(tf.data.experimental.assert_cardinality(self.n_batches))
         return ds.prefetch(prefetch)

@@ -4,10 +4,10 @@ The tf.data service ships a pipeline's graph to worker processes, possibly on ot
 machines, which cannot run Python functions of the process that built it. With
 ``service=``, hepflow therefore builds the chunk reader from TensorFlow ops: the
 epoch plan (fixed by the seed, since all workers must agree) becomes constant
-tensors, and each contiguous run of rows is read with ``FixedLengthRecordDataset``
-at the byte offset HDF5 reports for the dataset. That needs contiguous,
-uncompressed, native-endian datasets (h5py's default layout) at paths that the
-workers can open.
+tensors, and each file is memory-mapped as a ``uint8`` tensor
+(``ImmutableConst``), from which every contiguous run of rows is copied at the byte
+offset HDF5 reports for the dataset. That needs contiguous, uncompressed,
+native-endian datasets (h5py's default layout) at paths that the workers can open.
 """
 from __future__ import annotations
 
@@ -61,60 +61,83 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
     return [(int(r[0]), len(r)) for r in np.split(rows, breaks)]
 
 
+def _file_bytes(path: str, size: int) -> tf.Tensor:
+    """The whole file as a ``uint8`` tensor backed by a read-only memory map (no read, no copy).
+
+    Slicing it copies just the bytes asked for, straight from the page cache; the map is made
+    once per function instantiation (per worker and iterator), so reading a run at any offset
+    costs what copying it costs. (``FixedLengthRecordDataset`` reads and discards every byte before
+    its ``header_bytes``: half a file per run on average.)
+    """
+    return tf.raw_ops.ImmutableConst(dtype=tf.uint8, shape=[size], memory_region_name=path)
+
+
 def portable_chunks(layouts: Sequence[SampleLayout], planner: EpochPlanner, raw_spec: dict,
-                    key: int) -> tf.data.Dataset:
-    """``range(n_chunks)`` → ``(raw features, perm, record ids)`` built from TF ops only."""
+                    key: int, *, num_parallel_calls: int | None = None) -> tf.data.Dataset:
+    """``range(n_chunks)`` → ``(raw features, perm, record ids)`` built from TF ops only.
+
+    Each file is memory-mapped (:func:`_file_bytes`); a chunk's rows are copied out of the maps run
+    by run (a run: consecutive rows of one file) in a ``tf.while_loop`` whose body picks the file
+    with ``tf.switch_case``, then bit-cast to the features' dtypes. Chunks are read in parallel
+    (``num_parallel_calls``, default tuned by tf.data on the worker that runs them), in order.
+    """
     files = [(lay.index, f) for lay in layouts for f in range(len(lay.files))]
     gid = {sf: g for g, sf in enumerate(files)}
-    paths = [layouts[s].files[f].path for s, f in files]
-    sizes = [layouts[s].files[f].size for s, f in files]
+    infos = [layouts[s].files[f] for s, f in files]
     row_bytes = {k: int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for k, (s, d) in raw_spec.items()}
-    per_chunk = {k: ([], [], []) for k in raw_spec}  # header, record, footer per run
-    run_files, perms, ids = [], [], []
+    run_file, run_row, run_len, perms, ids = [], [], [], [], []
     for i in range(planner.n_chunks):
         plan = planner.chunk(key, i)
-        hdr = {k: [] for k in raw_spec}
-        rec = {k: [] for k in raw_spec}
-        ftr = {k: [] for k in raw_spec}
-        chunk_files = []
+        fs, rs, ns = [], [], []
         for sample, file, a, b, _ in plan.segments:
-            info = layouts[sample].files[file]
             sel = layouts[sample].rows[file]
             rows = np.arange(a, b) if sel is None else sel[a:b]
             for start, n in _runs(rows):
-                chunk_files.append(paths[gid[(sample, file)]])
-                for k in raw_spec:
-                    h = info.byte_offsets[k] + start * row_bytes[k]
-                    hdr[k].append(h)
-                    rec[k].append(n * row_bytes[k])
-                    ftr[k].append(sizes[gid[(sample, file)]] - h - n * row_bytes[k])
-        for k in raw_spec:
-            for col, vals in zip(per_chunk[k], (hdr[k], rec[k], ftr[k])):
-                col.append(vals)
-        run_files.append(chunk_files)
+                fs.append(gid[(sample, file)])
+                rs.append(start)
+                ns.append(n)
+        run_file.append(fs)
+        run_row.append(rs)
+        run_len.append(ns)
         perms.append(plan.perm)
         ids.append(plan.record_ids)
-    r_files = tf.ragged.constant(run_files, dtype=tf.string)
-    r_cols = {k: [tf.ragged.constant(c, dtype=tf.int64) for c in cols] for k, cols in per_chunk.items()}
+    r_file = tf.ragged.constant(run_file, dtype=tf.int32)
+    r_row = tf.ragged.constant(run_row, dtype=tf.int64)
+    r_len = tf.ragged.constant(run_len, dtype=tf.int64)
     r_perm = tf.RaggedTensor.from_row_lengths(np.concatenate(perms), [len(p) for p in perms])
     r_ids = tf.RaggedTensor.from_row_lengths(np.concatenate(ids), [len(x) for x in ids])
+    offsets = {k: tf.constant([info.byte_offsets[k] for info in infos], tf.int64) for k in raw_spec}
 
-    def read_feature(i, k):
-        hdr, rec, ftr = (c[i] for c in r_cols[k])
-        runs = tf.data.Dataset.from_tensor_slices((r_files[i], hdr, rec, ftr))
-        data = runs.flat_map(lambda f, h, r, t: tf.data.FixedLengthRecordDataset(
-            f, record_bytes=r, header_bytes=h, footer_bytes=t))
-        blob = tf.strings.reduce_join(data.batch(1 << 30).get_single_element())
+    def read_feature(maps, files_i, rows_i, lens_i, k):
+        width = row_bytes[k]
+
+        def body(j, pieces):
+            start = offsets[k][files_i[j]] + rows_i[j] * width
+            size = lens_i[j] * width
+            branches = [lambda m=m: tf.slice(m, [start], [size]) for m in maps]
+            return j + 1, pieces.write(j, tf.switch_case(files_i[j], branches))
+
+        pieces = tf.TensorArray(tf.uint8, size=tf.size(files_i), infer_shape=False, element_shape=[None])
+        _, pieces = tf.while_loop(lambda j, _: j < tf.size(files_i), body, (0, pieces))
+        blob = tf.reshape(pieces.concat(), (-1, width))
         shape, dtype = raw_spec[k]
-        return tf.reshape(tf.io.decode_raw(blob, tf.as_dtype(dtype)), (-1,) + tuple(shape))
+        dtype = tf.as_dtype(dtype)
+        if dtype.size > 1:
+            blob = tf.bitcast(tf.reshape(blob, (tf.shape(blob)[0], width // dtype.size, dtype.size)), dtype)
+        else:
+            blob = tf.bitcast(blob, dtype)
+        return tf.reshape(blob, (-1,) + tuple(shape))
 
     def chunk(i):
-        raw = {k: read_feature(i, k) for k in raw_spec}
+        maps = [_file_bytes(info.path, info.size) for info in infos]
+        files_i, rows_i, lens_i = r_file[i], r_row[i], r_len[i]
+        raw = {k: read_feature(maps, files_i, rows_i, lens_i, k) for k in raw_spec}
         if WEIGHT in raw:
             raw[WEIGHT] = tf.cast(tf.reshape(raw[WEIGHT], (-1,)), tf.float32)
         return raw, r_perm[i], r_ids[i]
 
-    return tf.data.Dataset.range(planner.n_chunks).map(chunk)
+    return tf.data.Dataset.range(planner.n_chunks).map(
+        chunk, num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE, deterministic=True)
 
 
 def assert_finite_rows(raw: dict, ids: tf.Tensor, layouts: Sequence[SampleLayout]) -> dict:

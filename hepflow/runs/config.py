@@ -36,6 +36,7 @@ A config (see ``configs/`` for one per model)::
       mixed_precision: false         # true: float16 compute, float32 variables (for GPUs)
       backup_steps: null             # also back up every N steps (always at epoch ends)
       service: null                  # grpc://host:port of a tf.data service (hepflow data-service)
+      service_compression: null      # null (batches travel uncompressed) or AUTO (snappy; slow networks)
       monitor_every: 5               # generative: shower plots in TensorBoard every N epochs
 
 Every key must be one hepflow knows and every value of the expected type: a typo such as
@@ -79,7 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "training": {"epochs": 10, "batch_size": 128, "steps_per_epoch": None, "validation_steps": None,
                  "early_stopping": {"patience": 3}, "cache": "auto", "task": "classification", "target": None,
                  "target_scale": 1.0, "strategy": "auto", "mixed_precision": False, "backup_steps": None,
-                 "service": None, "monitor_every": 5},
+                 "service": None, "service_compression": None, "monitor_every": 5},
 }
 
 #: ``learning_rate: {schedule: <name>, ...}`` → the Keras schedule class.
@@ -120,6 +121,7 @@ _TRAINING: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mixed_precision": (lambda v: isinstance(v, bool), "true or false"),
     "backup_steps": (lambda v: v is None or (_is_int(v) and v >= 1), "null or a positive int"),
     "service": (lambda v: v is None or (isinstance(v, str) and v != ""), "null or grpc://host:port"),
+    "service_compression": (lambda v: v in (None, "AUTO"), "null or AUTO"),
     "monitor_every": (lambda v: _is_int(v) and v >= 1, "a positive int"),
 }
 

@@ -77,7 +77,8 @@ def _datasets(cfg: Mapping[str, Any], splits, transform, model, workers: int):
         if service:  # the service's workers read and transform; each chunk once per epoch
             return model_inputs(model, make_dataset(
                 splits["train"], batch_size=batch, transform=transform, epoch=int(steps) if steps else "shortest",
-                seed=seed, service=service, mix=mix), target=target, target_scale=scale, per_pixel=per_pixel)
+                seed=seed, service=service, service_compression=tcfg.get("service_compression"), mix=mix),
+                target=target, target_scale=scale, per_pixel=per_pixel)
         return model_inputs(model, make_dataset(
             splits["train"], batch_size=batch, transform=transform, epoch=int(steps) * workers if steps else "shortest",
             seed=seed, cache=cache, shard=shard, mix=mix), target=target, target_scale=scale, per_pixel=per_pixel)

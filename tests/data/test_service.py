@@ -129,3 +129,17 @@ def test_service_rejects_what_workers_cannot_read(service, tmp_path, jet_dir):
     with pytest.raises(DataError, match="cache= cannot be combined with service="):
         make_dataset([SampleSpec(name="a", files=str(jet_dir / "qcd_0.h5"), keys=["x"])], batch_size=10,
                      cache="memory", service=service)
+
+
+def test_service_compression_is_off_by_default_and_auto_gives_the_same_rows(service, specs):
+    from hepflow.data import DataError
+    from hepflow.data.pipeline import Pipeline
+
+    kw = dict(batch_size=64, seed=2, chunk_rows=128, with_record_id=True, epoch="all")
+    assert Pipeline(specs, service=service, **kw).service_compression is None
+    plain = {tuple(r) for f, _ in make_dataset(specs, service=service, **kw) for r in f[RECORD_ID].numpy()}
+    packed = {tuple(r) for f, _ in make_dataset(specs, service=service, service_compression="AUTO", **kw)
+              for r in f[RECORD_ID].numpy()}
+    assert plain == packed and len(plain) > 0
+    with pytest.raises(DataError, match=r"service_compression must be None or 'AUTO'. Received: service_compression='zstd'"):
+        make_dataset(specs, service=service, service_compression="zstd", **kw)
