@@ -21,6 +21,12 @@ Pipelines are consumed inside the graph (``Dataset.reduce``), as Keras consumes 
 Prints a table and, as its last line, a JSON object with the ratios.
 Usage: ``python tools/bench_pipeline.py [--quick] [--size-gb 1.0] [--dir bench_data]``.
 
+With ``--cores 1,2`` (any list) it sweeps cores instead: for each transform (``Normalize``,
+``ConstituentFeatures(max_particles=100)``, ``JetImages`` 37×37) a streaming epoch in a process
+pinned to the first N cores (``taskset``; hepflow sizes its parallelism by the CPU affinity), the
+median of several epochs, beside h5py's single-threaded read and a PyTorch ``DataLoader`` doing
+the same work in numpy (when ``torch`` is installed). JSON: ``scaling_2_vs_1`` per transform.
+
 With ``--format root,parquet`` it measures the other sources instead, on the same jets
 rewritten as ROOT TTrees (per-particle jagged branches, baskets of 10,000 entries) and
 Parquet tables (list columns, row groups of 10,000): uproot's own ``iterate`` over the
@@ -327,6 +333,127 @@ def bench_formats(args, formats: list[str]) -> None:
     print(json.dumps({**out, "jets": n_jets, "cores": os.cpu_count()}))
 
 
+SWEEP_TRANSFORMS = ("normalize", "constituents", "images")
+
+
+def sweep_transform(name: str):
+    """The transform of one row of the core sweep (keys ``constituents`` and ``mass``)."""
+    from hepflow.ops.jets import ConstituentFeatures, JetImages
+
+    if name == "normalize":
+        return Normalize(offsets={"mass": 100.0}, scales={"constituents": 50.0, "mass": 50.0})
+    if name == "constituents":
+        return ConstituentFeatures(max_particles=100)
+    return JetImages(npix=37)
+
+
+def torch_loader_rate(qcd: list[str], top: list[str], transform: str, passes: int) -> float | None:
+    """Jets/s of a PyTorch DataLoader over h5py blocks doing the same work in numpy (None without torch)."""
+    try:
+        import torch  # noqa: F401  -- optional extra: only to compare with what PyTorch users write
+    except ImportError:
+        return None
+    from torch.utils.data import DataLoader, Dataset
+
+    def work(x: np.ndarray) -> np.ndarray:
+        if transform == "normalize":
+            return x / 50.0
+        pt = np.hypot(x[..., 1], x[..., 2])
+        eta = np.arcsinh(np.divide(x[..., 3], pt, out=np.zeros_like(pt), where=pt > 0))
+        phi = np.arctan2(x[..., 2], x[..., 1])
+        if transform == "constituents":
+            return np.stack([eta, phi, np.log1p(pt), np.log1p(x[..., 0])], axis=-1)[:, :100]
+        img = np.zeros((len(x), 37, 37), np.float32)
+        i = np.clip(((eta - eta[:, :1]) + 1) * 18, 0, 36).astype(int)
+        j = np.clip(((phi - phi[:, :1]) + 1) * 18, 0, 36).astype(int)
+        np.add.at(img, (np.repeat(np.arange(len(x)), x.shape[1]), i.ravel(), j.ravel()), pt.ravel())
+        return img
+
+    class Blocks(Dataset):
+        def __init__(self):
+            self.items = [(p, a) for p in qcd + top for a in range(0, h5py.File(p, "r")["mass"].shape[0], 256)]
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, k):
+            p, a = self.items[k]
+            with h5py.File(p, "r") as f:
+                return work(f["constituents"][a:a + 256])
+
+    cores = len(os.sched_getaffinity(0))
+    loader = DataLoader(Blocks(), batch_size=None, shuffle=True, num_workers=cores, persistent_workers=True)
+    rates = []
+    for _ in range(passes + 1):
+        t0, n = time.perf_counter(), 0
+        for b in loader:
+            n += len(b)
+        rates.append(n / (time.perf_counter() - t0))
+    return float(np.median(rates[1:]))
+
+
+def sweep_child(args) -> None:
+    """One row of the core sweep, in a process already pinned by the parent; prints ``RATE {json}``."""
+    qcd, top, _ = make_files(args.dir, args.size_gb or 0.3, args.files)
+    out: dict[str, float | None] = {}
+    if args.sweep_child == "raw":
+        out["rate"] = max(bench_raw(qcd + top) for _ in range(3))
+    elif args.sweep_child.startswith("torch_"):
+        out["rate"] = torch_loader_rate(qcd, top, args.sweep_child[6:], args.passes)
+    else:
+        specs = [SampleSpec(name="qcd", files=qcd, keys=["constituents", "mass"], label=0),
+                 SampleSpec(name="top", files=top, keys=["constituents", "mass"], label=1)]
+        ds = make_dataset(specs, batch_size=256, transform=sweep_transform(args.sweep_child), seed=1)
+        rates = [epoch_rate(ds)[0] for _ in range(args.passes + 1)][1:]
+        out["rate"], out["rates"] = float(np.median(rates)), rates
+    print("RATE " + json.dumps(out), flush=True)
+
+
+def sweep_cores(args) -> None:
+    """The core sweep: every transform at every core count, each in its own pinned process."""
+    import subprocess
+    import sys
+
+    cores = [int(c) for c in args.cores.split(",") if c]
+    avail = sorted(os.sched_getaffinity(0))
+    if max(cores) > len(avail):
+        raise SystemExit(f"--cores asks for {max(cores)} cores; this process may use {len(avail)}. Received: {args.cores}")
+    make_files(args.dir, args.size_gb or 0.3, args.files)  # written once, before any timing
+    rows: dict[str, dict[int, float | None]] = {}
+    names = ["raw"] + list(SWEEP_TRANSFORMS) + [f"torch_{t}" for t in SWEEP_TRANSFORMS]
+    for name in names:
+        rows[name] = {}
+        for c in cores:
+            if name.startswith("torch_") and cores[0] in rows[name] and rows[name][cores[0]] is None:
+                rows[name][c] = None  # torch is not installed: measured once, not per core count
+                continue
+            cmd = ["taskset", "-c", ",".join(map(str, avail[:c])), sys.executable, os.path.abspath(__file__),
+                   "--sweep-child", name, "--dir", args.dir, "--files", str(args.files), "--passes", str(args.passes)]
+            if args.size_gb:
+                cmd += ["--size-gb", str(args.size_gb)]
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RATE ")]
+            if proc.returncode != 0 or not line:
+                raise RuntimeError(f"{name} on {c} cores failed:\n{proc.stderr[-2000:]}")
+            rows[name][c] = json.loads(line[-1][5:])["rate"]
+            print(f"{name:24s} {c:2d} cores: " + ("not measured (torch not installed)" if rows[name][c] is None
+                                                  else f"{rows[name][c]:10,.0f} jets/s"), flush=True)
+    labels = {"raw": "h5py read, one thread (limit)", "normalize": "hepflow, Normalize",
+              "constituents": "hepflow, ConstituentFeatures(100)", "images": "hepflow, JetImages 37x37",
+              "torch_normalize": "torch DataLoader, Normalize", "torch_constituents": "torch DataLoader, particles",
+              "torch_images": "torch DataLoader, images"}
+    print(f"\ncore sweep — median of {args.passes} streaming epochs, batch 256, mix 1:1; {platform.machine()}")
+    print(f"{'method':36s} " + " ".join(f"{str(c) + ' cores':>12s}" for c in cores))
+    for name, by in rows.items():
+        print(f"{labels[name]:36s} " + " ".join(f"{by[c]:12,.0f}" if by.get(c) else f"{'—':>12s}" for c in cores))
+    lo, hi = cores[0], cores[-1]
+    key = f"scaling_{hi}_vs_{lo}"
+    print(json.dumps({key: {n: round(rows[n][hi] / rows[n][lo], 3) for n in SWEEP_TRANSFORMS if rows[n].get(lo)},
+                      "jets_per_s": {n: {str(c): round(v) for c, v in by.items() if v} for n, by in rows.items()},
+                      "torch": rows["torch_normalize"].get(lo) is not None}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="~100 MB of data; runs in under a minute")
@@ -334,9 +461,18 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=4, help="files per class")
     ap.add_argument("--dir", default="bench_data", help="where the files are written (reused)")
     ap.add_argument("--readers", type=int, default=None, help="num_readers (default: hepflow's)")
+    ap.add_argument("--cores", default=None, help="core sweep, e.g. 1,2 or 2,8,16 (see the module docstring)")
+    ap.add_argument("--passes", type=int, default=5, help="epochs per row of the core sweep (median)")
+    ap.add_argument("--sweep-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--format", default="hdf5", help="hdf5 (default), or root, parquet or root,parquet: the other "
                     "sources against their own libraries and HDF5 (default size 0.3 GB of HDF5 jets)")
     args = ap.parse_args()
+    if args.sweep_child:
+        sweep_child(args)
+        return
+    if args.cores:
+        sweep_cores(args)
+        return
     formats = [f for f in args.format.split(",") if f]
     if formats != ["hdf5"]:
         bad = [f for f in formats if f not in ("root", "parquet")]
