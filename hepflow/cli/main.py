@@ -299,6 +299,14 @@ def _data_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    from hepflow.training.cluster import tf_config_from_env
+
+    print(tf_config_from_env(args.scheduler, port=args.port, job=args.job, service=args.service,
+                             replicas=args.replicas))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from hepflow.evaluation.report import format_report
     from hepflow.evaluation.runs import evaluate_runs
@@ -686,6 +694,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("names", nargs="*", help="cache folders to remove, as hepflow cache list names them")
             p.add_argument("--all", action="store_true", help="remove every cache not being filled right now")
         p.set_defaults(func=_cache)
+    p = sub.add_parser("cluster", help="print this task's TF_CONFIG from a batch scheduler's environment "
+                                       "(cluster/slurm/train.sbatch, cluster/kubernetes/)")
+    p.add_argument("what", choices=["tf-config"])
+    p.add_argument("--scheduler", required=True, choices=["slurm", "kubernetes"])
+    p.add_argument("--port", type=_positive_int, default=2222, help="first worker port on each host (default 2222)")
+    p.add_argument("--job", default=None, help="kubernetes: the indexed Job's name (default $HEPFLOW_JOB)")
+    p.add_argument("--service", default=None, help="kubernetes: the headless Service (default $HEPFLOW_SERVICE)")
+    p.add_argument("--replicas", type=_positive_int, default=None,
+                   help="kubernetes: the Job's completions (default $HEPFLOW_REPLICAS)")
+    p.set_defaults(func=_cluster)
     p = sub.add_parser("data-service", help="run a tf.data service dispatcher or worker (preprocessing on other "
                                             "processes or machines; train with training.service=grpc://HOST:PORT)")
     p.add_argument("role", choices=["dispatcher", "worker"])
