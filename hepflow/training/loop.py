@@ -204,6 +204,12 @@ def fit(model: keras.Model, train_data: tf.data.Dataset | Callable[[tf.distribut
     def test_function(iterator):
         return strategy.run(model.test_step, args=(next(iterator),))
 
+    metrics_result = model.get_metrics_result
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Eager reads of the workers' metric variables run one collective each, every one negotiated
+        # afresh (seconds per epoch on loopback); in a function they are set up once and reused.
+        metrics_result = tf.function(model.get_metrics_result, autograph=False)
+
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_history=True, add_progbar=verbose != 0, model=model,
         verbose=1 if verbose == "auto" else verbose, epochs=epochs, steps=steps)
@@ -223,10 +229,10 @@ def fit(model: keras.Model, train_data: tf.data.Dataset | Callable[[tf.distribut
             _train_steps(train_function, iter(train_dist), epoch=epoch, first=first, steps=steps,
                          callback_list=callback_list, strategy=strategy, stop=stop, backup=backup,
                          backup_steps=backup_steps)
-            logs = _scalar_logs(model.get_metrics_result())
+            logs = _scalar_logs(metrics_result())
             lr = _learning_rate(model)
             if val_dist is not None:
-                logs.update(_validate(model, test_function, iter(val_dist), val_steps))
+                logs.update(_validate(model, test_function, iter(val_dist), val_steps, metrics_result))
             if lr is not None:
                 logs["learning_rate"] = lr
             callback_list.on_epoch_end(epoch, logs)
@@ -260,10 +266,10 @@ def _train_steps(train_function, iterator, *, epoch: int, first: int, steps: int
                                         f"step {step + 1}" if backup else f"signal {stop.received}")
 
 
-def _validate(model: keras.Model, test_function, iterator, steps: int) -> dict[str, float]:
+def _validate(model: keras.Model, test_function, iterator, steps: int, metrics_result) -> dict[str, float]:
     """The ``val_*`` logs of one pass over the validation batches (the metrics are reset first)."""
     for metric in model.metrics:
         metric.reset_state()
     for _ in range(steps):
         test_function(iterator)
-    return {f"val_{k}": v for k, v in _scalar_logs(model.get_metrics_result()).items()}
+    return {f"val_{k}": v for k, v in _scalar_logs(metrics_result()).items()}
