@@ -31,7 +31,7 @@ def test_registered_name_and_configs():
     import hepflow.datasets  # noqa: F401
 
     assert "top_tagging" in tfds.list_builders()
-    assert [c.name for c in TopTagging.BUILDER_CONFIGS] == ["generated", "reference"]
+    assert [c.name for c in TopTagging.BUILDER_CONFIGS] == ["generated", "generated_beam", "reference"]
 
 
 def test_cli_builds_the_reference_config_from_a_manual_dir(tmp_path, capsys):
@@ -70,3 +70,28 @@ def test_jet_classes_builds_trees_and_reads_as_a_hepflow_sample(tmp_path):
     assert sorted(y.numpy().tolist()) == [0] * 4 + [1] * 4
     n = (x["constituents"].numpy()[..., 0] > 0).sum(axis=1)
     assert all((x["tree"].numpy()[i, :n[i] - 1] >= 0).all() for i in range(8))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_beam_engine_gives_the_process_pool_examples(tmp_path, workers):
+    """Same seeds, same examples under the same keys, whatever generates the chunks."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    kw = dict(n_train=8, n_validation=2, n_test=2, workers=1, mpi=False)
+    pool = TopTagging(config=TopTaggingConfig(name="tiny", **kw), data_dir=str(tmp_path / "pool"))
+    pool.download_and_prepare()
+    beam = TopTagging(config=TopTaggingConfig(name="tiny", engine="beam", **kw), data_dir=str(tmp_path / "beam"))
+    options = PipelineOptions(direct_num_workers=workers, direct_running_mode="multi_processing")
+    beam.download_and_prepare(download_config=tfds.download.DownloadConfig(beam_options=options))
+    for split, n in (("train", 8), ("validation", 2)):
+        a = list(pool.as_dataset(split=split).as_numpy_iterator())
+        b = list(beam.as_dataset(split=split).as_numpy_iterator())
+        assert len(a) == len(b) == n
+        for x, y in zip(a, b):
+            assert x.keys() == y.keys()
+            for k in x:
+                np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+    with pytest.raises(ValueError, match="engine must be 'processes' or 'beam'"):
+        TopTagging(config=TopTaggingConfig(name="bad", engine="spark", **kw),
+                   data_dir=str(tmp_path / "bad")).download_and_prepare()

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from hepflow.data.formats import read_reference
-from hepflow.physics.pythia_jets import JetSettings, generate_top_tagging
+from hepflow.physics.pythia_jets import JetSettings, chunk_jobs, generate_chunk, generate_top_tagging
 
 __all__ = ["Builder", "TopTaggingConfig"]
 
@@ -39,9 +39,14 @@ class TopTaggingConfig(tfds.core.BuilderConfig):
         source: ``"generated"`` or ``"reference"``.
         n_train, n_validation, n_test: Jets per split (generated; half top, half QCD).
         seed: Run seed; the splits use ``seed``, ``seed + 1``, ``seed + 2``.
-        workers: Generator processes.
+        workers: Generator processes (``engine="processes"``).
         detector: ``"simple"``, ``"calo"`` (towers only) or ``"none"``.
         mpi: Multi-parton interactions on.
+        engine: ``"processes"`` (a local process pool writes chunk files, then tfds reads them)
+            or ``"beam"`` (an Apache Beam pipeline generates the chunks as its elements: the
+            DirectRunner with ``direct_num_workers`` processes here, Flink, Spark or Dataflow
+            elsewhere, chosen with tfds' ``--beam_pipeline_options``). Both give the same
+            examples under the same keys.
     """
 
     source: str = "generated"
@@ -52,6 +57,26 @@ class TopTaggingConfig(tfds.core.BuilderConfig):
     workers: int = 2
     detector: str = "simple"
     mpi: bool = True
+    engine: str = "processes"
+
+
+_EXAMPLE_KEYS = ("constituents", "charge", "type", "pt", "eta", "phi", "mass", "n_constituents", "tau", "truth_top",
+                 "label")
+
+
+def _examples_from_arrays(prefix: str, cols: dict[str, np.ndarray]):
+    """``(key, example)`` of one chunk's jets; keys ``<chunk file name>:<row>`` whatever made the chunk."""
+    for i in range(len(cols["label"])):
+        ex = {k: cols[k][i] for k in _EXAMPLE_KEYS}
+        ex["label"] = int(ex["label"])
+        yield f"{prefix}:{i}", ex
+
+
+def _beam_chunk_examples(job: tuple[str, int, int, int], settings: JetSettings):
+    """A Beam worker's share: one chunk generated in memory, as examples (module level: pickled to workers)."""
+    process, index, n, seed = job
+    arrays, _ = generate_chunk(process, n, seed, settings)
+    yield from _examples_from_arrays(f"{process}_{index:05d}.h5", arrays)
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -62,6 +87,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {"1.0.0": "First release: generated (Pythia 8 + FastJet) and reference configs."}
     BUILDER_CONFIGS = [
         TopTaggingConfig(name="generated", description="Generated with Pythia 8 + FastJet (small default)."),
+        TopTaggingConfig(name="generated_beam", engine="beam",
+                         description="The generated config's jets, made by an Apache Beam pipeline."),
         TopTaggingConfig(name="reference", source="reference",
                          description="The published reference files from the manual directory."),
     ]
@@ -101,12 +128,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             return {split: self._generate_examples(os.path.join(dl_manager.manual_dir, f"{n}.h5"), "reference")
                     for split, n in names.items()}
 
+        if cfg.engine not in ("processes", "beam"):
+            raise ValueError(f"TopTaggingConfig.engine must be 'processes' or 'beam'. Received: engine={cfg.engine!r}")
         settings = JetSettings(detector=cfg.detector, mpi=cfg.mpi)
         out = {}
         for k, (split, n) in enumerate((("train", cfg.n_train), ("validation", cfg.n_validation),
                                         ("test", cfg.n_test))):
+            chunk_jets = max(1, min(1000, n // 8))
+            if cfg.engine == "beam":
+                beam = tfds.core.lazy_imports.apache_beam
+                jobs = chunk_jobs({"top": n // 2, "qcd": n - n // 2}, chunk_jets=chunk_jets, seed=cfg.seed + k)
+                out[split] = (f"Chunks{split}" >> beam.Create(jobs)
+                              | f"Generate{split}" >> beam.FlatMap(_beam_chunk_examples, settings=settings))
+                continue
             folder = os.path.join(dl_manager.download_dir, f"hepflow_top_tagging_{cfg.name}_{split}")
-            generate_top_tagging(folder, n_jets=n, workers=cfg.workers, chunk_jets=max(1, min(1000, n // 8)),
+            generate_top_tagging(folder, n_jets=n, workers=cfg.workers, chunk_jets=chunk_jets,
                                  seed=cfg.seed + k, settings=settings)
             out[split] = self._generate_examples(folder, "generated")
         return out
@@ -118,12 +154,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _examples_generated(self, folder: str):
         for path in sorted(glob.glob(os.path.join(folder, "*.h5"))):
             with h5py.File(path, "r") as f:
-                cols = {k: f[k][...] for k in ("constituents", "charge", "type", "pt", "eta", "phi", "mass",
-                                              "n_constituents", "tau", "truth_top", "label")}
-            for i in range(len(cols["label"])):
-                ex = {k: v[i] for k, v in cols.items()}
-                ex["label"] = int(ex["label"])
-                yield f"{os.path.basename(path)}:{i}", ex
+                cols = {k: f[k][...] for k in _EXAMPLE_KEYS}
+            yield from _examples_from_arrays(os.path.basename(path), cols)
 
     def _examples_reference(self, path: str):
         if not os.path.exists(path):

@@ -368,6 +368,16 @@ def _chunk_seed(seed: int, process: str, index: int) -> int:
     return int(state % 900_000_000) + 1
 
 
+def chunk_jobs(counts: dict[str, int], *, chunk_jets: int, seed: int) -> list[tuple[str, int, int, int]]:
+    """``(process, index, n_jets, pythia_seed)`` of every chunk :func:`generate_jets` makes for these counts.
+
+    The same list whatever runs the chunks (a process pool here, Apache Beam workers in the tfds
+    builders): a chunk's jets depend only on its seed, so every runner yields the same jets.
+    """
+    return [(p, index, min(chunk_jets, total - index * chunk_jets), _chunk_seed(seed, p, index))
+            for p, total in counts.items() for index in range(-(-total // chunk_jets))]
+
+
 def _write_native(path: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
     """One chunk in hepflow's native layout, atomically (temporary file, then rename).
 
