@@ -143,3 +143,30 @@ def test_service_compression_is_off_by_default_and_auto_gives_the_same_rows(serv
     assert plain == packed and len(plain) > 0
     with pytest.raises(DataError, match=r"service_compression must be None or 'AUTO'. Received: service_compression='zstd'"):
         make_dataset(specs, service=service, service_compression="zstd", **kw)
+
+
+def test_memory_mapped_reader_keeps_dtypes_weights_and_selections(service, tmp_path):
+    """float64, int16 and float32 weights, a selection that leaves runs of every length: the rows local reads give."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        with h5py.File(tmp_path / f"a_{i}.h5", "w") as f:
+            f["x"] = rng.normal(size=(500, 3))
+            f["n"] = np.arange(500, dtype="i2")
+            f["s"] = rng.normal(size=500).astype("f4")
+            f["w"] = rng.uniform(size=500).astype("f4")
+    specs = [SampleSpec(name="a", files=str(tmp_path / "a_*.h5"), keys=["x", "n", "s"], weight_key="w",
+                        selection="(s > -0.5) | (n > 400)")]
+    kw = dict(batch_size=50, epoch="all", seed=3, with_record_id=True, chunk_rows=100, block_rows=40)
+
+    def rows(ds):
+        return {tuple(r): (x, n, w) for f, _, wt in ds
+                for r, x, n, w in zip(f[RECORD_ID].numpy(), f["x"].numpy(), f["n"].numpy(), wt.numpy())}
+
+    got, ref = rows(make_dataset(specs, service=service, **kw)), rows(make_dataset(specs, **kw))
+    assert got.keys() == ref.keys() and len(ref) > 600
+    for k, (x, n, w) in ref.items():
+        assert got[k][0].dtype == np.float64 and got[k][1].dtype == np.int16
+        np.testing.assert_array_equal(got[k][0], x)
+        assert got[k][1] == n and got[k][2] == w
