@@ -95,3 +95,26 @@ def test_beam_engine_gives_the_process_pool_examples(tmp_path, workers):
     with pytest.raises(ValueError, match="engine must be 'processes' or 'beam'"):
         TopTagging(config=TopTaggingConfig(name="bad", engine="spark", **kw),
                    data_dir=str(tmp_path / "bad")).download_and_prepare()
+
+
+@pytest.mark.slow
+def test_jet_classes_beam_engine_gives_the_process_pool_examples(tmp_path):
+    import dataclasses
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from hepflow.datasets import JetClasses
+
+    base = dataclasses.replace(JetClasses.BUILDER_CONFIGS[1], name="tiny", n_train=3, n_validation=1, n_test=1,
+                               workers=1, mpi=False)
+    pool = JetClasses(config=base, data_dir=str(tmp_path / "pool"))
+    pool.download_and_prepare()
+    beam = JetClasses(config=dataclasses.replace(base, engine="beam"), data_dir=str(tmp_path / "beam"))
+    options = PipelineOptions(direct_num_workers=2, direct_running_mode="multi_processing")
+    beam.download_and_prepare(download_config=tfds.download.DownloadConfig(beam_options=options))
+    a = list(pool.as_dataset(split="train").as_numpy_iterator())
+    b = list(beam.as_dataset(split="train").as_numpy_iterator())
+    assert len(a) == len(b) == 6
+    for x, y in zip(a, b):
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k], err_msg=k)

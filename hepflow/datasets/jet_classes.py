@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from hepflow.physics.jet_trees import TREE_ALGORITHMS
-from hepflow.physics.pythia_jets import JetSettings, generate_jets
+from hepflow.physics.pythia_jets import JetSettings, chunk_jobs, generate_chunk, generate_jets
 
 __all__ = ["Builder", "JetClassesConfig"]
 
@@ -48,8 +48,11 @@ class JetClassesConfig(tfds.core.BuilderConfig):
         class_names: Their names in the ClassLabel.
         n_train, n_validation, n_test: Jets per class and split.
         seed: Run seed; the splits use ``seed``, ``seed + 1``, ``seed + 2``.
-        workers: Generator processes.
+        workers: Generator processes (``engine="processes"``).
         mpi: Multi-parton interactions on.
+        engine: ``"processes"`` (a local process pool writes chunk files) or ``"beam"`` (the chunks
+            are the elements of an Apache Beam pipeline; same examples under the same keys), as in
+            :class:`hepflow.datasets.top_tagging.TopTaggingConfig`.
     """
 
     classes: tuple[str, ...] = ("quark", "gluon", "w", "z", "top")
@@ -60,6 +63,20 @@ class JetClassesConfig(tfds.core.BuilderConfig):
     seed: int = 1
     workers: int = 2
     mpi: bool = True
+    engine: str = "processes"
+
+
+def _examples_from_arrays(prefix: str, cols: dict[str, np.ndarray], label: int):
+    """``(key, example)`` of one chunk's jets; keys ``<chunk file name>:<row>`` whatever made the chunk."""
+    for i in range(len(cols["mass"])):
+        yield f"{prefix}:{i}", {**{k: cols[k][i] for k in _FEATURES}, "label": label}
+
+
+def _beam_chunk_examples(job: tuple[str, int, int, int], labels: dict[str, int], settings: JetSettings):
+    """A Beam worker's share: one chunk generated in memory, as examples (module level: pickled to workers)."""
+    process, index, n, seed = job
+    arrays, _ = generate_chunk(process, n, seed, settings)
+    yield from _examples_from_arrays(f"{process}_{index:05d}.h5", arrays, labels[process])
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -92,10 +109,19 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         cfg = self.builder_config
+        if cfg.engine not in ("processes", "beam"):
+            raise ValueError(f"JetClassesConfig.engine must be 'processes' or 'beam'. Received: engine={cfg.engine!r}")
         settings = dataclasses.replace(JetSettings(), mpi=cfg.mpi, trees=True)
         out = {}
         for k, (split, n) in enumerate((("train", cfg.n_train), ("validation", cfg.n_validation),
                                         ("test", cfg.n_test))):
+            if cfg.engine == "beam":
+                beam = tfds.core.lazy_imports.apache_beam
+                jobs = chunk_jobs({p: n for p in cfg.classes}, chunk_jets=max(1, min(500, n)), seed=cfg.seed + k)
+                labels = {p: i for i, p in enumerate(cfg.classes)}
+                out[split] = (f"Chunks{split}" >> beam.Create(jobs)
+                              | f"Generate{split}" >> beam.FlatMap(_beam_chunk_examples, labels=labels, settings=settings))
+                continue
             folder = os.path.join(dl_manager.download_dir, f"hepflow_jet_classes_{cfg.name}_{split}")
             generate_jets(folder, counts={p: n for p in cfg.classes}, workers=cfg.workers,
                           chunk_jets=max(1, min(500, n)), seed=cfg.seed + k, settings=settings, progress=False,
@@ -108,5 +134,4 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             for path in sorted(glob.glob(os.path.join(folder, f"{process}_*.h5"))):
                 with h5py.File(path, "r") as f:
                     cols = {k: f[k][...] for k in _FEATURES}
-                for i in range(len(cols["mass"])):
-                    yield f"{os.path.basename(path)}:{i}", {**{k: v[i] for k, v in cols.items()}, "label": label}
+                yield from _examples_from_arrays(os.path.basename(path), cols, label)
