@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from hepflow.physics.jet_trees import TREE_ALGORITHMS
+from hepflow.datasets.engines import beam_chunk_examples, check_engine, chunk_name
 from hepflow.physics.pythia_jets import JetSettings, chunk_jobs, generate_chunk, generate_jets
 
 __all__ = ["Builder", "JetClassesConfig"]
@@ -76,7 +77,7 @@ def _beam_chunk_examples(job: tuple[str, int, int, int], labels: dict[str, int],
     """A Beam worker's share: one chunk generated in memory, as examples (module level: pickled to workers)."""
     process, index, n, seed = job
     arrays, _ = generate_chunk(process, n, seed, settings)
-    yield from _examples_from_arrays(f"{process}_{index:05d}.h5", arrays, labels[process])
+    yield from _examples_from_arrays(chunk_name(process, index), arrays, labels[process])
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -109,23 +110,20 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         cfg = self.builder_config
-        if cfg.engine not in ("processes", "beam"):
-            raise ValueError(f"JetClassesConfig.engine must be 'processes' or 'beam'. Received: engine={cfg.engine!r}")
+        check_engine(cfg)
         settings = dataclasses.replace(JetSettings(), mpi=cfg.mpi, trees=True)
         out = {}
         for k, (split, n) in enumerate((("train", cfg.n_train), ("validation", cfg.n_validation),
                                         ("test", cfg.n_test))):
+            counts, chunk_jets = {p: n for p in cfg.classes}, max(1, min(500, n))
             if cfg.engine == "beam":
-                beam = tfds.core.lazy_imports.apache_beam
-                jobs = chunk_jobs({p: n for p in cfg.classes}, chunk_jets=max(1, min(500, n)), seed=cfg.seed + k)
+                jobs = chunk_jobs(counts, chunk_jets=chunk_jets, seed=cfg.seed + k)
                 labels = {p: i for i, p in enumerate(cfg.classes)}
-                out[split] = (f"Chunks{split}" >> beam.Create(jobs)
-                              | f"Generate{split}" >> beam.FlatMap(_beam_chunk_examples, labels=labels, settings=settings))
+                out[split] = beam_chunk_examples(split, jobs, _beam_chunk_examples, labels=labels, settings=settings)
                 continue
             folder = os.path.join(dl_manager.download_dir, f"hepflow_jet_classes_{cfg.name}_{split}")
-            generate_jets(folder, counts={p: n for p in cfg.classes}, workers=cfg.workers,
-                          chunk_jets=max(1, min(500, n)), seed=cfg.seed + k, settings=settings, progress=False,
-                          dataset=f"jet_classes/{cfg.name}")
+            generate_jets(folder, counts=counts, workers=cfg.workers, chunk_jets=chunk_jets, seed=cfg.seed + k,
+                          settings=settings, progress=False, dataset=f"jet_classes/{cfg.name}")
             out[split] = self._generate_examples(folder)
         return out
 

@@ -20,7 +20,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from hepflow.data.formats import read_reference
-from hepflow.physics.pythia_jets import JetSettings, chunk_jobs, generate_chunk, generate_top_tagging
+from hepflow.datasets.engines import beam_chunk_examples, check_engine, chunk_name
+from hepflow.physics.pythia_jets import (JetSettings, chunk_jobs, generate_chunk, generate_top_tagging,
+                                         top_tagging_counts)
 
 __all__ = ["Builder", "TopTaggingConfig"]
 
@@ -76,7 +78,7 @@ def _beam_chunk_examples(job: tuple[str, int, int, int], settings: JetSettings):
     """A Beam worker's share: one chunk generated in memory, as examples (module level: pickled to workers)."""
     process, index, n, seed = job
     arrays, _ = generate_chunk(process, n, seed, settings)
-    yield from _examples_from_arrays(f"{process}_{index:05d}.h5", arrays)
+    yield from _examples_from_arrays(chunk_name(process, index), arrays)
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -128,18 +130,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             return {split: self._generate_examples(os.path.join(dl_manager.manual_dir, f"{n}.h5"), "reference")
                     for split, n in names.items()}
 
-        if cfg.engine not in ("processes", "beam"):
-            raise ValueError(f"TopTaggingConfig.engine must be 'processes' or 'beam'. Received: engine={cfg.engine!r}")
+        check_engine(cfg)
         settings = JetSettings(detector=cfg.detector, mpi=cfg.mpi)
         out = {}
         for k, (split, n) in enumerate((("train", cfg.n_train), ("validation", cfg.n_validation),
                                         ("test", cfg.n_test))):
             chunk_jets = max(1, min(1000, n // 8))
             if cfg.engine == "beam":
-                beam = tfds.core.lazy_imports.apache_beam
-                jobs = chunk_jobs({"top": n // 2, "qcd": n - n // 2}, chunk_jets=chunk_jets, seed=cfg.seed + k)
-                out[split] = (f"Chunks{split}" >> beam.Create(jobs)
-                              | f"Generate{split}" >> beam.FlatMap(_beam_chunk_examples, settings=settings))
+                jobs = chunk_jobs(top_tagging_counts(n), chunk_jets=chunk_jets, seed=cfg.seed + k)
+                out[split] = beam_chunk_examples(split, jobs, _beam_chunk_examples, settings=settings)
                 continue
             folder = os.path.join(dl_manager.download_dir, f"hepflow_top_tagging_{cfg.name}_{split}")
             generate_top_tagging(folder, n_jets=n, workers=cfg.workers, chunk_jets=chunk_jets,

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from hepflow.errors import ConfigError
 from hepflow.io import remove_stale_tmp, write_json_atomic
 
-__all__ = ["sidecar_path", "chunk_complete", "write_sidecar", "run_chunks", "chunk_path", "generate_chunks"]
+__all__ = ["sidecar_path", "chunk_complete", "write_sidecar", "run_chunks", "chunk_path", "chunk_plan", "generate_chunks"]
 
 
 def sidecar_path(path: str) -> str:
@@ -87,6 +87,13 @@ def chunk_path(out_dir: str, name: str, index: int) -> str:
     return os.path.join(out_dir, f"{name}_{index:05d}.h5")
 
 
+def chunk_plan(counts: Mapping[str, int], chunk_size: int) -> list[tuple[str, int, int]]:
+    """``(name, index, records)`` of every chunk: ``ceil(counts[name] / chunk_size)`` per name, the last one
+    of a name holding what is left."""
+    return [(name, index, min(chunk_size, total - index * chunk_size))
+            for name, total in counts.items() for index in range(math.ceil(total / chunk_size))]
+
+
 def generate_chunks(out_dir: str, *, counts: Mapping[str, int], chunk_size: int,
                     job_for: Callable[[str, int, int], tuple], want_for: Callable[[tuple], Mapping[str, Any]],
                     run: Callable[[tuple], dict], size_key: str, unit: str, workers: int,
@@ -113,12 +120,10 @@ def generate_chunks(out_dir: str, *, counts: Mapping[str, int], chunk_size: int,
     os.makedirs(out_dir, exist_ok=True)
     remove_stale_tmp(out_dir)
     todo, done = [], []
-    for name, total in counts.items():
-        for index in range(math.ceil(total / chunk_size)):
-            n = min(chunk_size, total - index * chunk_size)
-            job = job_for(name, index, n)
-            complete = chunk_complete(chunk_path(out_dir, name, index), {size_key: n}, want_for(job))
-            (done if complete else todo).append((name, index, n, job))
+    for name, index, n in chunk_plan(counts, chunk_size):
+        job = job_for(name, index, n)
+        complete = chunk_complete(chunk_path(out_dir, name, index), {size_key: n}, want_for(job))
+        (done if complete else todo).append((name, index, n, job))
     todo.sort(key=lambda j: j[1])
     t0 = time.perf_counter()
     results = run_chunks(run, [j[3] for j in todo], workers=workers, total=sum(counts.values()),

@@ -32,13 +32,13 @@ import numpy as np
 from hepflow.data.formats import write_reference
 from hepflow.errors import ConfigError
 from hepflow.io import atomic_path, write_atomic, write_json_atomic
-from hepflow.physics.chunks import generate_chunks, write_sidecar
+from hepflow.physics.chunks import chunk_plan, generate_chunks, write_sidecar
 from hepflow.physics.detector import DETECTORS, detector_settings, particle_types, simple_detector
 from hepflow.physics.jet_trees import TREE_ALGORITHMS, jet_tree_arrays
 from hepflow.physics.nsubjettiness import delta_r, nsubjettiness
 
-__all__ = ["ANOMALY_SETTINGS", "JetSettings", "PROCESSES", "generate_chunk", "generate_jets", "generate_top_tagging",
-           "require_pythia"]
+__all__ = ["ANOMALY_SETTINGS", "JetSettings", "PROCESSES", "chunk_jobs", "generate_chunk", "generate_jets",
+           "generate_top_tagging", "require_pythia", "top_tagging_counts"]
 
 N_CONSTITUENTS = 200
 #: process name → label stored in the files. quark and gluon: the jet recoiling against a Z → νν
@@ -374,8 +374,7 @@ def chunk_jobs(counts: dict[str, int], *, chunk_jets: int, seed: int) -> list[tu
     The same list whatever runs the chunks (a process pool here, Apache Beam workers in the tfds
     builders): a chunk's jets depend only on its seed, so every runner yields the same jets.
     """
-    return [(p, index, min(chunk_jets, total - index * chunk_jets), _chunk_seed(seed, p, index))
-            for p, total in counts.items() for index in range(-(-total // chunk_jets))]
+    return [(p, index, n, _chunk_seed(seed, p, index)) for p, index, n in chunk_plan(counts, chunk_jets)]
 
 
 def _write_native(path: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
@@ -409,6 +408,11 @@ def _run_chunk(job: tuple) -> dict[str, Any]:
     return {**record, "seconds": time.perf_counter() - t}
 
 
+def top_tagging_counts(n_jets: int) -> dict[str, int]:
+    """Jets per process of a top-tagging sample of ``n_jets``: half top, the rest QCD."""
+    return {"top": n_jets // 2, "qcd": n_jets - n_jets // 2}
+
+
 def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_jets: int = 1000,
                          seed: int = 1, settings: JetSettings = JetSettings(), file_format: str = "native",
                          progress: bool = True) -> dict[str, Any]:
@@ -420,7 +424,7 @@ def generate_top_tagging(out_dir: str, *, n_jets: int, workers: int = 2, chunk_j
     """
     if n_jets <= 0:
         raise ConfigError(f"n_jets must be > 0. Received: {n_jets}")
-    return generate_jets(out_dir, counts={"top": n_jets // 2, "qcd": n_jets - n_jets // 2}, workers=workers,
+    return generate_jets(out_dir, counts=top_tagging_counts(n_jets), workers=workers,
                          chunk_jets=chunk_jets, seed=seed, settings=settings, file_format=file_format,
                          progress=progress, dataset="top_tagging")
 
