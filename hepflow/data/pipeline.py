@@ -159,7 +159,7 @@ def _is_int(v) -> bool:
 
 def _check_options(*, batch_size, transform, mix, epoch, shuffle, chunk_rows, cache, memory_budget, num_readers,
                    block_rows, seed, deterministic, with_record_id, on_nonfinite, drop_remainder, prefetch,
-                   service) -> None:
+                   service, service_compression) -> None:
     """Every option of :func:`make_dataset` checked up front: a :class:`DataError` in the house style."""
     def positive(name, v, *, optional=True):
         if (v is None and optional) or (_is_int(v) and v > 0):
@@ -201,6 +201,8 @@ def _check_options(*, batch_size, transform, mix, epoch, shuffle, chunk_rows, ca
     if service is not None and (not isinstance(service, str) or not service):
         raise DataError(f"service must be None or the address of a tf.data service dispatcher, grpc://host:port. "
                         f"Received: service={service!r}")
+    if service_compression not in (None, "AUTO"):
+        raise DataError(f"service_compression must be None or 'AUTO'. Received: service_compression={service_compression!r}")
 
 
 def _block_rows(layouts, raw_row_bytes: int) -> int:
@@ -231,10 +233,8 @@ class Pipeline:
         _check_options(batch_size=batch_size, transform=transform, mix=mix, epoch=epoch, shuffle=shuffle,
                        chunk_rows=chunk_rows, cache=cache, memory_budget=memory_budget, num_readers=num_readers,
                        block_rows=block_rows, seed=seed, deterministic=deterministic, with_record_id=with_record_id,
-                       on_nonfinite=on_nonfinite, drop_remainder=drop_remainder, prefetch=prefetch, service=service)
-        if service_compression not in (None, "AUTO"):
-            raise DataError("service_compression must be None or 'AUTO'. "
-                            f"Received: service_compression={service_compression!r}")
+                       on_nonfinite=on_nonfinite, drop_remainder=drop_remainder, prefetch=prefetch, service=service,
+                       service_compression=service_compression)
         self.service_compression = service_compression
         if drop_remainder is None:  # every record once with epoch="all"; full batches otherwise
             drop_remainder = epoch != "all"

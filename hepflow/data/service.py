@@ -73,13 +73,13 @@ def _file_bytes(path: str, size: int) -> tf.Tensor:
 
 
 def portable_chunks(layouts: Sequence[SampleLayout], planner: EpochPlanner, raw_spec: dict,
-                    key: int, *, num_parallel_calls: int | None = None) -> tf.data.Dataset:
+                    key: int) -> tf.data.Dataset:
     """``range(n_chunks)`` → ``(raw features, perm, record ids)`` built from TF ops only.
 
     Each file is memory-mapped (:func:`_file_bytes`); a chunk's rows are copied out of the maps run
     by run (a run: consecutive rows of one file) in a ``tf.while_loop`` whose body picks the file
-    with ``tf.switch_case``, then bit-cast to the features' dtypes. Chunks are read in parallel
-    (``num_parallel_calls``, default tuned by tf.data on the worker that runs them), in order.
+    with ``tf.switch_case``, then bit-cast to the features' dtypes. Chunks are read in parallel,
+    in order, with the parallelism tf.data tunes on the worker that runs them.
     """
     files = [(lay.index, f) for lay in layouts for f in range(len(lay.files))]
     gid = {sf: g for g, sf in enumerate(files)}
@@ -137,7 +137,7 @@ def portable_chunks(layouts: Sequence[SampleLayout], planner: EpochPlanner, raw_
         return raw, r_perm[i], r_ids[i]
 
     return tf.data.Dataset.range(planner.n_chunks).map(
-        chunk, num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE, deterministic=True)
+        chunk, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def assert_finite_rows(raw: dict, ids: tf.Tensor, layouts: Sequence[SampleLayout]) -> dict:
