@@ -146,6 +146,12 @@ def epoch_rate(ds: tf.data.Dataset) -> tuple[float, int]:
     return n / (time.perf_counter() - t), n
 
 
+def median_rate(ds: tf.data.Dataset, passes: int) -> tuple[float, list[float]]:
+    """Median jets/s over ``passes`` epochs after a warm-up epoch (single epochs vary by up to 2x), and the rates."""
+    rates = [epoch_rate(ds)[0] for _ in range(passes + 1)][1:]
+    return float(np.median(rates)), rates
+
+
 def cache_read_seconds(make_pipe, rows: int = 1280) -> tuple[float, float]:
     """Seconds to copy every row out of a reopened disk cache in one thread, as a new pipeline's first
     epoch does: checking each block against its checksum, and with the checks marked done beforehand
@@ -404,8 +410,7 @@ def sweep_child(args) -> None:
         specs = [SampleSpec(name="qcd", files=qcd, keys=["constituents", "mass"], label=0),
                  SampleSpec(name="top", files=top, keys=["constituents", "mass"], label=1)]
         ds = make_dataset(specs, batch_size=256, transform=sweep_transform(args.sweep_child), seed=1)
-        rates = [epoch_rate(ds)[0] for _ in range(args.passes + 1)][1:]
-        out["rate"], out["rates"] = float(np.median(rates)), rates
+        out["rate"], out["rates"] = median_rate(ds, args.passes)
     print("RATE " + json.dumps(out), flush=True)
 
 

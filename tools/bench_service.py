@@ -24,18 +24,16 @@ import os
 import platform
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from hepflow.data import Normalize, SampleSpec, make_dataset  # noqa: E402
 from hepflow.data.pipeline import Pipeline  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_pipeline import make_files  # noqa: E402
+from bench_pipeline import make_files, median_rate  # noqa: E402
 
 WORKER = """
 import sys, tensorflow as tf
@@ -44,18 +42,6 @@ w = svc.WorkerServer(svc.WorkerConfig(dispatcher_address=sys.argv[1]))
 print("worker up", flush=True)
 w.join()
 """
-
-
-def rows_per_second(ds: tf.data.Dataset, passes: int) -> tuple[float, list[float]]:
-    """Median jets/s over ``passes`` epochs consumed in the graph (after one warm-up epoch)."""
-    count = lambda: int(ds.reduce(np.int64(0), lambda n, b: n + tf.cast(tf.shape(b[1])[0], tf.int64)))  # noqa: E731
-    count()
-    rates = []
-    for _ in range(passes):
-        t0 = time.perf_counter()
-        n = count()
-        rates.append(n / (time.perf_counter() - t0))
-    return float(np.median(rates)), rates
 
 
 def start_workers(address: str, n: int) -> list[subprocess.Popen]:
@@ -85,10 +71,10 @@ def main() -> None:
              SampleSpec(name="top", files=top, keys={"x": "constituents", "m": "mass"}, label=1)]
     opts = dict(batch_size=256, transform=Normalize(offsets={"m": 100.0}, scales={"x": 50.0, "m": 50.0}), seed=1)
     rows = {}
-    rows["in-process pipeline"] = rows_per_second(make_dataset(specs, **opts), passes)
+    rows["in-process pipeline"] = median_rate(make_dataset(specs, **opts), passes)
     pipe = Pipeline(specs, **opts)
     worker_reader = pipe._service_chunks(seed=1, deterministic=True, with_record_id=False).rebatch(256).prefetch(2)
-    rows["worker's reader, in this process"] = rows_per_second(worker_reader, passes)
+    rows["worker's reader, in this process"] = median_rate(worker_reader, passes)
     svc = tf.data.experimental.service
     settings = [(int(v), None) for v in args.workers.split(",") if v] + [(1, "AUTO")]
     for n, compression in settings:
@@ -96,7 +82,7 @@ def main() -> None:
         procs = start_workers(dispatcher.target.split("://")[1], n)
         name = f"service, {n} worker process{'es' if n > 1 else ''}" + (", compressed" if compression else "")
         try:
-            rows[name] = rows_per_second(
+            rows[name] = median_rate(
                 make_dataset(specs, service=dispatcher.target, service_compression=compression, **opts), passes)
         finally:
             for p in procs:
