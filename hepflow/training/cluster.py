@@ -113,7 +113,8 @@ def tf_config_from_env(scheduler: str, *, env: Mapping[str, str] | None = None, 
     env = os.environ if env is None else env
     if scheduler == "slurm":
         hosts = expand_nodelist(_need(env, "SLURM_JOB_NODELIST", scheduler))
-        per_host = expand_tasks_per_node(env.get("SLURM_TASKS_PER_NODE") or ",".join(["1"] * len(hosts)), len(hosts))
+        spec = env.get("SLURM_TASKS_PER_NODE")
+        per_host = expand_tasks_per_node(spec, len(hosts)) if spec else [1] * len(hosts)
         workers = [f"{h}:{port + k}" for h, n in zip(hosts, per_host) for k in range(n)]
         index = int(_need(env, "SLURM_PROCID", scheduler))
     elif scheduler == "kubernetes":
