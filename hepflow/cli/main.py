@@ -33,6 +33,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0. Received: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0. Received: {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -99,13 +109,29 @@ def _generate_jets(args: argparse.Namespace) -> int:
             raise ConfigError(f"hepflow generate jets: --process must look like qcd=30000. Received: {item!r}")
         counts[name] = int(n)
     base = ANOMALY_SETTINGS if args.preset == "anomaly" else JetSettings()
-    settings = dataclasses.replace(base, detector=args.detector, mpi=not args.no_mpi, trees=args.trees)
+    if (args.pileup_mu is None) != (args.minbias_pool is None):
+        raise ConfigError("hepflow generate jets: --pileup-mu and --minbias-pool go together. "
+                          f"Received: --pileup-mu {args.pileup_mu}, --minbias-pool {args.minbias_pool}")
+    settings = dataclasses.replace(base, detector=args.detector, mpi=not args.no_mpi, trees=args.trees,
+                                   pileup_mu=args.pileup_mu, minbias_pool=args.minbias_pool)
     m = generate_jets(args.out, counts=counts, workers=args.workers, chunk_jets=args.chunk_jets, seed=args.seed,
                       settings=settings, dataset=args.preset)
     run = m["generated_this_run"]
     rate = f", {run['jets_per_s']:.1f} jets/s" if run["jets_per_s"] else " (everything was already there)"
     print(f"{args.out}: " + ", ".join(f"{n:,} {p}" for p, n in m["counts"].items())
           + f" jets; this run generated {run['jets']} jets in {run['seconds']:.1f} s{rate}")
+    return 0
+
+
+def _generate_minbias(args: argparse.Namespace) -> int:
+    from hepflow.physics.minbias import generate_minbias
+
+    m = generate_minbias(args.out, n_events=args.events, workers=args.workers, chunk_events=args.chunk_events,
+                         seed=args.seed)
+    run = m["generated_this_run"]
+    rate = f", {run['events_per_s']:.1f} events/s" if run["events_per_s"] else " (everything was already there)"
+    print(f"{args.out}: {m['n_events']:,} minimum-bias events, {m['visible_particles_per_event']:.0f} visible "
+          f"particles each on average; this run generated {run['events']} in {run['seconds']:.1f} s{rate}")
     return 0
 
 
@@ -575,7 +601,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-mpi", action="store_true", help="switch off multi-parton interactions (faster)")
     p.add_argument("--trees", action="store_true", help="also store each jet's C/A, kt, anti-kt and desc-pT trees "
                    "and its C/A Lund features (tree_*, lund, lund_primary)")
+    p.add_argument("--pileup-mu", type=_non_negative_float, default=None,
+                   help="overlay N ~ Poisson(MU) minimum-bias events of --minbias-pool on each event; the "
+                        "pileup-free jet is kept as nopu_*")
+    p.add_argument("--minbias-pool", default=None, help="folder written by hepflow generate minbias")
     p.set_defaults(func=_generate_jets)
+    p = gen.add_parser("minbias", help="a pool of minimum-bias (inelastic 14 TeV) events for pileup (needs [pythia])")
+    p.add_argument("--out", required=True, help="output folder (re-running resumes)")
+    p.add_argument("--events", type=_positive_int, required=True, help="events in the pool")
+    p.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument("--chunk-events", type=_positive_int, default=2000, help="events per chunk file")
+    p.add_argument("--seed", type=int, default=1, help="run seed; chunk seeds derive from it")
+    p.set_defaults(func=_generate_minbias)
     p = gen.add_parser("jet-ntuples", help="rewrite generated top/QCD jets as ROOT TTrees, Parquet tables or files in "
                        "the published top-tagging layout (needs [root]; published: [formats])")
     p.add_argument("--from", dest="src", required=True, help="folder written by hepflow generate top-tagging")

@@ -4,8 +4,9 @@ from __future__ import annotations
 from hepflow.layers.edge_conv import EdgeConv
 from hepflow.layers.masked_pooling import MaskedAverage, MaskedSum, WeightedSum
 from hepflow.layers.message_passing import LearnedAdjacencyMessagePassing
+from hepflow.layers.pixel_share import PixelShare
 from hepflow.layers.recnn import GatedTreeEmbedding
 from hepflow.layers.tree_edge_conv import TreeEdgeConv, TreeNeighbours
 
 __all__ = ["EdgeConv", "MaskedAverage", "MaskedSum", "WeightedSum", "GatedTreeEmbedding",
-           "LearnedAdjacencyMessagePassing", "TreeEdgeConv", "TreeNeighbours"]
+           "LearnedAdjacencyMessagePassing", "PixelShare", "TreeEdgeConv", "TreeNeighbours"]

@@ -11,6 +11,7 @@ from hepflow.models.dnn import high_level_dnn
 from hepflow.models.label_proportions import LabelProportions, label_proportions
 from hepflow.models.lartpc import lartpc_event_cnn, lartpc_unet
 from hepflow.models.particlenet import particlenet, particlenet_lite
+from hepflow.models.pumml import pumml
 from hepflow.models.trees import gru_tagger, lundnet, mpnn_tagger, recnn_tagger
 from hepflow.models.vae import VariationalAutoencoder, vae
 
@@ -18,4 +19,4 @@ __all__ = ["jet_cnn", "deeptop_cnn", "macaluso_shih_cnn", "high_level_dnn", "par
            "energy_flow_network", "particlenet", "particlenet_lite",
            "calo_cnn", "calo_energy_cnn", "calogan", "pca", "dense_autoencoder", "conv_autoencoder", "vae",
            "adversarial_autoencoder", "label_proportions", "lartpc_event_cnn", "lartpc_unet", "recnn_tagger", "lundnet",
-           "mpnn_tagger", "gru_tagger"]
+           "mpnn_tagger", "gru_tagger", "pumml"]

@@ -61,16 +61,21 @@ def particle_types(pid: np.ndarray, charge: np.ndarray) -> np.ndarray:
     return t.astype(np.int8)
 
 
-def simple_detector(px, py, pz, e, charge, pid, rng: np.random.Generator, *, tracker: bool = True
-                    ) -> dict[str, np.ndarray]:
+def simple_detector(px, py, pz, e, charge, pid, rng: np.random.Generator, *, tracker: bool = True,
+                    pileup: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Applies the response to one event's visible final-state particles (GeV).
 
     Args:
         tracker: False for the calorimeter-only response (``detector="calo"``): no
             particle becomes a track, charged hadrons deposit in the HCAL.
+        pileup: Optional per-particle bool, True for particles of pileup collisions. Tracks
+            then carry the vertex they point to, as a tracker resolves it; towers cannot tell.
 
     Returns:
-        Arrays ``px, py, pz, e, charge, type`` of the reconstructed objects.
+        Arrays ``px, py, pz, e, charge, type`` of the reconstructed objects; with ``pileup``
+        also ``track_vertex`` (int8: 0 leading vertex, 1 pileup vertex, -1 a tower) and
+        ``pileup_fraction`` (float32, truth: the share of the object's energy, before
+        smearing, that came from pileup).
     """
     s = DETECTOR_SETTINGS
     pt = np.hypot(px, py)
@@ -93,18 +98,19 @@ def simple_detector(px, py, pz, e, charge, pid, rng: np.random.Generator, *, tra
     ieta = np.floor(eta / deta).astype(np.int64)
     iphi = np.floor((phi + np.pi) / (2 * np.pi) * nphi).astype(np.int64) % nphi
     cell = ieta * nphi + iphi
-    towers_out = {}
-    for kind, mask, (sa, sc) in (("em", em, s["ecal_resolution"]), ("had", calo & ~em, s["hcal_resolution"])):
+    smeared = []
+    for mask, (sa, sc) in ((em, s["ecal_resolution"]), (calo & ~em, s["hcal_resolution"])):
         cells, inv = np.unique(cell[mask], return_inverse=True)
         energy = np.bincount(inv, weights=e[mask], minlength=len(cells))
         sigma = energy * np.hypot(sa / np.sqrt(np.maximum(energy, 1e-9)), sc)
-        towers_out[kind] = dict(zip(cells.tolist(), np.maximum(energy + rng.normal(0, 1, len(cells)) * sigma, 0.0)))
-    cells = sorted(set(towers_out["em"]) | set(towers_out["had"]))
-    e_em = np.array([towers_out["em"].get(c, 0.0) for c in cells])
-    e_had = np.array([towers_out["had"].get(c, 0.0) for c in cells])
+        smeared.append((cells, np.maximum(energy + rng.normal(0, 1, len(cells)) * sigma, 0.0)))
+    cells = np.union1d(smeared[0][0], smeared[1][0])
+    e_em, e_had = np.zeros(len(cells)), np.zeros(len(cells))
+    e_em[np.searchsorted(cells, smeared[0][0])] = smeared[0][1]
+    e_had[np.searchsorted(cells, smeared[1][0])] = smeared[1][1]
     e_tow = e_em + e_had
     keep = e_tow > s["tower_e_min_gev"]
-    c = np.array(cells, np.int64)[keep]
+    c = cells.astype(np.int64)[keep]
     e_tow, e_em, e_had = e_tow[keep], e_em[keep], e_had[keep]
     ceta = (np.floor_divide(c, nphi) + 0.5) * deta
     cphi = (np.mod(c, nphi) + 0.5) / nphi * 2 * np.pi - np.pi
@@ -118,4 +124,12 @@ def simple_detector(px, py, pz, e, charge, pid, rng: np.random.Generator, *, tra
         "type": np.concatenate([types[tracked],
                                 np.where(e_em >= e_had, TYPE_PHOTON, TYPE_NEUTRAL_HADRON)]).astype(np.int8),
     }
+    if pileup is not None:
+        pileup = np.asarray(pileup, bool)
+        calo_cells, inv = np.unique(cell[calo], return_inverse=True)
+        at = np.searchsorted(calo_cells, c)  # every kept tower is a cell with deposits
+        tower_pu = np.bincount(inv, weights=e[calo] * pileup[calo])[at] / np.bincount(inv, weights=e[calo])[at]
+        track_pu = pileup[tracked]
+        out["track_vertex"] = np.concatenate([track_pu.astype(np.int8), np.full(len(e_tow), -1, np.int8)])
+        out["pileup_fraction"] = np.concatenate([track_pu, tower_pu]).astype(np.float32)
     return out

@@ -35,12 +35,16 @@ from hepflow.io import atomic_path, write_atomic, write_json_atomic
 from hepflow.physics.chunks import chunk_plan, generate_chunks, write_sidecar
 from hepflow.physics.detector import DETECTORS, detector_settings, particle_types, simple_detector
 from hepflow.physics.jet_trees import TREE_ALGORITHMS, jet_tree_arrays
+from hepflow.physics.minbias import load_pool
+from hepflow.physics.pileup import GHOST_AREA, GHOST_ETA_MAX, PILEUP_SETTINGS, event_patches, mixed_event
 from hepflow.physics.nsubjettiness import delta_r, nsubjettiness
 
 __all__ = ["ANOMALY_SETTINGS", "JetSettings", "PROCESSES", "chunk_jobs", "generate_chunk", "generate_jets",
            "generate_top_tagging", "require_pythia", "top_tagging_counts"]
 
 N_CONSTITUENTS = 200
+#: Constituents kept of a jet clustered with pileup (at μ = 140 an R = 0.8 jet has 300–450).
+PILEUP_CONSTITUENTS = 512
 #: process name → label stored in the files. quark and gluon: the jet recoiling against a Z → νν
 #: (qg → Zq and qq̄ → Zg), matched to the hard parton; w and z: hadronic W and Z bosons recoiling
 #: against a jet (qq̄ → Vg, qg → Vq), matched to the boson and both its quarks.
@@ -79,6 +83,13 @@ class JetSettings:
             for fast tests of the pipeline only).
         trees: Also store each jet's clustering trees and C/A Lund features
             (:mod:`hepflow.physics.jet_trees`; about 2 ms per jet).
+        pileup_mu: ``None``: no pileup. A number μ ≥ 0: each selected event is overlaid with
+            ``N ~ Poisson(μ)`` events of the minimum-bias pool ``minbias_pool``
+            (:mod:`hepflow.physics.pileup`). Jets are selected and truth-matched without pileup,
+            so a seed gives the same jets at every μ; the file's ``constituents``, ``pt``,
+            ``mass``, ... are then those of the jet clustered on the mixed event (the anti-kT jet
+            nearest the pileup-free one), and the pileup-free jet is kept as ``nopu_*``.
+        minbias_pool: Folder of :func:`hepflow.physics.minbias.generate_minbias` (with ``pileup_mu``).
     """
 
     ecm_gev: float = 14_000.0
@@ -94,8 +105,16 @@ class JetSettings:
     hadronization: bool = True
     gluino_mass_gev: float = 400.0
     trees: bool = False
+    pileup_mu: float | None = None
+    minbias_pool: str | None = None
 
     def __post_init__(self) -> None:
+        if self.pileup_mu is not None and not (self.pileup_mu >= 0 and self.minbias_pool):
+            raise ConfigError("pileup needs pileup_mu ≥ 0 and a minbias_pool folder. "
+                              f"Received: pileup_mu={self.pileup_mu}, minbias_pool={self.minbias_pool!r}")
+        if self.pileup_mu is not None and self.trees:
+            raise ConfigError("trees are stored for pileup-free jets only: leave trees off with pileup_mu. "
+                              f"Received: pileup_mu={self.pileup_mu}, trees=True")
         if self.detector not in DETECTORS:
             raise ConfigError(f"detector must be one of {DETECTORS}. Received: detector={self.detector!r}")
         if not (self.pt_min_gev < self.pt_max_gev and self.pthat_min_gev < self.pthat_max_gev and self.jet_r > 0):
@@ -258,15 +277,19 @@ def generate_chunk(process: str, n_jets: int, seed: int, settings: JetSettings =
     p = _pythia(process, settings)
     p.rndm.init(seed)  # the chunk's events depend only on its seed, whichever worker runs it
     rng = np.random.default_rng(seed)
+    pileup = settings.pileup_mu is not None
+    pool = load_pool(settings.minbias_pool) if pileup else None
+    rng_pileup = np.random.default_rng([seed, 1])  # apart from rng: the pileup-free jets do not depend on μ
     jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, settings.jet_r)
-    dtypes = {**_DTYPES, **(_TREE_DTYPES if settings.trees else {})}
+    dtypes = {**_DTYPES, **(_TREE_DTYPES if settings.trees else {}), **(_PILEUP_DTYPES if pileup else {})}
     rows: dict[str, list] = {k: [] for k in dtypes}
-    events = 0
+    events = unmatched = 0
     while len(rows["pt"]) < n_jets:
         if not p.next():
             continue
         events += 1
-        objs = _detector_objects(p.event, settings, rng)
+        hard = _visible_particles(p.event)
+        objs = _detector_objects(hard, settings, rng)
         if objs is None:
             continue
         particles = []
@@ -276,13 +299,24 @@ def generate_chunk(process: str, n_jets: int, seed: int, settings: JetSettings =
             particles.append(pj)
         cs = fastjet.ClusterSequence(particles, jet_def)
         truths = _TRUTH[process](p.event) if process in _TRUTH else None
+        selected = []
         for jet in fastjet.sorted_by_pt(cs.inclusive_jets(settings.pt_min_gev)):
             if not (settings.pt_min_gev < jet.pt() < settings.pt_max_gev and abs(jet.eta()) < settings.eta_max):
                 continue
             truth = np.zeros(4) if truths is None else _matched_truth(jet, truths, settings.match_r)
-            if truth is None:
-                continue
-            for k, v in _jet_row(jet, objs, truth, settings.jet_r, fastjet if settings.trees else None).items():
+            if truth is not None:
+                selected.append((jet, truth))
+        if pileup and selected:
+            mixed = _cluster_mixed(hard, pool, settings, rng_pileup, fastjet, [jet for jet, _ in selected])
+        for jet, truth in selected:
+            row = _jet_row(jet, objs, truth, settings.jet_r, fastjet if settings.trees else None)
+            if pileup:
+                mixed_row = _mixed_jet_row(jet, mixed, settings.jet_r)
+                if mixed_row is None:
+                    unmatched += 1
+                    continue
+                row = {**{f"nopu_{k}": row[k] for k in _NOPU_KEYS}, **mixed_row, "truth_top": truth}
+            for k, v in row.items():
                 rows[k].append(v)
             if len(rows["pt"]) == n_jets:
                 break
@@ -290,6 +324,8 @@ def generate_chunk(process: str, n_jets: int, seed: int, settings: JetSettings =
     arrays["label"] = np.full(n_jets, PROCESSES[process], np.int8)
     info = {"events": events, "sigma_gen_mb": float(p.infoPython().sigmaGen()),
             "sigma_err_mb": float(p.infoPython().sigmaErr())}
+    if pileup:
+        info["unmatched_jets"] = unmatched
     return arrays, info
 
 
@@ -301,12 +337,30 @@ _DTYPES = {"constituents": np.float32, "charge": np.int8, "type": np.int8, "pt":
 _TREE_DTYPES = {**{f"tree_{a}": np.int16 for a in TREE_ALGORITHMS}, "lund": np.float32, "lund_primary": np.bool_}
 
 
-def _detector_objects(ev, settings: JetSettings, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
-    """The event's visible final state after the detector of ``settings`` (``None`` when empty)."""
+#: Objects of the mixed event clustered: those within this many jet radii of a selected jet.
+MIXED_REGION_R = 2.5
+_NOPU_KEYS = ("constituents", "charge", "type", "pt", "eta", "phi", "mass", "n_constituents", "tau")
+#: Pileup files: the mixed jet's tracks' vertex and truth pileup share per constituent, its area, the
+#: pileup collisions drawn, the event's neutral patches, and the pileup-free jet as nopu_*.
+_PILEUP_DTYPES = {"track_vertex": np.int8, "pileup_fraction": np.float32, "area": np.float32, "n_pileup": np.int32,
+                  "patch_pt_sum": np.float32, "patch_pt_max": np.float32,
+                  **{f"nopu_{k}": _DTYPES[k] for k in _NOPU_KEYS}}
+
+
+def _visible_particles(ev) -> dict[str, np.ndarray]:
+    """``px, py, pz, e, charge, pid`` of the event's visible final-state particles."""
     fs = [(q.px(), q.py(), q.pz(), q.e(), q.charge(), q.id()) for q in ev if q.isFinal() and q.isVisible()]
-    if not fs:
+    columns = zip(*fs) if fs else [()] * 6
+    dtypes = (float, float, float, float, np.int8, np.int64)
+    return dict(zip(("px", "py", "pz", "e", "charge", "pid"), (np.array(c, t) for c, t in zip(columns, dtypes))))
+
+
+def _detector_objects(hard: dict[str, np.ndarray], settings: JetSettings, rng: np.random.Generator
+                      ) -> dict[str, np.ndarray] | None:
+    """The event's visible final state after the detector of ``settings`` (``None`` when empty)."""
+    if not len(hard["e"]):
         return None
-    px, py, pz, e, charge, pid = (np.array(c) for c in zip(*fs))
+    px, py, pz, e, charge, pid = (hard[k] for k in ("px", "py", "pz", "e", "charge", "pid"))
     if settings.detector != "none":
         return simple_detector(px, py, pz, e, charge.astype(np.int8), pid, rng, tracker=settings.detector == "simple")
     return {"px": px, "py": py, "pz": pz, "e": e, "charge": charge.astype(np.int8), "type": particle_types(pid, charge)}
@@ -322,15 +376,70 @@ def _matched_truth(jet, truths, match_r: float) -> np.ndarray | None:
     return None
 
 
-def _jet_row(jet, objs: dict[str, np.ndarray], truth: np.ndarray, jet_r: float, fastjet=None) -> dict[str, Any]:
-    """One selected jet as a row of the chunk's arrays: its 200 leading constituents by pT (and, given
-    the fastjet module, the trees of :func:`~hepflow.physics.jet_trees.jet_tree_arrays` over them)."""
+def _cluster_mixed(hard: dict[str, np.ndarray], pool, settings: JetSettings, rng: np.random.Generator, fastjet,
+                   near: list) -> dict[str, Any]:
+    """The hard event overlaid with pileup, through the detector, clustered with active areas.
+
+    Only objects within ``MIXED_REGION_R`` jet radii of a selected pileup-free jet (``near``) are
+    clustered: an anti-kT jet of hundreds of GeV takes everything within R of its axis before
+    soft particles cluster among themselves, so farther objects cannot change it (checked in
+    the tests against clustering the whole event), and the whole event costs 5x more. The
+    event's patches use every object.
+    """
+    if settings.detector == "none":
+        raise ConfigError("pileup needs a detector (tracks know their vertex): use detector 'simple' or 'calo'. "
+                          "Received: detector='none'")
+    objs, n_pileup = mixed_event(hard, pool, settings.pileup_mu, rng, tracker=settings.detector == "simple")
+    eta, phi = _eta_phi(objs["px"], objs["py"], objs["pz"])
+    close = np.zeros(len(eta), bool)
+    for jet in near:
+        close |= delta_r(jet.eta(), jet.phi_std(), eta, phi) < MIXED_REGION_R * settings.jet_r
+    particles = []
+    for k in np.flatnonzero(close).tolist():
+        pj = fastjet.PseudoJet(float(objs["px"][k]), float(objs["py"][k]), float(objs["pz"][k]), float(objs["e"][k]))
+        pj.set_user_index(k)
+        particles.append(pj)
+    ghosts = fastjet.GhostedAreaSpec(GHOST_ETA_MAX, 1, GHOST_AREA)
+    cs = fastjet.ClusterSequenceArea(particles, fastjet.JetDefinition(fastjet.antikt_algorithm, settings.jet_r),
+                                     fastjet.AreaDefinition(fastjet.active_area, ghosts))
+    pt_sum, pt_max = event_patches(objs)
+    return {"objs": objs, "cs": cs, "jets": cs.inclusive_jets(0.25 * settings.pt_min_gev), "n_pileup": n_pileup,
+            "patch_pt_sum": pt_sum, "patch_pt_max": pt_max}
+
+
+def _mixed_jet_row(nopu_jet, mixed: dict[str, Any], jet_r: float) -> dict[str, Any] | None:
+    """The mixed event's jet nearest the pileup-free one (within R/2) as a row, or None."""
+    near = [(delta_r(nopu_jet.eta(), nopu_jet.phi_std(), j.eta(), j.phi_std()), i) for i, j in enumerate(mixed["jets"])]
+    near = [x for x in near if x[0] < jet_r / 2]
+    if not near:
+        return None
+    jet = mixed["jets"][min(near)[1]]
+    objs = mixed["objs"]
+    row = _jet_row(jet, objs, np.zeros(4), jet_r, n_max=PILEUP_CONSTITUENTS)
+    idx = _constituent_order(jet, objs)[:PILEUP_CONSTITUENTS]
+    for key, dtype in (("track_vertex", np.int8), ("pileup_fraction", np.float32)):
+        row[key] = np.full(PILEUP_CONSTITUENTS, -1 if key == "track_vertex" else 0, dtype)
+        row[key][:len(idx)] = objs[key][idx]
+    row.update(area=jet.area(), n_pileup=mixed["n_pileup"], patch_pt_sum=mixed["patch_pt_sum"],
+               patch_pt_max=mixed["patch_pt_max"])
+    return row
+
+
+def _constituent_order(jet, objs: dict[str, np.ndarray]) -> np.ndarray:
+    """Indices into ``objs`` of the jet's constituents, hardest first."""
     idx = np.array([c.user_index() for c in jet.constituents()], np.int64)
-    idx = idx[np.argsort(-np.hypot(objs["px"][idx], objs["py"][idx]), kind="stable")]
-    n = min(len(idx), N_CONSTITUENTS)
-    const = np.zeros((N_CONSTITUENTS, 4), np.float32)
+    return idx[np.argsort(-np.hypot(objs["px"][idx], objs["py"][idx]), kind="stable")]
+
+
+def _jet_row(jet, objs: dict[str, np.ndarray], truth: np.ndarray, jet_r: float, fastjet=None, *,
+            n_max: int = N_CONSTITUENTS) -> dict[str, Any]:
+    """One selected jet as a row of the chunk's arrays: its ``n_max`` leading constituents by pT (and,
+    given the fastjet module, the trees of :func:`~hepflow.physics.jet_trees.jet_tree_arrays` over them)."""
+    idx = _constituent_order(jet, objs)
+    n = min(len(idx), n_max)
+    const = np.zeros((n_max, 4), np.float32)
     const[:n] = np.stack([objs[k][idx[:n]] for k in ("e", "px", "py", "pz")], axis=1)
-    charge, types = np.zeros(N_CONSTITUENTS, np.int8), np.zeros(N_CONSTITUENTS, np.int8)
+    charge, types = np.zeros(n_max, np.int8), np.zeros(n_max, np.int8)
     charge[:n], types[:n] = objs["charge"][idx[:n]], objs["type"][idx[:n]]
     row = {"constituents": const, "charge": charge, "type": types, "pt": jet.pt(), "eta": jet.eta(),
            "phi": jet.phi_std(), "mass": jet.m(), "n_constituents": len(idx),
@@ -398,7 +507,8 @@ def _run_chunk(job: tuple) -> dict[str, Any]:
     arrays, info = generate_chunk(process, n_jets, seed, settings)
     record = {"file": os.path.basename(path), "process": process, "seed": seed, "n_jets": n_jets,
               "format": file_format, "settings": dataclasses.asdict(settings), "events": info["events"], "sigma_gen_mb": info["sigma_gen_mb"],
-              "sigma_err_mb": info["sigma_err_mb"]}
+              "sigma_err_mb": info["sigma_err_mb"], **({"unmatched_jets": info["unmatched_jets"]}
+                                                         if "unmatched_jets" in info else {})}
     if file_format == "reference":
         write_reference(path, {"constituents": arrays["constituents"], "truth_top": arrays["truth_top"],
                                "label": arrays["label"]})
@@ -444,6 +554,10 @@ def generate_jets(out_dir: str, *, counts: dict[str, int], workers: int = 2, chu
         counts: Process name (``qcd``, ``top``, ``gluino``) → jets, e.g. ``{"qcd": 30000, "gluino": 5000}``.
     """
     require_pythia()
+    if settings.pileup_mu is not None:
+        load_pool(settings.minbias_pool)  # a missing or broken pool fails here, not in every worker
+        if file_format != "native":
+            raise ConfigError(f"pileup jets are written in the native layout only. Received: file_format={file_format!r}")
     if file_format not in ("native", "reference"):
         raise ConfigError(f"file_format must be 'native' or 'reference'. Received: {file_format!r}")
     unknown = sorted(set(counts) - set(PROCESSES))
@@ -462,6 +576,9 @@ def generate_jets(out_dir: str, *, counts: dict[str, int], workers: int = 2, chu
         "dataset": dataset, "format": file_format, "seed": seed, "n_jets": total, "chunk_jets": chunk_jets,
         "settings": dataclasses.asdict(settings),
         "detector_settings": detector_settings(settings.detector),
+        **({"pileup": {**PILEUP_SETTINGS, "mu": settings.pileup_mu, "minbias_pool": settings.minbias_pool,
+                       "unmatched_jets": sum(r.get("unmatched_jets", 0) for r in results)}}
+           if settings.pileup_mu is not None else {}),
         "versions": {pkg: importlib.metadata.version(pkg) for pkg in ("pythia8mc", "fastjet", "h5py", "numpy")},
         "counts": {p: sum(c["n_jets"] for c in chunks if c["process"] == p) for p in counts},
         "cross_section_mb": {p: float(np.mean([c["sigma_gen_mb"] for c in chunks if c["process"] == p]))

@@ -16,7 +16,8 @@ def model_inputs(model, dataset, *, target: str | None = None, target_scale: flo
 
     Args:
         target: For regression: the feature that becomes the label (divided by
-            ``target_scale``, flattened to ``(batch,)``) in place of the sample label.
+            ``target_scale``) in place of the sample label: ``(batch,)`` for a number per row,
+            its own shape for more (a per-pixel target such as PUMML's image).
         per_pixel: For segmentation: the ``target`` feature is a map of class labels, passed on
             as int32 in its own shape.
     """
@@ -33,7 +34,10 @@ def model_inputs(model, dataset, *, target: str | None = None, target_scale: flo
     if target and per_pixel:
         return dataset.map(lambda x, y, *rest: ({n: x[n] for n in names}, tf.cast(x[target], tf.int32), *rest))
     if target:
+        row_shape = dataset.element_spec[0][target].shape[1:]
+        one_number = row_shape.is_fully_defined() and row_shape.num_elements() == 1
         return dataset.map(lambda x, y, *rest: ({n: x[n] for n in names},
-                                                tf.reshape(tf.cast(x[target], tf.float32), [-1]) / target_scale,
+                                                (tf.reshape(tf.cast(x[target], tf.float32), [-1]) if one_number
+                                                 else tf.cast(x[target], tf.float32)) / target_scale,
                                                 *rest))
     return dataset.map(lambda x, *rest: ({n: x[n] for n in names}, *rest))
