@@ -146,6 +146,16 @@ def _study_anomaly(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_pileup(args: argparse.Namespace) -> int:
+    from hepflow.studies.pileup import format_study, run_pileup_study
+
+    report = run_pileup_study(args.data, args.out, pumml_run=args.pumml, tagger_runs=args.tagger,
+                              validation_fraction=args.validation_fraction, test_fraction=args.test_fraction)
+    print(format_study(report))
+    print(f"report: {args.out}/report.md, plots: {args.out}/*.png, TensorBoard: {args.out}/tensorboard")
+    return 0
+
+
 def _generate_calo(args: argparse.Namespace) -> int:
     from hepflow.physics.calo_generate import generate_calo_showers
 
@@ -671,6 +681,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--adversary-weights", type=float, nargs="+", default=[1.0, 10.0, 100.0], metavar="LAMBDA",
                    help="λ of the mass-decorrelated autoencoders")
     p.set_defaults(func=_study_anomaly)
+    p = st.add_parser("pileup", help="jet mass and pT after CHS, area-median, SoftKiller and PUMML against the "
+                      "pileup-free jets; taggers trained without pileup scored with it")
+    p.add_argument("--data", action="append", required=True,
+                   help="a folder of hepflow generate jets --pileup-mu (repeatable: one per μ)")
+    p.add_argument("--pumml", default=None, help="a finished PUMML run (configs/pileup/pumml_mu140.yaml)")
+    p.add_argument("--tagger", action="append", default=[], help="a finished tagger run trained without pileup "
+                   "(repeatable)")
+    p.add_argument("--out", default="studies/pileup", help="report.md, report.json, PNGs and TensorBoard logs")
+    p.add_argument("--test-fraction", type=_positive_float, default=0.33,
+                   help="the last files of each process that are test jets (as in the PUMML config)")
+    p.add_argument("--validation-fraction", type=_non_negative_float, default=0.17,
+                   help="the files before them that are validation jets (as in the PUMML config)")
+    p.set_defaults(func=_study_pileup)
     p = sub.add_parser("datasets", help="tfds datasets of hepflow")
     ds_sub = p.add_subparsers(dest="action", required=True)
     p = ds_sub.add_parser("build", help="build a tfds dataset offline (no apache-beam needed)")

@@ -46,7 +46,7 @@ from hepflow.runs.splits import refuse_seen_files
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 -- after choosing the backend
 
-__all__ = ["RESOLUTION_METHODS", "TAGGER_METHODS", "run_pileup_study", "format_study", "test_files"]
+__all__ = ["RESOLUTION_METHODS", "TAGGER_METHODS", "run_pileup_study", "format_study", "pileup_test_files"]
 
 RESOLUTION_METHODS = ("none", "chs", "area_median", "softkiller")
 TAGGER_METHODS = ("none", "chs", "softkiller")
@@ -57,10 +57,11 @@ _LABELS = {"none": "no mitigation", "chs": "CHS", "area_median": "CHS + area–m
            "pumml": "CHS + PUMML", "pixel_truth": "pixelized truth"}
 
 
-def test_files(data_dir: str, *, validation_fraction: float, test_fraction: float) -> dict[str, list[str]]:
+def pileup_test_files(data_dir: str, *, validation_fraction: float, test_fraction: float) -> dict[str, list[str]]:
     """Process → the test files of a pileup folder, split as a training config with these fractions would."""
     config = {"data": {"dir": data_dir, "split": {"validation": validation_fraction, "test": test_fraction},
-                       "samples": [{"name": p, "files": f"{p}_*.h5", "label": label} for p, label in _PROCESSES.items()]}}
+                       "samples": [{"name": p, "files": f"{p}_*.h5", "keys": list(_KEYS[:-1]), "label": label}
+                                   for p, label in _PROCESSES.items()]}}
     return {s.name: list(s.files) for s in split_specs(config)["test"]}
 
 
@@ -216,9 +217,10 @@ def run_pileup_study(data_dirs: Sequence[str], out_dir: str, *, pumml_run: str |
     pngs = []
     for d in data_dirs:
         mu = _mu_of(d)
-        files = test_files(d, validation_fraction=validation_fraction, test_fraction=test_fraction)
+        files = pileup_test_files(d, validation_fraction=validation_fraction, test_fraction=test_fraction)
         if pumml_config is not None:
-            refuse_seen_files([SampleSpec(name=p, files=f, label=_PROCESSES[p]) for p, f in files.items()],
+            refuse_seen_files([SampleSpec(name=p, files=f, keys=["constituents"], label=_PROCESSES[p])
+                               for p, f in files.items()],
                               [pumml_config], where=d)
         arrays = _read([f for p in _PROCESSES for f in files[p]])
         reco = _reconstruct(arrays, pumml_model, pumml_kwargs)
