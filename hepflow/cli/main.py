@@ -147,7 +147,7 @@ def _study_anomaly(args: argparse.Namespace) -> int:
 
 
 def _study_pileup(args: argparse.Namespace) -> int:
-    from hepflow.studies.pileup import format_study, run_pileup_study
+    from hepflow.evaluation.pileup import format_study, run_pileup_study
 
     report = run_pileup_study(args.data, args.out, pumml_run=args.pumml, tagger_runs=args.tagger,
                               validation_fraction=args.validation_fraction, test_fraction=args.test_fraction)
@@ -379,6 +379,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         table = evaluate_anomaly_run(args.run_dirs[0], signals, out_dir=args.out, efficiencies=args.efficiencies)
         print(format_report(table, tuple(args.efficiencies)))
         print(json.dumps(table))
+        return 0
+    config = load_config(os.path.join(args.run_dirs[0], "config.yaml"))
+    if task == "regression" and config["model"]["name"] == "pumml":  # pileup mitigation: jets against no-pileup jets
+        from hepflow.evaluation.pileup import format_study, run_pileup_study
+
+        data = [config["data"]["dir"]] + list(args.test_dir or [])
+        split = config["data"]["split"]
+        out = args.out or os.path.join(args.run_dirs[0], "evaluation")
+        report = run_pileup_study(data, out, pumml_run=args.run_dirs[0], validation_fraction=split.get("validation", 0),
+                                  test_fraction=split.get("test", 0))
+        print(format_study(report))
+        print(f"report.md, report.json, PNGs and TensorBoard logs in {out}")
         return 0
     if task == "regression":
         from hepflow.evaluation.regression import evaluate_regression

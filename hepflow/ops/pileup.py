@@ -8,8 +8,11 @@ tower, which cannot tell), its active ``area`` and a grid of event patches (``pa
 
 * **Charged-hadron subtraction (CHS)**: drop the tracks from pileup vertices.
 * **Area–median subtraction** (Cacciari, Salam, Soyez, arXiv:0707.1378): after CHS, subtract
-  ρ·A from the jet four-momentum, ρ the median of the towers' pT density over the patches
-  (what FastJet's grid-median estimator computes) and A the jet's active area.
+  ρ·A_μ from the jet four-momentum. ρ is the median of the towers' pT density over the patches
+  of the three η rows nearest the jet (FastJet's grid-median estimator, local in η: the tower
+  threshold acts on energy, so the density of the towers grows with |η|, by 20 % from η = 0 to
+  2.2 at μ = 140). A_μ is the four-vector area: that of a uniformly covered disc with the jet's
+  active area, as ghosts would give it, so the pileup's contribution to the mass goes too.
 * **SoftKiller** (Cacciari, Salam, Soyez, arXiv:1407.0408): after CHS, drop the towers whose pT
   is below the median over the patches of the highest tower pT in each patch, the cut that
   leaves half the patches empty. The jet is the sum of what is left of its constituents (not
@@ -30,12 +33,13 @@ from typing import Any
 import tensorflow as tf
 
 from hepflow.ops.jets import jet_four_vector, jet_kinematics
+from hepflow.physics.pileup import PATCH_ETA_BINS, PATCH_ETA_MAX, PATCH_PHI_BINS
 
 __all__ = ["METHODS", "PATCH_AREA", "charged_hadron_subtraction", "patch_rho", "softkiller_cut", "softkiller",
-           "area_median_subtraction", "mitigated_jet", "PileupMitigation", "pumml_images", "pumml_jet", "PummlImages"]
+           "disc_area_four_vector", "area_median_subtraction", "mitigated_jet", "PileupMitigation", "pumml_images", "pumml_jet", "PummlImages"]
 
 #: Area of one event patch (Δη × Δφ = 0.5 × 2π/12), as in :mod:`hepflow.physics.pileup`.
-PATCH_AREA = 0.5 * 2 * math.pi / 12
+PATCH_AREA = (2 * PATCH_ETA_MAX / PATCH_ETA_BINS) * (2 * math.pi / PATCH_PHI_BINS)
 #: Methods of :func:`mitigated_jet` and :class:`PileupMitigation`.
 METHODS = ("none", "chs", "area_median", "softkiller")
 _EPS = 1e-8
@@ -54,9 +58,46 @@ def charged_hadron_subtraction(constituents: tf.Tensor, track_vertex: tf.Tensor)
     return tf.cast(constituents, tf.float32) * tf.cast(keep, tf.float32)[..., None]
 
 
-def patch_rho(patch_pt_sum: tf.Tensor, *, patch_area: float = PATCH_AREA) -> tf.Tensor:
-    """``(batch,)`` ρ: the median over patches of the towers' pT per unit area (GeV)."""
-    return _median(patch_pt_sum) / patch_area
+def patch_rho(patch_pt_sum: tf.Tensor, jet_eta: tf.Tensor | None = None, *, rows: int = 3,
+              patch_area: float = PATCH_AREA) -> tf.Tensor:
+    """``(batch,)`` ρ: the median over patches of the towers' pT per unit area (GeV).
+
+    Args:
+        patch_pt_sum: ``(batch, PATCH_ETA_BINS · PATCH_PHI_BINS)`` as the pileup files store it.
+        jet_eta: Optional ``(batch,)``: then only the ``rows`` η rows of patches nearest the jet count.
+        rows: How many η rows (default 3: |Δη| ≲ 0.75).
+    """
+    x = tf.cast(patch_pt_sum, tf.float32)
+    if jet_eta is None:
+        return _median(x) / patch_area
+    grid = tf.reshape(x, (-1, PATCH_ETA_BINS, PATCH_PHI_BINS))
+    centres = (tf.range(PATCH_ETA_BINS, dtype=tf.float32) + 0.5) * (2 * PATCH_ETA_MAX / PATCH_ETA_BINS) - PATCH_ETA_MAX
+    first = tf.argmin(tf.abs(centres[None, :] - tf.cast(jet_eta, tf.float32)[:, None]), axis=-1, output_type=tf.int32)
+    first = tf.clip_by_value(first - rows // 2, 0, PATCH_ETA_BINS - rows)
+    index = first[:, None] + tf.range(rows)[None, :]
+    near = tf.gather(grid, index, batch_dims=1)
+    return _median(tf.reshape(near, (-1, rows * PATCH_PHI_BINS))) / patch_area
+
+
+def disc_area_four_vector(eta: tf.Tensor, phi: tf.Tensor, area: tf.Tensor, *, radial: int = 8,
+                          angular: int = 16) -> tf.Tensor:
+    """``(batch, 4)``: the four-vector area of a disc of ``area`` around (η, φ).
+
+    The sum of massless ghosts of unit pT density covering the disc, by a quadrature of
+    ``radial × angular`` equal-area cells: what FastJet's active-area ghosts sum to for a
+    circular jet.
+    """
+    area = tf.cast(area, tf.float32)
+    radius = tf.sqrt(area / math.pi)
+    r = tf.sqrt((tf.range(radial, dtype=tf.float32) + 0.5) / radial)  # equal-area rings of the unit disc
+    theta = (tf.range(angular, dtype=tf.float32) + 0.5) * (2 * math.pi / angular)
+    dx = tf.reshape(r[:, None] * tf.cos(theta)[None, :], [-1])
+    dy = tf.reshape(r[:, None] * tf.sin(theta)[None, :], [-1])
+    g_eta = tf.cast(eta, tf.float32)[:, None] + radius[:, None] * dx[None, :]
+    g_phi = tf.cast(phi, tf.float32)[:, None] + radius[:, None] * dy[None, :]
+    pt = (area / (radial * angular))[:, None]
+    return tf.stack([tf.reduce_sum(pt * tf.cosh(g_eta), -1), tf.reduce_sum(pt * tf.cos(g_phi), -1),
+                     tf.reduce_sum(pt * tf.sin(g_phi), -1), tf.reduce_sum(pt * tf.sinh(g_eta), -1)], axis=-1)
 
 
 def softkiller_cut(patch_pt_max: tf.Tensor) -> tf.Tensor:
@@ -73,18 +114,15 @@ def softkiller(constituents: tf.Tensor, charge: tf.Tensor, cut: tf.Tensor) -> tf
 
 
 def area_median_subtraction(jet: tf.Tensor, rho: tf.Tensor, area: tf.Tensor) -> tf.Tensor:
-    """``(batch, 4)``: the jet four-momentum minus ρ·A along its axis; nothing left when ρ·A ≥ pT.
+    """``(batch, 4)``: the jet four-momentum minus ρ·A_μ; nothing left when that removes all its pT.
 
-    The subtracted four-vector is massless with transverse momentum ρ·A in the jet's direction
-    (the four-vector area of a circular jet; the ρ_m term of massive pileup is neglected).
+    A_μ is :func:`disc_area_four_vector` around the jet's axis (the ρ_m term of massive pileup is
+    left out: towers are massless).
     """
     jet = tf.cast(jet, tf.float32)
     k = jet_kinematics(jet[:, None, :])
-    pt_sub = tf.cast(rho, tf.float32) * tf.cast(area, tf.float32)
-    sub = tf.stack([pt_sub * tf.cosh(k["eta"]), pt_sub * tf.cos(k["phi"]), pt_sub * tf.sin(k["phi"]),
-                    pt_sub * tf.sinh(k["eta"])], axis=-1)
-    out = jet - sub
-    alive = (k["pt"] > pt_sub) & (out[:, 0] > 0)
+    out = jet - tf.cast(rho, tf.float32)[:, None] * disc_area_four_vector(k["eta"], k["phi"], area)
+    alive = (tf.reduce_sum(out[:, 1:3] * jet[:, 1:3], -1) > 0) & (out[:, 0] > 0)  # still pointing the jet's way
     return out * tf.cast(alive, tf.float32)[:, None]
 
 
@@ -103,7 +141,8 @@ def mitigated_jet(features: dict[str, tf.Tensor], method: str) -> tuple[tf.Tenso
         c = softkiller(c, features["charge"], softkiller_cut(features["patch_pt_max"]))
     jet = jet_four_vector(c)
     if method == "area_median":
-        jet = area_median_subtraction(jet, patch_rho(features["patch_pt_sum"]), features["area"])
+        eta = jet_kinematics(jet[:, None, :])["eta"]
+        jet = area_median_subtraction(jet, patch_rho(features["patch_pt_sum"], eta), features["area"])
     return c, jet
 
 

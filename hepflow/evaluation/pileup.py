@@ -10,8 +10,8 @@ reads jets generated with pileup (``hepflow generate jets --pileup-mu``), one fo
    the median shift (bias) and half the 16–84 % interval (resolution, σ68), for QCD and top
    jets apart. A row "pixelized truth" sums the PUMML target image with the leading-vertex
    tracks: the best an image-based method can do at that pixel size.
-2. **Tagger robustness**: each tagger run (trained without pileup) scored on every jet of each
-   folder, raw and after CHS and CHS + SoftKiller (the mitigation runs in the pipeline before
+2. **Tagger robustness**: each tagger run (trained without pileup) scored on the same test jets
+   of each folder, raw and after CHS and CHS + SoftKiller (the mitigation runs in the pipeline before
    the run's own transform): AUC and 1/εB at εS = 0.3 and 0.5, next to its score on its own
    pileup-free test files.
 
@@ -20,7 +20,6 @@ logs under ``out_dir``.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -162,7 +161,8 @@ def _tagger_row(labels, scores) -> dict[str, float]:
     return row
 
 
-def _tagger_robustness(run_dir: str, data_dirs: Sequence[str], *, progress: bool) -> dict[str, Any]:
+def _tagger_robustness(run_dir: str, tests: Mapping[str, Mapping[str, list[str]]], *, progress: bool
+                       ) -> dict[str, Any]:
     run = finished_run(run_dir)
     config = run["config"]
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
@@ -170,9 +170,9 @@ def _tagger_robustness(run_dir: str, data_dirs: Sequence[str], *, progress: bool
     own = split_specs(config)["test"]
     _, y, s = score_specs(model, own, transform=transform, progress=progress, desc=f"{config['name']} (own test)")
     out: dict[str, Any] = {"no_pileup": _tagger_row(y, s)}
-    for d in data_dirs:
+    for d, files in tests.items():
         mu = _mu_of(d)
-        specs = [SampleSpec(name=p, files=sorted(glob.glob(os.path.join(d, f"{p}_*.h5"))), label=label,
+        specs = [SampleSpec(name=p, files=files[p], label=label,
                             keys=["constituents", "charge", "type", "track_vertex", "patch_pt_max"])
                  for p, label in _PROCESSES.items()]
         refuse_seen_files(specs, [config], where=d)
@@ -215,9 +215,10 @@ def run_pileup_study(data_dirs: Sequence[str], out_dir: str, *, pumml_run: str |
                 pumml_kwargs.update(item["pumml_images"] or {})
     report: dict[str, Any] = {"resolution": {}, "taggers": {}, "jets": {}}
     pngs = []
-    for d in data_dirs:
+    tests = {d: pileup_test_files(d, validation_fraction=validation_fraction, test_fraction=test_fraction)
+             for d in data_dirs}
+    for d, files in tests.items():
         mu = _mu_of(d)
-        files = pileup_test_files(d, validation_fraction=validation_fraction, test_fraction=test_fraction)
         if pumml_config is not None:
             refuse_seen_files([SampleSpec(name=p, files=f, keys=["constituents"], label=_PROCESSES[p])
                                for p, f in files.items()],
@@ -231,7 +232,7 @@ def run_pileup_study(data_dirs: Sequence[str], out_dir: str, *, pumml_run: str |
             pngs.append(os.path.join(out_dir, f"{kind}_mu{mu:g}.png"))
             plot(arrays, reco, mu, pngs[-1])
     for run_dir in tagger_runs:
-        report["taggers"][finished_run(run_dir)["config"]["name"]] = _tagger_robustness(run_dir, data_dirs,
+        report["taggers"][finished_run(run_dir)["config"]["name"]] = _tagger_robustness(run_dir, tests,
                                                                                        progress=progress)
     write_atomic(os.path.join(out_dir, "report.json"), json.dumps(json_safe(report), indent=1))
     write_atomic(os.path.join(out_dir, "report.md"), format_study(report))

@@ -12,7 +12,7 @@ import yaml
 
 from hepflow.errors import DataError
 from hepflow.ops.pileup import pumml_images
-from hepflow.studies.pileup import run_pileup_study, pileup_test_files
+from hepflow.evaluation.pileup import run_pileup_study, pileup_test_files
 from hepflow.training import train
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "pileup")
