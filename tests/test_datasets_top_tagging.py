@@ -31,7 +31,25 @@ def test_registered_name_and_configs():
     import hepflow.datasets  # noqa: F401
 
     assert "top_tagging" in tfds.list_builders()
-    assert [c.name for c in TopTagging.BUILDER_CONFIGS] == ["generated", "generated_beam", "reference"]
+    assert [c.name for c in TopTagging.BUILDER_CONFIGS] == ["generated", "generated_beam", "pileup_mu20", "pileup_mu60",
+                                                           "pileup_mu140", "reference"]
+
+
+def test_tiny_pileup_config_keeps_the_pileup_free_jets(tmp_path):
+    """Same seeds with and without pileup: the pileup config's nopu_* jets are the generated config's jets."""
+    kw = dict(n_train=4, n_validation=2, n_test=2, workers=1, mpi=False)
+    plain = TopTagging(config=TopTaggingConfig(name="tiny", **kw), data_dir=str(tmp_path / "plain"))
+    pileup = TopTagging(config=TopTaggingConfig(name="tiny_pu", pileup_mu=20.0, minbias_events=40, **kw),
+                        data_dir=str(tmp_path / "pu"))
+    for b in (plain, pileup):
+        b.download_and_prepare()
+    a = {e["pt"]: e for e in plain.as_dataset(split="train").as_numpy_iterator()}
+    b = list(pileup.as_dataset(split="train").as_numpy_iterator())
+    assert len(b) == 4 and all(e["constituents"].shape == (512, 4) for e in b)
+    for e in b:
+        twin = a[e["nopu_pt"]]
+        np.testing.assert_array_equal(e["nopu_constituents"], twin["constituents"])
+        assert e["pt"] > e["nopu_pt"] and 5 < e["n_pileup"] < 40 and set(np.unique(e["track_vertex"])) <= {-1, 0, 1}
 
 
 def test_cli_builds_the_reference_config_from_a_manual_dir(tmp_path, capsys):

@@ -167,18 +167,21 @@ def _tagger_robustness(run_dir: str, tests: Mapping[str, Mapping[str, list[str]]
     config = run["config"]
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     transform = build_transform(config)
-    own = split_specs(config)["test"]
-    _, y, s = score_specs(model, own, transform=transform, progress=progress, desc=f"{config['name']} (own test)")
-    out: dict[str, Any] = {"no_pileup": _tagger_row(y, s)}
+    parts = transform.transforms if isinstance(transform, Compose) else [transform] if transform else []
+    own = [p for p in parts if isinstance(p, PileupMitigation)]
+    _, y, s = score_specs(model, split_specs(config)["test"], transform=transform, progress=progress,
+                          desc=f"{config['name']} (own test)")
+    out: dict[str, Any] = {"own_test": _tagger_row(y, s)}
     for d, files in tests.items():
         mu = _mu_of(d)
         specs = [SampleSpec(name=p, files=files[p], label=label,
-                            keys=["constituents", "charge", "type", "track_vertex", "patch_pt_max"])
+                            keys=["constituents", "charge", "type", "track_vertex", "patch_pt_max", "patch_pt_sum",
+                                  "area"])
                  for p, label in _PROCESSES.items()]
         refuse_seen_files(specs, [config], where=d)
-        for method in TAGGER_METHODS:
-            mitigation = PileupMitigation(method=method)
-            full = Compose([mitigation, *(transform.transforms if isinstance(transform, Compose) else [transform] if transform else [])])
+        # a run trained on pileup jets through a mitigation is scored as it was trained; others with each method
+        for method in [own[0].method] if own else TAGGER_METHODS:
+            full = transform if own else Compose([PileupMitigation(method=method), *parts])
             _, y, s = score_specs(model, specs, transform=full, progress=progress,
                                   desc=f"{config['name']} μ={mu:g} {method}")
             out[f"mu{mu:g}_{method}"] = _tagger_row(y, s)
@@ -195,7 +198,8 @@ def run_pileup_study(data_dirs: Sequence[str], out_dir: str, *, pumml_run: str |
         out_dir: Where ``report.md``, ``report.json``, the PNGs and ``tensorboard/`` go.
         pumml_run: A finished PUMML run (``configs/pileup/pumml_mu140.yaml``); its training and
             validation files must not be among the test files.
-        tagger_runs: Finished tagger runs trained without pileup.
+        tagger_runs: Finished tagger runs: trained without pileup (scored raw, after CHS and after
+            CHS + SoftKiller), or on pileup jets (scored as trained, with the mitigation in their config).
         validation_fraction, test_fraction: The split of each folder's files (as in the PUMML config).
 
     Returns:
@@ -272,10 +276,10 @@ def format_study(report: Mapping[str, Any]) -> str:
             lines.append(f"| {_LABELS[method]} | " + " | ".join(cells) + " |")
         lines.append("")
     for name, rows in report["taggers"].items():
-        lines += [f"## Tagger {name}, trained without pileup", "",
+        lines += [f"## Tagger {name}", "",
                   "| scored on | AUC | 1/εB at εS = 0.3 | 1/εB at εS = 0.5 |", "|---|---:|---:|---:|"]
         for where, row in rows.items():
-            label = "no pileup (own test files)" if where == "no_pileup" else (
+            label = "its own test files" if where == "own_test" else (
                 f"μ = {where[2:].split('_', 1)[0]}, {_LABELS[where.split('_', 1)[1]]}")
             lines.append(f"| {label} | {row['auc']:.4f} | {row['rejection_at_0.3']:.1f} ± {row['rejection_err_at_0.3']:.1f}"
                          f" | {row['rejection_at_0.5']:.1f} ± {row['rejection_err_at_0.5']:.1f} |")

@@ -51,7 +51,7 @@ def test_pileup_study(runs, pileup_jets_dir, tmp_path):
         assert abs(table["pixel_truth"][f"{process}_pt"]["bias"]) < 0.5 * chs
         assert table["none"][f"{process}_mass"]["bias"] > table["chs"][f"{process}_mass"]["bias"]
     rows = report["taggers"]["deeptop_cnn_mu0"]
-    assert set(rows) == {"no_pileup", "mu20_none", "mu20_chs", "mu20_softkiller"}
+    assert set(rows) == {"own_test", "mu20_none", "mu20_chs", "mu20_softkiller"}
     assert all(0 <= r["auc"] <= 1 for r in rows.values())
     for name in ("report.md", "report.json", "mass_mu20.png", "delta_mass_mu20.png"):
         assert (out / name).stat().st_size > 0
