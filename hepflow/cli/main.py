@@ -123,6 +123,25 @@ def _generate_jets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate_events(args: argparse.Namespace) -> int:
+    from hepflow.physics.events import EventSettings, generate_events
+
+    counts = {}
+    for item in args.process:
+        name, sep, n = item.partition("=")
+        if not sep or not n.isdigit() or int(n) <= 0:
+            raise ConfigError(f"hepflow generate events: --process must look like w=3000. Received: {item!r}")
+        counts[name] = int(n)
+    m = generate_events(args.out, counts=counts, workers=args.workers, chunk_events=args.chunk_events, seed=args.seed,
+                        settings=EventSettings(mpi=not args.no_mpi))
+    run = m["generated_this_run"]
+    rate = f", {run['events_per_s']:.1f} events/s" if run["events_per_s"] else " (everything was already there)"
+    print(f"{args.out}: " + ", ".join(f"{v['events']:,} {p} (σ·ε = {v['rate_pb']:.3g} pb)"
+                                      for p, v in m["processes"].items())
+          + f"; this run generated {run['events']} events in {run['seconds']:.1f} s{rate}")
+    return 0
+
+
 def _generate_minbias(args: argparse.Namespace) -> int:
     from hepflow.physics.minbias import generate_minbias
 
@@ -152,6 +171,17 @@ def _study_pileup(args: argparse.Namespace) -> int:
     report = run_pileup_study(args.data, args.out, pumml_run=args.pumml, tagger_runs=args.tagger,
                               validation_fraction=args.validation_fraction, test_fraction=args.test_fraction)
     print(format_study(report))
+    print(f"report: {args.out}/report.md, plots: {args.out}/*.png, TensorBoard: {args.out}/tensorboard")
+    return 0
+
+
+def _study_events(args: argparse.Namespace) -> int:
+    from hepflow.evaluation.events import evaluate_event_runs, format_events_report
+    from hepflow.physics.events import SIGNALS
+
+    report = evaluate_event_runs(args.run, data_dir=args.data, out_dir=args.out, signals=args.signal or SIGNALS,
+                                 baselines=not args.no_baselines)
+    print(format_events_report(report))
     print(f"report: {args.out}/report.md, plots: {args.out}/*.png, TensorBoard: {args.out}/tensorboard")
     return 0
 
@@ -628,6 +658,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "pileup-free jet is kept as nopu_*")
     p.add_argument("--minbias-pool", default=None, help="folder written by hepflow generate minbias")
     p.set_defaults(func=_generate_jets)
+    p = gen.add_parser("events", help="whole events as object lists (e, μ, γ, jets with b/τ tags, MET) after an "
+                       "object-level detector and a single-lepton trigger: SM and signals (needs [pythia])")
+    p.add_argument("--out", required=True, help="output folder (re-running resumes)")
+    p.add_argument("--process", action="append", required=True,
+                   help="PROCESS=N with PROCESS w, z, ttbar, diboson, qcd, zprime, leptoquark or h_tautau "
+                        "(repeatable), e.g. --process w=3000")
+    p.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument("--chunk-events", type=_positive_int, default=500, help="events per chunk file")
+    p.add_argument("--seed", type=int, default=1, help="run seed; chunk seeds derive from it")
+    p.add_argument("--no-mpi", action="store_true", help="switch off multi-parton interactions (faster)")
+    p.set_defaults(func=_generate_events)
     p = gen.add_parser("minbias", help="a pool of minimum-bias (inelastic 14 TeV) events for pileup (needs [pythia])")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
     p.add_argument("--events", type=_positive_int, required=True, help="events in the pool")
@@ -706,6 +747,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--validation-fraction", type=_non_negative_float, default=0.17,
                    help="the files before them that are validation jets (as in the PUMML config)")
     p.set_defaults(func=_study_pileup)
+    p = st.add_parser("events", help="event-level anomaly detection: runs on whole events and k-means/isolation-forest "
+                      "baselines against the signals, on the weighted SM cocktail")
+    p.add_argument("--data", default="data/events", help="the folder of hepflow generate events")
+    p.add_argument("--run", action="append", required=True, help="a finished anomaly run on the events (repeatable)")
+    p.add_argument("--signal", action="append", default=None, help="signal process (repeatable; default all)")
+    p.add_argument("--no-baselines", action="store_true", help="skip k-means and the isolation forest")
+    p.add_argument("--out", default="studies/events", help="report.md, report.json, PNGs and TensorBoard logs")
+    p.set_defaults(func=_study_events)
     p = sub.add_parser("datasets", help="tfds datasets of hepflow")
     ds_sub = p.add_subparsers(dest="action", required=True)
     p = ds_sub.add_parser("build", help="build a tfds dataset offline (no apache-beam needed)")

@@ -6,7 +6,8 @@ from hepflow.layers.masked_pooling import MaskedAverage, MaskedSum, WeightedSum
 from hepflow.layers.message_passing import LearnedAdjacencyMessagePassing
 from hepflow.layers.pixel_share import PixelShare
 from hepflow.layers.recnn import GatedTreeEmbedding
+from hepflow.layers.set_attention import ElementMask, MaskedSelfAttention
 from hepflow.layers.tree_edge_conv import TreeEdgeConv, TreeNeighbours
 
 __all__ = ["EdgeConv", "MaskedAverage", "MaskedSum", "WeightedSum", "GatedTreeEmbedding",
-           "LearnedAdjacencyMessagePassing", "PixelShare", "TreeEdgeConv", "TreeNeighbours"]
+           "LearnedAdjacencyMessagePassing", "PixelShare", "ElementMask", "MaskedSelfAttention", "TreeEdgeConv", "TreeNeighbours"]

@@ -5,7 +5,12 @@ Kasieczka, Plehn, Thompson, arXiv:1808.08979): an autoencoder learns to map QCD 
 themselves through a narrow bottleneck (6 by default, as in the first study); the
 per-jet reconstruction error is the anomaly score.
 
-* :class:`Autoencoder` — ``architecture="dense"`` or ``"conv"`` (convolutional, for jet images).
+* :class:`Autoencoder` — ``architecture="dense"`` or ``"conv"`` (convolutional, for jet images),
+  or, for sets stored as padded slots whose first feature is 1 for a real element (whole events
+  as object lists, :mod:`hepflow.ops.events`), a permutation-invariant encoder: ``"deep_sets"``
+  (a shared per-element network summed over the real elements) or ``"transformer"`` (masked
+  self-attention blocks, then a mean over the real elements). Their decoder is dense and gives
+  every slot back, empty ones included, so the multiplicities are reconstructed too.
 * :class:`PCA` — the linear baseline: the leading principal components of the training
   images, computed exactly from moments accumulated over one pass of the pipeline.
 
@@ -21,9 +26,15 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from hepflow.layers.masked_pooling import MaskedAverage, MaskedSum
+from hepflow.layers.set_attention import ElementMask, MaskedSelfAttention
 from hepflow.models.base import OwnStepModel
 
-__all__ = ["Autoencoder", "PCA", "conv_autoencoder", "dense_autoencoder", "pca", "reconstruction_error"]
+__all__ = ["ARCHITECTURES", "Autoencoder", "PCA", "conv_autoencoder", "dense_autoencoder", "pca", "set_autoencoder", "reconstruction_error"]
+
+
+#: ``architecture`` values of :class:`Autoencoder`.
+ARCHITECTURES = ("dense", "conv", "deep_sets", "transformer")
 
 
 def reconstruction_error(x, reconstruction):
@@ -61,6 +72,31 @@ def _dense_coders(input_shape, latent_dim: int, hidden: Sequence[int], latent_ou
         h = keras.layers.Dense(width, activation="relu")(h)
     # linear output: a ReLU output layer can die at zero and never recover
     out = keras.layers.Reshape(tuple(input_shape))(keras.layers.Dense(size)(h))
+    return encoder, keras.Model(z, out, name="decoder")
+
+
+def _set_coders(input_shape, latent_dim: int, hidden: Sequence[int], latent_outputs: int, kind: str):
+    """A permutation-invariant encoder over the real slots and a dense decoder of all slots."""
+    slots, features = (int(d) for d in input_shape)
+    x = keras.Input((slots, features), name="x")
+    mask = ElementMask(channel=0)(x)
+    width = hidden[0] if hidden else 64
+    h = keras.layers.Dense(width, activation="relu")(x)
+    if kind == "deep_sets":
+        h = keras.layers.Dense(width, activation="relu")(h)
+        pooled = MaskedSum()([h, mask])
+    else:
+        for _ in range(2):
+            h = MaskedSelfAttention(heads=4, key_dim=max(4, width // 4), feed_forward=2 * width)([h, mask])
+        pooled = MaskedAverage()([h, mask])
+    for w in hidden[1:]:
+        pooled = keras.layers.Dense(w, activation="relu")(pooled)
+    encoder = keras.Model(x, keras.layers.Dense(latent_outputs, name="latent")(pooled), name="encoder")
+    z = keras.Input((latent_dim,), name="z")
+    h = z
+    for w in reversed(hidden):
+        h = keras.layers.Dense(w, activation="relu")(h)
+    out = keras.layers.Reshape((slots, features))(keras.layers.Dense(slots * features)(h))
     return encoder, keras.Model(z, out, name="decoder")
 
 
@@ -112,8 +148,11 @@ class Autoencoder(OwnStepModel):
                  hidden: Sequence[int] = (512, 128, 32), filters: Sequence[int] = (16, 32), dense: int = 64,
                  input_key: str = "image", input_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
-        if architecture not in ("dense", "conv"):
-            raise ValueError(f"architecture must be 'dense' or 'conv'. Received: architecture={architecture!r}")
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}. Received: architecture={architecture!r}")
+        if architecture in ("deep_sets", "transformer") and len(input_shape) != 2:
+            raise ValueError(f"architecture={architecture!r} reads sets (slots, features). Received: "
+                             f"input_shape={tuple(input_shape)}")
         if int(latent_dim) < 1 or not float(input_scale) > 0:
             raise ValueError(f"latent_dim must be ≥ 1 and input_scale > 0. Received: latent_dim={latent_dim}, "
                              f"input_scale={input_scale}")
@@ -131,6 +170,8 @@ class Autoencoder(OwnStepModel):
     def _coders(self, latent_outputs: int):
         if self.architecture == "dense":
             return _dense_coders(self.input_shape_, self.latent_dim, self.hidden, latent_outputs)
+        if self.architecture in ("deep_sets", "transformer"):
+            return _set_coders(self.input_shape_, self.latent_dim, self.hidden, latent_outputs, self.architecture)
         return _conv_coders(self.input_shape_, self.latent_dim, self.filters, self.dense, latent_outputs)
 
     def _input(self, features):
@@ -291,6 +332,20 @@ def conv_autoencoder(*, input_shape: Sequence[int], latent_dim: int = 6, filters
     """A convolutional :class:`Autoencoder` for jet images (factory for configs)."""
     return Autoencoder(input_shape=input_shape, latent_dim=latent_dim, architecture="conv", filters=filters,
                        dense=dense, input_key=input_key, input_scale=input_scale, name=name)
+
+
+def set_autoencoder(*, input_shape: Sequence[int] = (23, 12), latent_dim: int = 8, encoder: str = "deep_sets",
+                    hidden: Sequence[int] = (64, 32), input_key: str = "event", input_scale: float = 1.0,
+                    name: str = "set_autoencoder") -> Autoencoder:
+    """An :class:`Autoencoder` of sets with a ``"deep_sets"`` or ``"transformer"`` encoder (factory for configs).
+
+    The defaults read whole events (``event`` of the ``event_features`` transform: 23 slots of 12
+    features) into a latent space of 8.
+    """
+    if encoder not in ("deep_sets", "transformer"):
+        raise ValueError(f"encoder must be 'deep_sets' or 'transformer'. Received: encoder={encoder!r}")
+    return Autoencoder(input_shape=input_shape, latent_dim=latent_dim, architecture=encoder, hidden=hidden,
+                       input_key=input_key, input_scale=input_scale, name=name)
 
 
 def pca(*, input_shape: Sequence[int], components: int = 6, input_key: str = "image", input_scale: float = 1.0,
