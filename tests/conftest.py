@@ -129,3 +129,19 @@ def pileup_jets_dir(tmp_path_factory):
     generate_jets(str(d), counts={"top": 12, "qcd": 12}, workers=2, chunk_jets=2, seed=1, settings=settings,
                   progress=False, dataset="top_tagging")
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_events_dir(tmp_path_factory):
+    """Real Pythia events as object lists (no MPI for speed): 12 of each SM process in 6 files, 4 of each
+    signal (about 20 s)."""
+    pytest.importorskip("pythia8mc")
+    import dataclasses
+
+    from hepflow.physics.events import EventSettings, generate_events
+
+    d = tmp_path_factory.mktemp("events")
+    counts = {**{p: 12 for p in ("w", "z", "ttbar", "diboson", "qcd")}, "zprime": 4, "leptoquark": 4, "h_tautau": 4}
+    generate_events(str(d), counts=counts, workers=2, chunk_events=2, seed=1,
+                    settings=dataclasses.replace(EventSettings(), mpi=False), progress=False)
+    return d

@@ -71,14 +71,18 @@ def weighted_efficiency_curve(background: np.ndarray, weights: np.ndarray, signa
     return x, y, float(np.trapezoid(y, x))
 
 
-def _signal_efficiency_at(background, weights, signal, eff_b: float) -> dict[str, Any]:
-    w = weights / weights.sum()
+def _top(background: np.ndarray, weights: np.ndarray, efficiency: float) -> tuple[int, float]:
+    """``(k, threshold)``: the k highest-scoring background events hold ``efficiency`` of the weight."""
     order = np.argsort(-background, kind="stable")
-    cum = np.cumsum(w[order])
-    k = int(np.searchsorted(cum, eff_b, side="right"))  # events above the threshold: the k highest
+    cum = np.cumsum(weights[order] / weights.sum())
+    k = int(np.searchsorted(cum, efficiency * (1 + 1e-9), side="right"))  # 1e-9: sums of 0.001s
+    return k, float(background[order][max(k, 1) - 1])
+
+
+def _signal_efficiency_at(background, weights, signal, eff_b: float) -> dict[str, Any]:
+    k, threshold = _top(background, weights, eff_b)
     if k < _MIN_EVENTS_ABOVE:
         return {"signal_efficiency": None, "error": None, "background_events_above": k}
-    threshold = background[order][k - 1]
     eff = float((signal >= threshold).mean())
     return {"signal_efficiency": eff, "error": float(np.sqrt(eff * (1 - eff) / len(signal))),
             "background_events_above": k}
@@ -86,10 +90,7 @@ def _signal_efficiency_at(background, weights, signal, eff_b: float) -> dict[str
 
 def _kept_by_cut(background: np.ndarray, weights: np.ndarray, efficiency: float) -> np.ndarray:
     """Which background events pass the score cut that keeps ``efficiency`` of the weighted background."""
-    order = np.argsort(-background, kind="stable")
-    cum = np.cumsum(weights[order] / weights.sum())
-    cut = background[order][max(int(np.searchsorted(cum, efficiency)), 1) - 1]
-    return background >= cut
+    return background >= _top(background, weights, efficiency)[1]
 
 
 def _read(files: Sequence[str], keys: Sequence[str]) -> dict[str, np.ndarray]:

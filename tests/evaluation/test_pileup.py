@@ -37,6 +37,7 @@ def runs(pileup_jets_dir, pythia_jets_dir, tmp_path_factory):
     return {"pumml": str(root / "pumml"), "tagger": str(root / "tagger"), "root": root}
 
 
+@pytest.mark.slow
 def test_pileup_study(runs, pileup_jets_dir, tmp_path):
     out = tmp_path / "study"
     report = run_pileup_study([str(pileup_jets_dir)], str(out), pumml_run=runs["pumml"], tagger_runs=[runs["tagger"]],
@@ -59,6 +60,7 @@ def test_pileup_study(runs, pileup_jets_dir, tmp_path):
     assert "CHS + SoftKiller" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_pileup_study_refuses_what_pumml_trained_on(runs, pileup_jets_dir, pythia_jets_dir, tmp_path):
     files = pileup_test_files(str(pileup_jets_dir), validation_fraction=0.17, test_fraction=0.33)
     assert [os.path.basename(f) for f in files["qcd"]] == ["qcd_00004.h5", "qcd_00005.h5"]
@@ -69,6 +71,7 @@ def test_pileup_study_refuses_what_pumml_trained_on(runs, pileup_jets_dir, pythi
         run_pileup_study([str(pythia_jets_dir)], str(tmp_path / "t"), progress=False)
 
 
+@pytest.mark.slow
 def test_pumml_learns_something(runs, pileup_jets_dir):
     """The PUMML prediction never exceeds the towers' pT: a share of each pixel's neutral deposit."""
     model = keras.saving.load_model(os.path.join(runs["pumml"], "model.keras"))
