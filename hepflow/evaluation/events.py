@@ -12,9 +12,9 @@ centroids) and an isolation forest, on the flattened event features — on
   contamination: then for every run alike).
 
 Per signal: the AUC, the signal efficiency at background efficiencies 10⁻², 10⁻³, 10⁻⁴ and 10⁻⁵
-with binomial errors — a working point is reported only when the weighted test background holds
-at least 10 events above it, so small samples give ``None`` rather than a number made of one
-event — and the sculpting of the leading jet and lepton pT by a cut keeping 1 % of the background
+with binomial errors — a working point is reported only when every standard-model process could
+show 10 test events above it (εB ≥ 10 · the heaviest event weight / the total), so small samples
+give ``None`` rather than a number made of one event or of none — and the sculpting of the leading jet and lepton pT by a cut keeping 1 % of the background
 (Jensen–Shannon divergence, plots). Variational autoencoders are scored by their KL term and by
 their reconstruction error. Writes ``report.md``, ``report.json``, ROC and sculpting PNGs and
 TensorBoard logs.
@@ -81,11 +81,15 @@ def _top(background: np.ndarray, weights: np.ndarray, efficiency: float) -> tupl
 
 def _signal_efficiency_at(background, weights, signal, eff_b: float) -> dict[str, Any]:
     k, threshold = _top(background, weights, eff_b)
-    if k < _MIN_EVENTS_ABOVE:
-        return {"signal_efficiency": None, "error": None, "background_events_above": k}
+    # every process must be able to show _MIN_EVENTS_ABOVE events above the cut: the heaviest test event
+    # (that of the process with the largest rate per generated event) sets the smallest measurable εB
+    smallest = _MIN_EVENTS_ABOVE * float(weights.max() / weights.sum())
+    if eff_b < smallest:
+        return {"signal_efficiency": None, "error": None, "background_events_above": k,
+                "smallest_measurable_background_efficiency": smallest}
     eff = float((signal >= threshold).mean())
     return {"signal_efficiency": eff, "error": float(np.sqrt(eff * (1 - eff) / len(signal))),
-            "background_events_above": k}
+            "background_events_above": k, "smallest_measurable_background_efficiency": smallest}
 
 
 def _kept_by_cut(background: np.ndarray, weights: np.ndarray, efficiency: float) -> np.ndarray:
@@ -317,5 +321,6 @@ def format_events_report(report: Mapping[str, Any]) -> str:
               "| method | leading jet pT | leading lepton pT |", "|---|---:|---:|"]
     for method, row in methods.items():
         lines.append(f"| {method} | {row['sculpting']['leading jet pT']:.3f} | {row['sculpting']['leading lepton pT']:.3f} |")
-    lines += ["", "— : fewer than 10 weighted test background events above that working point."]
+    lines += ["", "— : not measurable with these test events: below 10 × the heaviest test event's share of the "
+                  "weighted background."]
     return "\n".join(lines) + "\n"

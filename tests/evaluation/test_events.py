@@ -35,6 +35,10 @@ def test_working_points_need_enough_background():
     assert at["signal_efficiency"] == pytest.approx(0.25) and at["background_events_above"] == 10
     assert at["error"] == pytest.approx(np.sqrt(0.25 * 0.75 / 4))
     assert _signal_efficiency_at(b, np.ones_like(b), s, 1e-3)["signal_efficiency"] is None  # 1 event: not reported
+    # a heavy process with few test events limits the measurable efficiency for all
+    w = np.where(np.arange(1000) < 100, 50.0, 1.0)  # 100 events carrying 5000 of 5900
+    assert _signal_efficiency_at(b, w, s, 0.05)["signal_efficiency"] is None  # 10 × 50/5900 = 0.085
+    assert _signal_efficiency_at(b, w, s, 0.1)["signal_efficiency"] is not None
 
 
 def _config(name, data_dir, **training):
