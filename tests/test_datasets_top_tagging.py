@@ -136,3 +136,21 @@ def test_jet_classes_beam_engine_gives_the_process_pool_examples(tmp_path):
     for x, y in zip(a, b):
         for k in x:
             np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+
+
+def test_tiny_lhc_events_config_builds_with_rates(tmp_path):
+    import dataclasses
+
+    from hepflow.datasets import LhcEvents, LhcEventsConfig
+
+    cfg = LhcEventsConfig(name="tiny", processes=("w", "leptoquark"), n_train=3, n_validation=1, n_test=1,
+                          n_signal=(2, 1, 1), workers=1, mpi=False)
+    builder = LhcEvents(config=dataclasses.replace(cfg), data_dir=str(tmp_path))
+    builder.download_and_prepare()
+    assert builder.info.splits["train"].num_examples == 5
+    ex = list(builder.as_dataset(split="train").as_numpy_iterator())
+    assert sorted(int(e["label"]) for e in ex) == [0, 0, 0, 1, 1]
+    for e in ex:
+        assert e["objects"].shape == (23, 3) and e["mask"].sum() >= 2 and e["rate_pb"] > 0
+        np.testing.assert_array_equal(e["mask"], e["object_type"] > 0)
+    assert len({float(e["rate_pb"]) for e in ex if e["label"] == 0}) == 1  # one rate per process

@@ -758,9 +758,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("datasets", help="tfds datasets of hepflow")
     ds_sub = p.add_subparsers(dest="action", required=True)
     p = ds_sub.add_parser("build", help="build a tfds dataset offline (no apache-beam needed)")
-    p.add_argument("name", choices=["top_tagging", "calo_showers", "jet_classes"], help="dataset")
-    p.add_argument("--config", default=None, help="builder config (top_tagging: generated, reference; calo_showers: "
-                   "eplus, gamma, piplus, reference; jet_classes: jets5, w_vs_qcd)")
+    p.add_argument("name", choices=["top_tagging", "calo_showers", "jet_classes", "lhc_events"], help="dataset")
+    p.add_argument("--config", default=None, help="builder config (top_tagging: generated, generated_beam, "
+                   "pileup_mu20, pileup_mu60, pileup_mu140, reference; calo_showers: eplus, gamma, piplus, reference; "
+                   "jet_classes: jets5, w_vs_qcd; lhc_events: cocktail, sm)")
     p.add_argument("--data-dir", default=None, help="tfds data dir (default ~/tensorflow_datasets)")
     p.add_argument("--manual-dir", default=None, help="folder with the published files (reference config)")
     p.set_defaults(func=_datasets_build)

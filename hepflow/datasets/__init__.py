@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from hepflow.datasets.calo_showers import Builder as CaloShowers, CaloShowersConfig
 from hepflow.datasets.jet_classes import Builder as JetClasses, JetClassesConfig
+from hepflow.datasets.lhc_events import Builder as LhcEvents, LhcEventsConfig
 from hepflow.datasets.top_tagging import Builder as TopTagging, TopTaggingConfig
 
-__all__ = ["TopTagging", "TopTaggingConfig", "CaloShowers", "CaloShowersConfig", "JetClasses", "JetClassesConfig"]
+__all__ = ["TopTagging", "TopTaggingConfig", "CaloShowers", "CaloShowersConfig", "JetClasses", "JetClassesConfig", "LhcEvents",
+           "LhcEventsConfig"]
