@@ -72,7 +72,7 @@ def test_jet_classes_builds_trees_and_reads_as_a_hepflow_sample(tmp_path):
     import dataclasses
 
     from hepflow.data import SampleSpec, make_dataset
-    from hepflow.datasets import JetClasses, JetClassesConfig
+    from hepflow.datasets import JetClasses
 
     base = JetClasses.BUILDER_CONFIGS[1]
     cfg = dataclasses.replace(base, name="tiny", n_train=4, n_validation=2, n_test=2, workers=2, mpi=False)

@@ -122,7 +122,9 @@ def portable_chunks(layouts: Sequence[SampleLayout], planner: EpochPlanner, raw_
         blob = tf.reshape(pieces.concat(), (-1, width))
         shape, dtype = raw_spec[k]
         dtype = tf.as_dtype(dtype)
-        if dtype.size > 1:
+        if dtype == tf.bool:  # one byte, 0 or 1 (numpy's and HDF5's bool); bitcast knows no bool
+            blob = tf.not_equal(blob, 0)
+        elif dtype.size > 1:
             blob = tf.bitcast(tf.reshape(blob, (tf.shape(blob)[0], width // dtype.size, dtype.size)), dtype)
         else:
             blob = tf.bitcast(blob, dtype)
