@@ -1,15 +1,16 @@
 #!/usr/bin/env python
-"""Benchmark: ms per shower, hepflow's parametrized simulation vs the CaloGAN-style generator.
+"""Benchmark: ms per shower, hepflow's parametrized simulation vs its generators (CaloGAN, conditional VAE).
 
-Both make e+ showers at uniform energies in 1-100 GeV, in batches of 1, 10, 128 and 1024, in one
-process: the simulation (``hepflow.physics.calo_sim.simulate``, vectorized numpy) and the
-generator of ``hepflow.models.CaloGAN`` (a traced ``tf.function``; its speed does not depend on
-its weights, so ``--run`` is optional). The CaloGAN study's figures (Geant4 and its GAN, other
-hardware, arXiv:1712.10321) are printed beside ours for scale, not for comparison.
+All make e+ showers at uniform energies in 1-100 GeV, in batches of 1, 10, 128 and 1024, in one
+process: the simulation (``hepflow.physics.calo_sim.simulate``, vectorized numpy) and each
+generator — ``hepflow.models.CaloGAN`` and ``hepflow.models.CaloVAE`` — as a traced
+``tf.function`` (their speed does not depend on their weights, so ``--run`` is optional; a
+generator of several particle types makes e+, type 0). The CaloGAN study's figures (Geant4 and
+its GAN, other hardware, arXiv:1712.10321) are printed beside ours for scale, not for comparison.
 
-Last line: JSON with ``ms_per_shower_batch1024`` (generator, goal ≤ 1 ms on 2 CPU cores) and
+Last line: JSON with, per generator, ``ms_per_shower_batch1024`` (goal ≤ 1 ms on 2 CPU cores) and
 ``speedup_vs_sim`` (simulation ms / generator ms at batch 1024), plus the per-batch figures.
-Usage: ``python tools/bench_calogan.py [--run RUN_DIR] [--quick]``.
+Usage: ``python tools/bench_calogan.py [--run RUN_DIR ...] [--quick]``.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import hepflow  # noqa: E402,F401  (allocator settings before TensorFlow starts)
-from hepflow.models import calogan  # noqa: E402  (also registers CaloGAN for loading)
+from hepflow.models import calo_vae, calogan  # noqa: E402  (also registers both for loading)
 from hepflow.physics.calo_sim import simulate  # noqa: E402
 
 BATCHES = (1, 10, 128, 1024)
@@ -47,47 +48,57 @@ def time_per_shower(fn, batch: int, *, min_seconds: float, min_calls: int = 3) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", default=None, help="a trained eplus_calogan run (default: untrained weights)")
+    parser.add_argument("--run", action="append", default=[],
+                        help="a trained generator run (repeatable; default: both generators, untrained weights)")
     parser.add_argument("--quick", action="store_true", help="shorter timing loops")
     args = parser.parse_args()
     min_seconds = 0.5 if args.quick else 3.0
     if args.run:
         import keras
 
-        model = keras.saving.load_model(os.path.join(args.run, "model.keras"))
+        models = {}
+        for run in args.run:
+            model = keras.saving.load_model(os.path.join(run, "model.keras"))
+            models[f"hepflow {type(model).__name__} ({os.path.basename(os.path.normpath(run))})"] = model
     else:
-        model = calogan()
+        models = {"hepflow CaloGAN generator": calogan(), "hepflow CaloVAE generator": calo_vae()}
     rng = np.random.default_rng(0)
 
-    @tf.function(reduce_retracing=True)
-    def generate(energy):
-        return model.generate(energy)
+    def generator_fn(model):
+        particles = getattr(model, "particles", 1)
 
-    def run_generator(n):
-        out = generate(tf.constant(rng.uniform(1, 100, (n, 1)).astype(np.float32)))
-        return [v.numpy() for v in out.values()]  # showers in host memory, as the simulation's
+        @tf.function(reduce_retracing=True)
+        def generate(energy):
+            return model.generate(energy, particle=0 if particles > 1 else None)
+
+        def run(n):
+            out = generate(tf.constant(rng.uniform(1, 100, (n, 1)).astype(np.float32)))
+            return [v.numpy() for v in out.values()]  # showers in host memory, as the simulation's
+        return run
 
     seeds = iter(range(10**6))
 
     def run_simulation(n):
         return simulate("eplus", n, seed=next(seeds))
 
-    ours = {"hepflow simulation (numpy)": {}, "hepflow CaloGAN generator": {}}
+    ours = {"hepflow simulation (numpy)": {}, **{name: {} for name in models}}
+    runners = {name: generator_fn(m) for name, m in models.items()}
     for b in BATCHES:
         ours["hepflow simulation (numpy)"][b] = time_per_shower(run_simulation, b, min_seconds=min_seconds)
-        ours["hepflow CaloGAN generator"][b] = time_per_shower(run_generator, b, min_seconds=min_seconds)
+        for name, run in runners.items():
+            ours[name][b] = time_per_shower(run, b, min_seconds=min_seconds)
     device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
     print(f"ms per e+ shower, 1-100 GeV; ours on {platform.machine()} {device}")
-    print(f"{'':34s}" + "".join(f"{f'batch {b}':>12s}" for b in BATCHES))
+    print(f"{'':44s}" + "".join(f"{f'batch {b}':>12s}" for b in BATCHES))
     for table in (ours, PUBLISHED):
         for name, row in table.items():
-            print(f"{name:34s}" + "".join(f"{row[b]:12.3f}" if b in row else f"{'—':>12s}" for b in BATCHES))
-    sim, gen = ours["hepflow simulation (numpy)"], ours["hepflow CaloGAN generator"]
-    print(json.dumps({"ms_per_shower_batch1024": round(gen[1024], 4),
-                      "speedup_vs_sim": round(sim[1024] / gen[1024], 2),
-                      "generator_ms": {str(b): round(v, 4) for b, v in gen.items()},
-                      "simulation_ms": {str(b): round(v, 4) for b, v in sim.items()},
-                      "device": device}))
+            print(f"{name:44s}" + "".join(f"{row[b]:12.3f}" if b in row else f"{'—':>12s}" for b in BATCHES))
+    sim = ours["hepflow simulation (numpy)"]
+    print(json.dumps({"generators": {name: {"ms_per_shower_batch1024": round(ours[name][1024], 4),
+                                            "speedup_vs_sim": round(sim[1024] / ours[name][1024], 2),
+                                            "ms": {str(b): round(v, 4) for b, v in ours[name].items()}}
+                                     for name in models},
+                      "simulation_ms": {str(b): round(v, 4) for b, v in sim.items()}, "device": device}))
 
 
 if __name__ == "__main__":
