@@ -35,6 +35,7 @@ def test_registered_name_and_configs():
                                                            "pileup_mu140", "reference"]
 
 
+@pytest.mark.slow
 def test_tiny_pileup_config_keeps_the_pileup_free_jets(tmp_path):
     """Same seeds with and without pileup: the pileup config's nopu_* jets are the generated config's jets."""
     kw = dict(n_train=4, n_validation=2, n_test=2, workers=1, mpi=False)

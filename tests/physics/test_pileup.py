@@ -132,6 +132,7 @@ def test_real_jets_with_pileup(real_pool, monkeypatch):
         np.testing.assert_array_equal(c[k], b[k])
 
 
+@pytest.mark.slow
 def test_generate_jets_records_pileup(real_pool, tmp_path):
     settings = dataclasses.replace(pythia_jets.JetSettings(), mpi=False, pileup_mu=10.0, minbias_pool=real_pool)
     m = pythia_jets.generate_jets(str(tmp_path / "pu"), counts={"top": 2}, workers=1, chunk_jets=2, seed=1,
