@@ -92,6 +92,14 @@ class VariationalAutoencoder(Autoencoder):
     def call(self, inputs, training=False):
         return self.decoder(self.posterior(self._input(inputs), training)[0], training=training) / self.input_scale
 
+    def sample(self, n: int, *, seed=None):
+        """``n`` draws from the model: latent vectors from the standard normal prior, decoded (the
+        decoder's mean, in the units of the inputs)."""
+        if int(n) < 1:
+            raise ValueError(f"sample needs n ≥ 1. Received: n={n}")
+        z = keras.random.normal((int(n), self.latent_dim), seed=seed if seed is not None else self.seed_generator)
+        return self.decoder(z, training=False) / self.input_scale
+
     def score(self, inputs):
         x = self._input(inputs)
         if self.score_name == "reconstruction":
