@@ -54,3 +54,31 @@ def test_trains_conditions_and_reloads(showers, tmp_path):
         model.sample(20.0, n=2)
     with pytest.raises(ValueError, match="latent_dim"):
         calo_vae(latent_dim=0)
+
+
+def test_savedmodel_in_a_fresh_process_gives_the_same_showers(tmp_path):
+    """(energy, seed, particle) → showers as a SavedModel, loaded by a process that imports TensorFlow only."""
+    import json
+    import subprocess
+    import sys
+
+    from hepflow.serving import export_generator
+
+    keras.utils.set_random_seed(4)
+    model = calo_vae(particles=3, cell_quantum=0.01, hidden=(64, 32), latent_dim=6)
+    path = export_generator(model, str(tmp_path / "export"), name="cvae")
+    energy = np.array([[5.0], [20.0], [60.0]], np.float32)
+    noise = tf.random.stateless_normal((3, 6), seed=tf.constant([11, 0], tf.int64))
+    expected = model({"energy": energy, "noise": noise, "particle": np.array([0, 1, 2])})
+    script = (
+        "import json, sys, numpy as np, tensorflow as tf\n"
+        f"gen = tf.saved_model.load({path!r}).signatures['serving_default']\n"
+        "out = gen(energy=tf.constant([[5.0], [20.0], [60.0]]), seed=tf.constant(11, tf.int64),"
+        " particle=tf.constant([0, 1, 2], tf.int64))\n"
+        "print(json.dumps({k: np.asarray(v).tolist() for k, v in out.items()}))\n"
+        "assert 'hepflow' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    for k in ("layer_0", "layer_1", "layer_2"):
+        np.testing.assert_allclose(np.array(got[k]), np.asarray(expected[k]), rtol=1e-5, atol=1e-6)
