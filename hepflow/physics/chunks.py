@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import h5py
+import numpy as np
 from tqdm import tqdm
 
 from hepflow.errors import ConfigError
-from hepflow.io import remove_stale_tmp, write_json_atomic
+from hepflow.io import atomic_path, remove_stale_tmp, write_json_atomic
 
-__all__ = ["sidecar_path", "chunk_complete", "write_sidecar", "run_chunks", "chunk_path", "chunk_plan", "generate_chunks"]
+__all__ = ["sidecar_path", "chunk_complete", "write_sidecar", "write_native_chunk", "run_chunks", "chunk_path",
+           "chunk_plan", "generate_chunks"]
 
 
 def sidecar_path(path: str) -> str:
@@ -30,6 +33,20 @@ def sidecar_path(path: str) -> str:
 def write_sidecar(path: str, record: Mapping[str, Any]) -> None:
     """Marks ``path`` complete (call after the file itself was renamed into place)."""
     write_json_atomic(sidecar_path(path), dict(record))
+
+
+def write_native_chunk(path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
+    """One chunk in hepflow's native layout, atomically (temporary file, then rename).
+
+    One contiguous, uncompressed dataset per feature: read with ``os.preadv`` by the pipeline
+    and by tf.data service workers. (Measured alternative: Blosc-LZ4 with byte shuffle stores
+    padded jets 3.7x smaller and still reads ~1M jets/s per core; see docs/top_tagging.md.)
+    """
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for k, v in arrays.items():
+            f.create_dataset(k, data=v)
+        for k, v in attrs.items():
+            f.attrs[k] = v
 
 
 def chunk_complete(path: str, counts: Mapping[str, int], want: Mapping[str, Any]) -> bool:

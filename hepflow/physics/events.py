@@ -45,12 +45,11 @@ import os
 import time
 from typing import Any
 
-import h5py
 import numpy as np
 
 from hepflow.errors import ConfigError
-from hepflow.io import atomic_path, write_json_atomic
-from hepflow.physics.chunks import generate_chunks, write_sidecar
+from hepflow.io import write_json_atomic
+from hepflow.physics.chunks import generate_chunks, write_native_chunk, write_sidecar
 from hepflow.physics.nsubjettiness import delta_r
 from hepflow.physics.pythia_jets import require_pythia
 
@@ -323,10 +322,7 @@ def _run_chunk(job: tuple) -> dict[str, Any]:
     arrays, info = generate_event_chunk(process, n, seed, settings)
     record = {"file": os.path.basename(path), "process": process, "seed": seed, "n_events": n,
               "settings": dataclasses.asdict(settings), **info}
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        for k, v in arrays.items():
-            f.create_dataset(k, data=v)
-        f.attrs["settings"] = json.dumps(record["settings"])
+    write_native_chunk(path, arrays, {"settings": json.dumps(record["settings"])})
     write_sidecar(path, record)
     return {**record, "seconds": time.perf_counter() - t}
 

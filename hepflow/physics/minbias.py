@@ -26,8 +26,8 @@ import h5py
 import numpy as np
 
 from hepflow.errors import ConfigError, DataError
-from hepflow.io import atomic_path, write_json_atomic
-from hepflow.physics.chunks import generate_chunks, write_sidecar
+from hepflow.io import write_json_atomic
+from hepflow.physics.chunks import generate_chunks, write_native_chunk, write_sidecar
 
 __all__ = ["MinBiasSettings", "MinBiasPool", "generate_minbias", "minbias_chunk", "load_pool"]
 
@@ -109,10 +109,7 @@ def _run_chunk(job: tuple) -> dict[str, Any]:
     arrays = minbias_chunk(n, seed, settings)
     record = {"file": os.path.basename(path), "process": "minbias", "seed": seed, "n_events": n,
               "n_particles": int(arrays["offsets"][-1]), "settings": dataclasses.asdict(settings)}
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        for k, v in arrays.items():
-            f.create_dataset(k, data=v)
-        f.attrs["settings"] = json.dumps(record["settings"])
+    write_native_chunk(path, arrays, {"settings": json.dumps(record["settings"])})
     write_sidecar(path, record)
     return {**record, "seconds": time.perf_counter() - t}
 
