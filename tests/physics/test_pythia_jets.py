@@ -86,7 +86,7 @@ def test_killed_run_resumes_without_duplicates_or_losses(tmp_path):
             "            os.kill(os.getpid(), signal.SIGKILL)\n"
             "    written.append(path)\n"
             "    write(path, arrays, attrs)\n"
-            "write, pj._write_native = pj._write_native, crash_on_third\n"
+            "write, pj.write_native_chunk = pj.write_native_chunk, crash_on_third\n"
             f"generate_top_tagging({str(out)!r}, n_jets=16, workers=1, chunk_jets=2, seed=3, "
             "settings=JetSettings(mpi=False), progress=False)")
     proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
