@@ -30,14 +30,13 @@ import h5py
 import keras
 import matplotlib
 import numpy as np
-import tensorflow as tf
 from sklearn.cluster import KMeans
 from sklearn.ensemble import IsolationForest
 
 from hepflow.data import SampleSpec
 from hepflow.errors import DataError
 from hepflow.evaluation.anomaly import js_divergence
-from hepflow.evaluation.report import json_safe
+from hepflow.evaluation.report import _log_tensorboard, json_safe
 from hepflow.io import write_atomic
 from hepflow.models.vae import VariationalAutoencoder
 from hepflow.ops.events import event_features
@@ -252,7 +251,9 @@ def evaluate_event_runs(run_dirs: Sequence[str], *, data_dir: str, out_dir: str,
     pngs.append(_plot_sculpting(scores, background, w_all, leading, os.path.join(out_dir, "sculpting.png")))
     write_atomic(os.path.join(out_dir, "report.json"), json.dumps(json_safe(report), indent=1))
     write_atomic(os.path.join(out_dir, "report.md"), format_events_report(report))
-    _log_tensorboard(os.path.join(out_dir, "tensorboard"), report, pngs)
+    scalars = {f"{method}/{s}": {"auc": m["auc"]} for method, row in report["methods"].items()
+               for s, m in row.items() if s != "sculpting"}
+    _log_tensorboard(os.path.join(out_dir, "tensorboard"), scalars, pngs)
     return report
 
 
@@ -286,19 +287,6 @@ def _plot_sculpting(scores, background, w_all, leading, path: str) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def _log_tensorboard(log_dir: str, report: Mapping[str, Any], pngs: Sequence[str]) -> None:
-    writer = tf.summary.create_file_writer(log_dir)
-    with writer.as_default():
-        for method, row in report["methods"].items():
-            for s, m in row.items():
-                if s != "sculpting":
-                    tf.summary.scalar(f"{method}/{s}/auc", m["auc"], step=0)
-        for png in pngs:
-            with open(png, "rb") as f:
-                tf.summary.image(os.path.splitext(os.path.basename(png))[0], tf.io.decode_png(f.read(), 4)[None], step=0)
-    writer.flush()
 
 
 def format_events_report(report: Mapping[str, Any]) -> str:

@@ -34,7 +34,7 @@ import tensorflow as tf
 from hepflow.data import Compose, SampleSpec
 from hepflow.errors import DataError
 from hepflow.evaluation.metrics import auc, rejection_at
-from hepflow.evaluation.report import json_safe
+from hepflow.evaluation.report import _log_tensorboard, json_safe
 from hepflow.io import write_atomic
 from hepflow.ops.jets import jet_kinematics
 from hepflow.ops.pileup import PileupMitigation, mitigated_jet, pumml_images, pumml_jet
@@ -240,24 +240,12 @@ def run_pileup_study(data_dirs: Sequence[str], out_dir: str, *, pumml_run: str |
                                                                                        progress=progress)
     write_atomic(os.path.join(out_dir, "report.json"), json.dumps(json_safe(report), indent=1))
     write_atomic(os.path.join(out_dir, "report.md"), format_study(report))
-    _log_tensorboard(os.path.join(out_dir, "tensorboard"), report, pngs)
+    scalars = {f"mu{mu}/{method}": {f"{key}_sigma68": stats["sigma68"] for key, stats in row.items()}
+               for mu, table in report["resolution"].items() for method, row in table.items()}
+    scalars.update({f"{name}/{where}": {"auc": row["auc"]}
+                    for name, rows in report["taggers"].items() for where, row in rows.items()})
+    _log_tensorboard(os.path.join(out_dir, "tensorboard"), scalars, pngs)
     return report
-
-
-def _log_tensorboard(log_dir: str, report: Mapping[str, Any], pngs: Sequence[str]) -> None:
-    writer = tf.summary.create_file_writer(log_dir)
-    with writer.as_default():
-        for mu, table in report["resolution"].items():
-            for method, row in table.items():
-                for key, stats in row.items():
-                    tf.summary.scalar(f"mu{mu}/{method}/{key}_sigma68", stats["sigma68"], step=0)
-        for name, rows in report["taggers"].items():
-            for where, row in rows.items():
-                tf.summary.scalar(f"{name}/{where}/auc", row["auc"], step=0)
-        for png in pngs:
-            with open(png, "rb") as f:
-                tf.summary.image(os.path.splitext(os.path.basename(png))[0], tf.io.decode_png(f.read(), 4)[None], step=0)
-    writer.flush()
 
 
 def format_study(report: Mapping[str, Any]) -> str:
