@@ -97,17 +97,23 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _process_counts(items: Sequence[str], command: str, example: str) -> dict[str, int]:
+    """``--process NAME=N`` options → ``{NAME: N}``, refusing anything but a positive integer N."""
+    counts = {}
+    for item in items:
+        name, sep, n = item.partition("=")
+        if not sep or not n.isdigit() or int(n) <= 0:
+            raise ConfigError(f"{command}: --process must look like {example}. Received: {item!r}")
+        counts[name] = int(n)
+    return counts
+
+
 def _generate_jets(args: argparse.Namespace) -> int:
     import dataclasses
 
     from hepflow.physics.pythia_jets import ANOMALY_SETTINGS, JetSettings, generate_jets
 
-    counts = {}
-    for item in args.process:
-        name, sep, n = item.partition("=")
-        if not sep or not n.isdigit() or int(n) <= 0:
-            raise ConfigError(f"hepflow generate jets: --process must look like qcd=30000. Received: {item!r}")
-        counts[name] = int(n)
+    counts = _process_counts(args.process, "hepflow generate jets", "qcd=30000")
     base = ANOMALY_SETTINGS if args.preset == "anomaly" else JetSettings()
     if (args.pileup_mu is None) != (args.minbias_pool is None):
         raise ConfigError("hepflow generate jets: --pileup-mu and --minbias-pool go together. "
@@ -126,12 +132,7 @@ def _generate_jets(args: argparse.Namespace) -> int:
 def _generate_events(args: argparse.Namespace) -> int:
     from hepflow.physics.events import EventSettings, generate_events
 
-    counts = {}
-    for item in args.process:
-        name, sep, n = item.partition("=")
-        if not sep or not n.isdigit() or int(n) <= 0:
-            raise ConfigError(f"hepflow generate events: --process must look like w=3000. Received: {item!r}")
-        counts[name] = int(n)
+    counts = _process_counts(args.process, "hepflow generate events", "w=3000")
     m = generate_events(args.out, counts=counts, workers=args.workers, chunk_events=args.chunk_events, seed=args.seed,
                         settings=EventSettings(mpi=not args.no_mpi))
     run = m["generated_this_run"]

@@ -57,22 +57,27 @@ def _feature(features, key: str, model: str):
     return features[key]
 
 
-def _dense_coders(input_shape, latent_dim: int, hidden: Sequence[int], latent_outputs: int):
+def _dense_decoder(input_shape, latent_dim: int, hidden: Sequence[int]) -> keras.Model:
+    """z → the dense widths ``hidden`` in reverse (ReLU) → every input value, reshaped to ``input_shape``."""
     size = 1
     for d in input_shape:
         size *= int(d)
-    x = keras.Input(tuple(input_shape), name="x")
-    h = keras.layers.Flatten()(x)
-    for width in hidden:
-        h = keras.layers.Dense(width, activation="relu")(h)
-    encoder = keras.Model(x, keras.layers.Dense(latent_outputs, name="latent")(h), name="encoder")
     z = keras.Input((latent_dim,), name="z")
     h = z
     for width in reversed(hidden):
         h = keras.layers.Dense(width, activation="relu")(h)
     # linear output: a ReLU output layer can die at zero and never recover
-    out = keras.layers.Reshape(tuple(input_shape))(keras.layers.Dense(size)(h))
-    return encoder, keras.Model(z, out, name="decoder")
+    out = keras.layers.Reshape(tuple(int(d) for d in input_shape))(keras.layers.Dense(size)(h))
+    return keras.Model(z, out, name="decoder")
+
+
+def _dense_coders(input_shape, latent_dim: int, hidden: Sequence[int], latent_outputs: int):
+    x = keras.Input(tuple(input_shape), name="x")
+    h = keras.layers.Flatten()(x)
+    for width in hidden:
+        h = keras.layers.Dense(width, activation="relu")(h)
+    encoder = keras.Model(x, keras.layers.Dense(latent_outputs, name="latent")(h), name="encoder")
+    return encoder, _dense_decoder(input_shape, latent_dim, hidden)
 
 
 def _set_coders(input_shape, latent_dim: int, hidden: Sequence[int], latent_outputs: int, kind: str):
@@ -92,12 +97,7 @@ def _set_coders(input_shape, latent_dim: int, hidden: Sequence[int], latent_outp
     for w in hidden[1:]:
         pooled = keras.layers.Dense(w, activation="relu")(pooled)
     encoder = keras.Model(x, keras.layers.Dense(latent_outputs, name="latent")(pooled), name="encoder")
-    z = keras.Input((latent_dim,), name="z")
-    h = z
-    for w in reversed(hidden):
-        h = keras.layers.Dense(w, activation="relu")(h)
-    out = keras.layers.Reshape((slots, features))(keras.layers.Dense(slots * features)(h))
-    return encoder, keras.Model(z, out, name="decoder")
+    return encoder, _dense_decoder(input_shape, latent_dim, hidden)
 
 
 def _conv_coders(input_shape, latent_dim: int, filters: Sequence[int], dense: int, latent_outputs: int):
