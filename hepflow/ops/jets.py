@@ -11,7 +11,7 @@ from typing import Any
 import tensorflow as tf
 
 __all__ = ["padding_mask", "jet_four_vector", "jet_kinematics", "constituent_features", "preprocess_coordinates",
-           "nsubjettiness_ratios", "jet_images", "JetImages", "ConstituentFeatures",
+           "nsubjettiness_ratios", "pixelize", "jet_images", "JetImages", "ConstituentFeatures",
            "HighLevelFeatures"]
 
 _EPS = 1e-8
@@ -163,20 +163,30 @@ def jet_images(constituents: tf.Tensor, *, charge: tf.Tensor | None = None, ptyp
         channels = tf.math.divide_no_nan(channels * is_pt, scale) + channels * (1 - is_pt)
     elif mode == "none":
         channels = channels * (is_pt / pt_unit + (1 - is_pt))
-    ix = tf.cast(tf.floor((x + half_width) / (2 * half_width) * npix), tf.int32)
-    iy = tf.cast(tf.floor((y + half_width) / (2 * half_width) * npix), tf.int32)
-    inside = f["mask"] & (ix >= 0) & (ix < npix) & (iy >= 0) & (iy < npix)
-    batch = tf.shape(constituents)[0]
-    b = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(ix))
-    flat = (b * npix + tf.clip_by_value(iy, 0, npix - 1)) * npix + tf.clip_by_value(ix, 0, npix - 1)
-    vals = channels * tf.cast(inside, tf.float32)[..., None]
-    n_ch = channels.shape[-1]
-    img = tf.math.unsorted_segment_sum(tf.reshape(vals, (-1, n_ch)), tf.reshape(flat, (-1,)),
-                                       batch * npix * npix)
-    img = tf.reshape(img, (batch, npix, npix, n_ch))
+    img = pixelize(x, y, channels, f["mask"], npix=npix, half_width=half_width)
     if mode == "channel":
         img = tf.math.divide_no_nan(img, tf.reduce_sum(img, axis=[1, 2], keepdims=True))
     return img
+
+
+def pixelize(x: tf.Tensor, y: tf.Tensor, values: tf.Tensor, mask: tf.Tensor, *, npix: int,
+             half_width: float) -> tf.Tensor:
+    """``(batch, npix, npix, channels)``: ``values`` ``(batch, n, channels)`` summed per pixel.
+
+    Element ``(b, k)`` lands in row ``floor((y + w) / 2w · npix)`` and column
+    ``floor((x + w) / 2w · npix)`` (w = ``half_width``); elements outside the square or not in
+    ``mask`` are left out.
+    """
+    ix = tf.cast(tf.floor((x + half_width) / (2 * half_width) * npix), tf.int32)
+    iy = tf.cast(tf.floor((y + half_width) / (2 * half_width) * npix), tf.int32)
+    inside = mask & (ix >= 0) & (ix < npix) & (iy >= 0) & (iy < npix)
+    batch = tf.shape(x)[0]
+    b = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(ix))
+    flat = (b * npix + tf.clip_by_value(iy, 0, npix - 1)) * npix + tf.clip_by_value(ix, 0, npix - 1)
+    n_ch = values.shape[-1]
+    vals = values * tf.cast(inside, tf.float32)[..., None]
+    img = tf.math.unsorted_segment_sum(tf.reshape(vals, (-1, n_ch)), tf.reshape(flat, (-1,)), batch * npix * npix)
+    return tf.reshape(img, (batch, npix, npix, n_ch))
 
 
 _COLOURS = ("tracks", "particle_id")

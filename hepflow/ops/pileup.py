@@ -32,7 +32,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from hepflow.ops.jets import jet_four_vector, jet_kinematics
+from hepflow.ops.jets import jet_four_vector, jet_kinematics, pixelize
 from hepflow.physics.pileup import PATCH_ETA_BINS, PATCH_ETA_MAX, PATCH_PHI_BINS
 
 __all__ = ["METHODS", "PATCH_AREA", "charged_hadron_subtraction", "patch_rho", "softkiller_cut", "softkiller",
@@ -203,18 +203,8 @@ def _pixels(constituents: tf.Tensor, eta0: tf.Tensor, phi0: tf.Tensor, weights: 
     pt = tf.sqrt(c[..., 1] ** 2 + c[..., 2] ** 2)
     eta = tf.asinh(c[..., 3] / tf.maximum(pt, _EPS))
     phi = tf.atan2(c[..., 2], c[..., 1])
-    deta = eta - eta0[:, None]
     dphi = tf.math.floormod(phi - phi0[:, None] + math.pi, 2 * math.pi) - math.pi
-    ix = tf.cast(tf.floor((deta + half_width) / (2 * half_width) * npix), tf.int32)
-    iy = tf.cast(tf.floor((dphi + half_width) / (2 * half_width) * npix), tf.int32)
-    inside = (c[..., 0] > 0) & (ix >= 0) & (ix < npix) & (iy >= 0) & (iy < npix)
-    batch = tf.shape(c)[0]
-    b = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(ix))
-    flat = (b * npix + tf.clip_by_value(iy, 0, npix - 1)) * npix + tf.clip_by_value(ix, 0, npix - 1)
-    n_ch = weights.shape[-1]
-    vals = weights * tf.cast(inside, tf.float32)[..., None]
-    img = tf.math.unsorted_segment_sum(tf.reshape(vals, (-1, n_ch)), tf.reshape(flat, (-1,)), batch * npix * npix)
-    return tf.reshape(img, (batch, npix, npix, n_ch))
+    return pixelize(eta - eta0[:, None], dphi, weights, c[..., 0] > 0, npix=npix, half_width=half_width)
 
 
 def pumml_images(constituents: tf.Tensor, charge: tf.Tensor, track_vertex: tf.Tensor, *,
