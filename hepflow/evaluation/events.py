@@ -60,10 +60,8 @@ def weighted_efficiency_curve(background: np.ndarray, weights: np.ndarray, signa
     order = np.argsort(-background, kind="stable")
     b, w = background[order], weights[order] / weights.sum()
     thresholds = np.unique(np.concatenate([b, signal]))[::-1]
-    eff_b = np.array([w[b >= t].sum() for t in thresholds]) if len(thresholds) < 5000 else None
-    if eff_b is None:  # many distinct scores: cumulative sums on the sorted background
-        cum = np.concatenate([[0.0], np.cumsum(w)])
-        eff_b = cum[np.searchsorted(-b, -thresholds, side="right")]
+    cum = np.concatenate([[0.0], np.cumsum(w)])
+    eff_b = cum[np.searchsorted(-b, -thresholds, side="right")]  # weight of the background at or above each
     s_sorted = np.sort(signal)
     eff_s = 1.0 - np.searchsorted(s_sorted, thresholds, side="left") / len(signal)
     x, y = np.concatenate([[0.0], eff_b, [1.0]]), np.concatenate([[0.0], eff_s, [1.0]])
@@ -233,7 +231,7 @@ def evaluate_event_runs(run_dirs: Sequence[str], *, data_dir: str, out_dir: str,
     report: dict[str, Any] = {"test": {p: len(arrays[p]["objects"]) for p in files},
                               "cocktail": {p: rates[p] / sum(rates[q] for q in background) for p in background},
                               "methods": {}}
-    pngs = []
+    pngs, kept_by = [], {}
     for method, by_process in scores.items():
         b = np.concatenate([by_process[p] for p in background])
         row: dict[str, Any] = {}
@@ -241,14 +239,14 @@ def evaluate_event_runs(run_dirs: Sequence[str], *, data_dir: str, out_dir: str,
             _, _, area = weighted_efficiency_curve(b, w_all, by_process[s])
             row[s] = {"auc": area, **{f"eff_at_{e:g}": _signal_efficiency_at(b, w_all, by_process[s], e)
                                       for e in BACKGROUND_EFFICIENCIES}}
-        kept = _kept_by_cut(b, w_all, 0.01)
+        kept = kept_by[method] = _kept_by_cut(b, w_all, 0.01)
         bins = np.linspace(0, 500, 26)
         row["sculpting"] = {name: js_divergence(np.histogram(np.clip(v, 0, 499), bins, weights=w_all)[0],
                                                 np.histogram(np.clip(v[kept], 0, 499), bins, weights=w_all[kept])[0])
                             for name, v in leading.items()}
         report["methods"][method] = row
     pngs.append(_plot_rocs(scores, background, w_all, signals, os.path.join(out_dir, "roc.png")))
-    pngs.append(_plot_sculpting(scores, background, w_all, leading, os.path.join(out_dir, "sculpting.png")))
+    pngs.append(_plot_sculpting(kept_by, w_all, leading, os.path.join(out_dir, "sculpting.png")))
     write_atomic(os.path.join(out_dir, "report.json"), json.dumps(json_safe(report), indent=1))
     write_atomic(os.path.join(out_dir, "report.md"), format_events_report(report))
     scalars = {f"{method}/{s}": {"auc": m["auc"]} for method, row in report["methods"].items()
@@ -273,13 +271,12 @@ def _plot_rocs(scores, background, w_all, signals, path: str) -> str:
     return path
 
 
-def _plot_sculpting(scores, background, w_all, leading, path: str) -> str:
+def _plot_sculpting(kept_by: Mapping[str, np.ndarray], w_all, leading, path: str) -> str:
     fig, axes = plt.subplots(1, len(leading), figsize=(11, 4))
     bins = np.linspace(0, 500, 26)
     for ax, (name, v) in zip(axes, leading.items()):
         ax.hist(v, bins=bins, weights=w_all, density=True, histtype="stepfilled", color="0.85", label="all")
-        for method, by_process in scores.items():
-            kept = _kept_by_cut(np.concatenate([by_process[p] for p in background]), w_all, 0.01)
+        for method, kept in kept_by.items():
             ax.hist(v[kept], bins=bins, weights=w_all[kept], density=True, histtype="step", label=method)
         ax.set(xlabel=f"{name} [GeV]", ylabel="density", yscale="log", title="SM events kept by a 1 % cut")
     axes[0].legend(fontsize=7)
