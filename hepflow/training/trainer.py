@@ -42,6 +42,7 @@ from tensorboard.plugins.hparams import api as hp
 from hepflow.data import make_dataset
 from hepflow.errors import ConfigError, RunError
 from hepflow.io import atomic_path, write_atomic
+from hepflow.models.base import OwnStepModel
 from hepflow.runs import (build_model, build_optimizer, build_transform, check_new_run, clear_run, git_revision,
                           load_config, model_inputs, package_versions, read_history, run_state, samples_record,
                           split_specs)
@@ -224,7 +225,9 @@ def _compiled_model(cfg: Mapping[str, Any], strategy: tf.distribute.Strategy) ->
         keras.mixed_precision.set_global_policy(previous_policy)
     with strategy.scope():
         binary = task in ("classification", "regression") and model.outputs[0].shape[-1] == 1
-        if task == "generative":  # the model's own train_step and optimizers
+        if task == "generative" and isinstance(model, OwnStepModel):  # its own train_step, the config's optimizer
+            model.compile(optimizer=build_optimizer(cfg))
+        elif task == "generative":  # the model's own train_step and optimizers (a GAN's two)
             model.compile()
         elif task in ("anomaly", "proportions"):  # the model's own train_step, the config's optimizer
             model.compile(optimizer=build_optimizer(cfg))
