@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hepflow-installed
 EXTRAS ?= test,pythia,formats,tfds,onnx,root
 
-.PHONY: install install-peers demo test test-slow bench results results-gpu results-jets results-towers results-calo results-calogan results-anomaly clean
+.PHONY: install install-peers demo test test-slow bench results results-gpu results-jets results-towers results-calo results-calogan results-generators results-anomaly clean
 
 install: $(STAMP)
 
@@ -139,6 +139,16 @@ results-calogan: install
 	$(VENV)/bin/hepflow train configs/calo/eplus_calogan.yaml --run-dir runs/calo/eplus_calogan --overwrite
 	$(VENV)/bin/hepflow evaluate runs/calo/eplus_calogan
 	$(VENV)/bin/python tools/bench_calogan.py --run runs/calo/eplus_calogan
+
+# docs/calorimeter.md, the generator table: CaloFlow, cVAE and the CaloGAN with occupancy for e+, γ and π+
+# (about 2 hours on 2 cores; needs data/calo_showers of results-calo)
+GENERATORS := calo_flow_three_particles calo_vae_three_particles calogan_occupancy_three_particles
+results-generators: install
+	$(VENV)/bin/hepflow train configs/calo/calo_flow_three_particles.yaml --run-dir runs/calo/calo_flow_three_particles --overwrite
+	$(VENV)/bin/hepflow train configs/calo/calo_vae_three_particles.yaml --run-dir runs/calo/calo_vae_three_particles --overwrite --set training.epochs=12
+	$(VENV)/bin/hepflow train configs/calo/calogan_occupancy_three_particles.yaml --run-dir runs/calo/calogan_occupancy_three_particles --overwrite
+	for g in $(GENERATORS); do $(VENV)/bin/hepflow evaluate runs/calo/$$g || exit 1; done
+	$(VENV)/bin/python tools/bench_calogan.py $(addprefix --run runs/calo/,$(GENERATORS))
 
 # docs/anomaly.md: QCD, top and gluino jets (about 25 min on 2 cores), then every anomaly study
 results-anomaly: install

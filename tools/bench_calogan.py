@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Benchmark: ms per shower, hepflow's parametrized simulation vs its generators (CaloGAN, conditional VAE).
+"""Benchmark: ms per shower, hepflow's parametrized simulation vs its generators (CaloGAN, cVAE, CaloFlow).
 
 All make e+ showers at uniform energies in 1-100 GeV, in batches of 1, 10, 128 and 1024, in one
 process: the simulation (``hepflow.physics.calo_sim.simulate``, vectorized numpy) and each
-generator — ``hepflow.models.CaloGAN`` and ``hepflow.models.CaloVAE`` — as a traced
+generator — ``hepflow.models.CaloGAN`` (plain and with occupancy), ``hepflow.models.CaloVAE`` and
+``hepflow.models.CaloFlow`` — as a traced
 ``tf.function`` (their speed does not depend on their weights, so ``--run`` is optional; a
 generator of several particle types makes e+, type 0). The CaloGAN study's figures (Geant4 and
 its GAN, other hardware, arXiv:1712.10321) are printed beside ours for scale, not for comparison.
@@ -26,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import hepflow  # noqa: E402,F401  (allocator settings before TensorFlow starts)
-from hepflow.models import calo_vae, calogan  # noqa: E402  (also registers both for loading)
+from hepflow.models import calo_flow, calo_vae, calogan  # noqa: E402  (also registers them for loading)
 from hepflow.physics.calo_sim import simulate  # noqa: E402
 
 BATCHES = (1, 10, 128, 1024)
@@ -49,7 +50,7 @@ def time_per_shower(fn, batch: int, *, min_seconds: float, min_calls: int = 3) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", action="append", default=[],
-                        help="a trained generator run (repeatable; default: both generators, untrained weights)")
+                        help="a trained generator run (repeatable; default: every generator, untrained weights)")
     parser.add_argument("--quick", action="store_true", help="shorter timing loops")
     args = parser.parse_args()
     min_seconds = 0.5 if args.quick else 3.0
@@ -61,7 +62,8 @@ def main() -> None:
             model = keras.saving.load_model(os.path.join(run, "model.keras"))
             models[f"hepflow {type(model).__name__} ({os.path.basename(os.path.normpath(run))})"] = model
     else:
-        models = {"hepflow CaloGAN generator": calogan(), "hepflow CaloVAE generator": calo_vae()}
+        models = {"hepflow CaloGAN generator": calogan(), "hepflow CaloGAN generator, occupancy": calogan(occupancy=True),
+                  "hepflow CaloVAE generator": calo_vae(), "hepflow CaloFlow generator": calo_flow()}
     rng = np.random.default_rng(0)
 
     def generator_fn(model):

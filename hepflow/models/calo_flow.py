@@ -39,7 +39,6 @@ import math
 from collections.abc import Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 

@@ -19,6 +19,13 @@ arXiv:1712.10321), with its ingredients and hepflow's choices where the issue le
   nearest quantum also zeroes cells below half a quantum). hepflow's simulation deposits energy
   in 10 MeV quanta, so every simulated cell is an exact multiple of 10 MeV; without the rounding
   the discriminator tells generated from simulated showers by the cell values alone.
+* **Occupancy** (``occupancy=True``; off by default): each cell gets a hit probability beside
+  its energy. The energy head is the ReLU of the plain generator, the hit head a logit, and the
+  cell reads ``energy · b`` with ``b ~ Bernoulli(σ(logit))`` drawn from uniform noise that is part
+  of the generator's noise input (so a seed still fixes the showers). The gradient reaches the
+  probabilities straight through the draw (``b = p + stop_gradient(b_hard - p)``, Bengio et al.,
+  arXiv:1308.3432), and the fraction of hit cells per layer joins the matched features, so the
+  generator can learn how many tail cells a shower has, which a ReLU output cannot.
 * **Minibatch discrimination** (Salimans et al., arXiv:1606.03498) in the discriminator, so a
   generator that collapses to one shower is caught.
 * **Energy constraint.** An auxiliary generator loss ``λ_E · mean |Σ_cells / E − r|``, where
@@ -52,7 +59,8 @@ from hepflow.models.base import SavedOptimizers
 from hepflow.data.formats.calogan import CALOGAN_LAYERS
 from hepflow.ops.calo import shower_shapes
 
-__all__ = ["CaloGAN", "MinibatchDiscrimination", "Quantization", "ZeroSuppression", "calogan", "feature_matching_loss"]
+__all__ = ["CaloGAN", "HitMask", "MinibatchDiscrimination", "Quantization", "ZeroSuppression", "calogan",
+           "feature_matching_loss"]
 
 LAYERS = tuple(CALOGAN_LAYERS.items())
 _CELLS = sum(r * c for _, (r, c) in LAYERS)
@@ -126,6 +134,38 @@ class Quantization(_StraightThroughReadout):
 
 
 @keras.saving.register_keras_serializable(package="hepflow")
+class HitMask(keras.layers.Layer):
+    """``[energies (batch, n) ≥ 0, logits (batch, n), uniforms (batch, n)]`` → ``(cells, hits)``.
+
+    ``hits`` is 1 where ``uniform < σ(logit)`` (a Bernoulli draw with probability σ(logit)) and 0
+    elsewhere in the forward pass, with the gradient of σ(logit) (straight-through); ``cells`` is
+    ``energies · hits``. The logits are multiplied by ``logit_scale`` first: with the GAN's learning
+    rate (2·10⁻⁴) an Adam step moves a weight by about that much, so an unscaled logit would need
+    some 10⁴ steps to turn a 50 % hit probability into 10 %.
+
+    Args:
+        logit_scale: Factor on the logits (default 10).
+    """
+
+    def __init__(self, *, logit_scale: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.logit_scale = float(logit_scale)
+
+    def call(self, inputs):
+        energies, logits, uniforms = inputs
+        probability = keras.ops.sigmoid(self.logit_scale * logits)
+        drawn = keras.ops.cast(uniforms < probability, probability.dtype)
+        hits = probability + keras.ops.stop_gradient(drawn - probability)
+        return energies * hits, hits
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0], input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "logit_scale": self.logit_scale}
+
+
+@keras.saving.register_keras_serializable(package="hepflow")
 class MinibatchDiscrimination(keras.layers.Layer):
     """Features that compare each example with the rest of its batch (Salimans et al. 2016).
 
@@ -163,12 +203,19 @@ MATCHED_SHAPES = ("f_0", "f_1", "f_2", "depth", "width_col_0", "width_col_1", "w
                   "width_row_1", "width_row_2", "e_ratio")
 
 
-def _matched_features(fractions, energy):
-    """(batch, F): the shapes of ``MATCHED_SHAPES`` and log(response) of showers given as fractions of E."""
+def _matched_features(fractions, energy, *, occupancy: bool = False, hits=None):
+    """(batch, F): the shapes of ``MATCHED_SHAPES`` and log(response) of showers given as fractions of E;
+    with ``occupancy`` also the fraction of hit cells per layer, from ``hits`` (generated showers: the
+    straight-through hit masks, whose gradient reaches the hit probabilities) or the cells (real showers)."""
+    batch = keras.ops.shape(energy)[0]
     shapes = shower_shapes({k: fractions[k] * keras.ops.reshape(energy, (-1, 1, 1)) for k, _ in LAYERS})
-    response = sum(keras.ops.sum(keras.ops.reshape(fractions[k], (keras.ops.shape(energy)[0], -1)), axis=1)
-                   for k, _ in LAYERS)
-    return keras.ops.stack([shapes[k] for k in MATCHED_SHAPES] + [keras.ops.log(response + 1e-6)], axis=-1)
+    response = sum(keras.ops.sum(keras.ops.reshape(fractions[k], (batch, -1)), axis=1) for k, _ in LAYERS)
+    features = [shapes[k] for k in MATCHED_SHAPES] + [keras.ops.log(response + 1e-6)]
+    if occupancy:
+        for i, (k, _) in enumerate(LAYERS):
+            hit = hits[i] if hits is not None else keras.ops.cast(fractions[k] > 0, "float32")
+            features.append(keras.ops.mean(keras.ops.reshape(hit, (batch, -1)), axis=1))
+    return keras.ops.stack(features, axis=-1)
 
 
 def _group_means(x, groups):
@@ -215,19 +262,30 @@ def _conditions(latent_dim: int | None, particles: int):
 
 
 def _generator(latent_dim: int, hidden: int, particles: int, cell_threshold: float,
-               cell_quantum: float) -> keras.Model:
+               cell_quantum: float, occupancy: bool = False) -> keras.Model:
     inputs, context = _conditions(latent_dim, particles)
     context = keras.layers.Concatenate()(context)
     outputs, previous = {}, []
-    for key, shape in LAYERS:
+    for i, (key, shape) in enumerate(LAYERS):
         h = keras.layers.Concatenate()([context, *previous]) if previous else context
         h = keras.layers.Dense(hidden, activation="relu")(h)
         h = keras.layers.Dense(hidden, activation="relu")(h)
-        # fractions of E, exact zeros possible. A new generator spreads E evenly over all 504 cells
-        # (a small positive bias, small weights): every cell starts alive, none stuck at ReLU's zero.
-        cells = keras.layers.Dense(shape[0] * shape[1], activation="relu",
-                                   kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3),
-                                   bias_initializer=keras.initializers.Constant(1.0 / _CELLS))(h)
+        cells_in_layer = shape[0] * shape[1]
+        if occupancy:  # an energy and a hit probability per cell; half the cells hit at first, each 2 / 504 of E
+            uniforms = inputs[f"hit_noise_{i}"] = keras.Input((cells_in_layer,), name=f"hit_noise_{i}")
+            energies = keras.layers.Dense(cells_in_layer, activation="relu",
+                                          kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3),
+                                          bias_initializer=keras.initializers.Constant(2.0 / _CELLS))(h)
+            logits = keras.layers.Dense(cells_in_layer, kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3),
+                                        bias_initializer="zeros")(h)
+            cells, hits = HitMask(name=f"hits_{i}")([energies, logits, uniforms])
+            outputs[f"hits_{i}"] = hits
+        else:
+            # fractions of E, exact zeros possible. A new generator spreads E evenly over all 504 cells
+            # (a small positive bias, small weights): every cell starts alive, none stuck at ReLU's zero.
+            cells = keras.layers.Dense(cells_in_layer, activation="relu",
+                                       kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3),
+                                       bias_initializer=keras.initializers.Constant(1.0 / _CELLS))(h)
         if cell_threshold > 0:
             cells = ZeroSuppression(threshold=cell_threshold)([cells, inputs["log_energy"]])
         if cell_quantum > 0:
@@ -265,8 +323,9 @@ class CaloGAN(SavedOptimizers, keras.Model):
     Trains on batches ``(features, label)`` of the pipeline whose features hold ``layer_0``,
     ``layer_1``, ``layer_2`` (GeV) and ``energy`` (GeV); with ``particles > 1`` the label is the
     particle type (0 … particles − 1), otherwise it is ignored. ``model(inputs)`` with
-    ``{"energy": (batch, 1), "noise": (batch, latent_dim)}`` (plus ``"particle"``: (batch,) ints
-    when ``particles > 1``) returns showers in GeV; :meth:`generate` draws the noise itself.
+    ``{"energy": (batch, 1), "noise": (batch, noise_dim)}`` (plus ``"particle"``: (batch,) ints
+    when ``particles > 1``) returns showers in GeV (``noise_dim`` is ``latent_dim``, plus one per
+    cell with ``occupancy``); :meth:`generate` draws the noise itself.
 
     Args:
         latent_dim: Noise dimension.
@@ -279,11 +338,13 @@ class CaloGAN(SavedOptimizers, keras.Model):
         cell_threshold: Readout threshold (GeV) below which generated cells read zero (0: none).
         cell_quantum: Readout quantum (GeV) generated cells are rounded to (0: none).
         feature_weight: Weight of the physics feature-matching loss (0: off).
+        occupancy: A hit probability per cell beside its energy (see the module docstring).
     """
 
     def __init__(self, *, latent_dim: int = 64, hidden: int = 256, minibatch_kernels: int = 32,
                  loss: str = "bce", energy_weight: float = 1.0, discriminator_steps: int = 1, particles: int = 1,
-                 cell_threshold: float = 0.0, cell_quantum: float = 0.0, feature_weight: float = 1.0, **kwargs):
+                 cell_threshold: float = 0.0, cell_quantum: float = 0.0, feature_weight: float = 1.0,
+                 occupancy: bool = False, **kwargs):
         super().__init__(**kwargs)
         if loss not in ("bce", "wgan-gp"):
             raise ValueError(f"loss must be 'bce' or 'wgan-gp'. Received: loss={loss!r}")
@@ -294,9 +355,11 @@ class CaloGAN(SavedOptimizers, keras.Model):
         self.loss_name, self.energy_weight = loss, float(energy_weight)
         self.discriminator_steps, self.particles = int(discriminator_steps), int(particles)
         self.cell_threshold, self.cell_quantum = float(cell_threshold), float(cell_quantum)
-        self.feature_weight = float(feature_weight)
+        self.feature_weight, self.occupancy = float(feature_weight), bool(occupancy)
+        # the noise of one shower: the latent vector, then (occupancy) one number per cell for its hit draw
+        self.noise_dim = self.latent_dim + (_CELLS if self.occupancy else 0)
         self.generator = _generator(self.latent_dim, self.hidden, self.particles, self.cell_threshold,
-                                    self.cell_quantum)
+                                    self.cell_quantum, self.occupancy)
         self.discriminator = _discriminator(self.hidden, self.minibatch_kernels, self.particles)
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
@@ -318,10 +381,23 @@ class CaloGAN(SavedOptimizers, keras.Model):
             out["particle"] = keras.ops.one_hot(ids, self.particles)
         return out
 
+    def _generator_inputs(self, noise):
+        """The generator's noise inputs from one (batch, noise_dim) standard-normal draw: the latent
+        vector, and with ``occupancy`` uniforms Φ(noise) for the cells' hit draws, per layer."""
+        inputs = {"noise": noise[:, :self.latent_dim]}
+        if self.occupancy:
+            uniforms = 0.5 * (1.0 + keras.ops.erf(noise[:, self.latent_dim:] / 2.0 ** 0.5))
+            start = 0
+            for i, (_, (r, c)) in enumerate(LAYERS):
+                inputs[f"hit_noise_{i}"] = uniforms[:, start:start + r * c]
+                start += r * c
+        return inputs
+
     def call(self, inputs, training=False):
         energy = keras.ops.reshape(keras.ops.cast(inputs["energy"], "float32"), (-1, 1))
         conditions = self._conditions(energy, inputs.get("particle"))
-        fractions = self.generator({"noise": inputs["noise"], **conditions}, training=training)
+        noise = keras.ops.cast(inputs["noise"], "float32")
+        fractions = self.generator({**self._generator_inputs(noise), **conditions}, training=training)
         return {key: fractions[key] * keras.ops.reshape(energy, (-1, 1, 1)) for key, _ in LAYERS}
 
     def generate(self, energy, *, particle=None, seed=None):
@@ -329,7 +405,7 @@ class CaloGAN(SavedOptimizers, keras.Model):
         generator of several particle types, ``particle`` ids (one int or n of them)."""
         energy = keras.ops.reshape(keras.ops.cast(energy, "float32"), (-1, 1))
         n = keras.ops.shape(energy)[0]
-        noise = keras.random.normal((n, self.latent_dim), seed=seed if seed is not None else self.seed_generator)
+        noise = keras.random.normal((n, self.noise_dim), seed=seed if seed is not None else self.seed_generator)
         inputs = {"energy": energy, "noise": noise}
         if particle is not None:
             ids = keras.ops.reshape(keras.ops.cast(particle, "int32"), (-1,))
@@ -364,12 +440,18 @@ class CaloGAN(SavedOptimizers, keras.Model):
         return real, self._conditions(energy, label)
 
     def _fake(self, conditions, training=True):
+        """Generated showers as fractions of E (and, with ``occupancy``, ``hits_i``: the hit masks)."""
         batch = keras.ops.shape(conditions["log_energy"])[0]
-        noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
-        return self.generator({"noise": noise, **conditions}, training=training)
+        noise = keras.random.normal((batch, self.noise_dim), seed=self.seed_generator)
+        return self.generator({**self._generator_inputs(noise), **conditions}, training=training)
 
     def _critic(self, showers, conditions, training=True):
-        return self.discriminator({**showers, **conditions}, training=training)
+        return self.discriminator({**{k: showers[k] for k, _ in LAYERS}, **conditions}, training=training)
+
+    def _features(self, showers, energy):
+        """The matched features of real showers or of generated ones (whose hit masks carry the gradient)."""
+        hits = [showers[f"hits_{i}"] for i in range(len(LAYERS))] if "hits_0" in showers else None
+        return _matched_features(showers, energy, occupancy=self.occupancy, hits=hits)
 
     def _target_response(self, real, conditions):
         """The mean response (deposit / E) of the real showers, per particle type when there are several."""
@@ -399,7 +481,7 @@ class CaloGAN(SavedOptimizers, keras.Model):
         target = self._target_response(real, conditions)
         energy = keras.ops.exp(conditions["log_energy"])
         groups = conditions.get("particle")
-        real_features = _matched_features(real, energy) if self.feature_weight else None
+        real_features = self._features(real, energy) if self.feature_weight else None
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for _ in range(self.discriminator_steps):
             with tf.GradientTape() as tape:
@@ -414,7 +496,7 @@ class CaloGAN(SavedOptimizers, keras.Model):
             fake = self._fake(conditions)
             adversarial = self._adversarial(self._critic(fake, conditions))
             energy_loss = keras.ops.mean(keras.ops.abs(self._response(fake) - target))
-            feature_loss = (feature_matching_loss(real_features, _matched_features(fake, energy), groups)
+            feature_loss = (feature_matching_loss(real_features, self._features(fake, energy), groups)
                             if self.feature_weight else keras.ops.zeros(()))
             g_loss = adversarial + self.energy_weight * energy_loss + self.feature_weight * feature_loss
             scaled = g_loss / replicas
@@ -447,7 +529,7 @@ class CaloGAN(SavedOptimizers, keras.Model):
         d_loss = self._d_loss(self._critic(real, conditions, False), d_fake)
         energy_loss = keras.ops.mean(keras.ops.abs(self._response(fake) - self._target_response(real, conditions)))
         energy = keras.ops.exp(conditions["log_energy"])
-        feature_loss = feature_matching_loss(_matched_features(real, energy), _matched_features(fake, energy),
+        feature_loss = feature_matching_loss(self._features(real, energy), self._features(fake, energy),
                                              conditions.get("particle"))
         return self._track(d_loss, self._adversarial(d_fake), energy_loss, feature_loss)
 
@@ -456,14 +538,15 @@ class CaloGAN(SavedOptimizers, keras.Model):
                 "minibatch_kernels": self.minibatch_kernels, "loss": self.loss_name,
                 "energy_weight": self.energy_weight, "discriminator_steps": self.discriminator_steps,
                 "particles": self.particles, "cell_threshold": self.cell_threshold,
-                "cell_quantum": self.cell_quantum, "feature_weight": self.feature_weight}
+                "cell_quantum": self.cell_quantum, "feature_weight": self.feature_weight, "occupancy": self.occupancy}
 
 
 def calogan(*, latent_dim: int = 64, hidden: int = 256, minibatch_kernels: int = 32, loss: str = "bce",
             energy_weight: float = 1.0, discriminator_steps: int = 1, particles: int = 1,
             cell_threshold: float = 0.0, cell_quantum: float = 0.0, feature_weight: float = 1.0,
-            name: str = "calogan") -> CaloGAN:
+            occupancy: bool = False, name: str = "calogan") -> CaloGAN:
     """A :class:`CaloGAN` (factory for configs; see the class for the arguments)."""
     return CaloGAN(latent_dim=latent_dim, hidden=hidden, minibatch_kernels=minibatch_kernels, loss=loss,
                    energy_weight=energy_weight, discriminator_steps=discriminator_steps, particles=particles,
-                   cell_threshold=cell_threshold, cell_quantum=cell_quantum, feature_weight=feature_weight, name=name)
+                   cell_threshold=cell_threshold, cell_quantum=cell_quantum, feature_weight=feature_weight, occupancy=occupancy,
+                   name=name)
