@@ -57,8 +57,8 @@ def test_dequantized_showers_come_back_from_the_flows_variables(showers):
     feats, _ = showers
     model = _small()
     energy = feats["energy"][:50].reshape(-1, 1)
-    noise = 0.01 * np.random.default_rng(1).uniform(size=(50, 504)).astype(np.float32)
-    energies, u = model._variables({k: v[:50] for k, v in feats.items()}, energy, noise)
+    uniforms = np.random.default_rng(1).uniform(size=(50, 504)).astype(np.float32)
+    energies, u = model._variables({k: v[:50] for k, v in feats.items()}, energy, uniforms)
     out = model._to_showers(energies, u, energy)
     for k in ("layer_0", "layer_1", "layer_2"):
         np.testing.assert_allclose(np.asarray(out[k]), feats[k][:50], atol=2e-3)
