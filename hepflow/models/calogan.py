@@ -25,7 +25,10 @@ arXiv:1712.10321), with its ingredients and hepflow's choices where the issue le
   of the generator's noise input (so a seed still fixes the showers). The gradient reaches the
   probabilities straight through the draw (``b = p + stop_gradient(b_hard - p)``, Bengio et al.,
   arXiv:1308.3432), and the fraction of hit cells per layer joins the matched features, so the
-  generator can learn how many tail cells a shower has, which a ReLU output cannot.
+  generator can learn how many tail cells a shower has, which a ReLU output cannot. A hit cell
+  reads at least one readout quantum (``cell_quantum``, else ``cell_threshold``), so the hits are
+  the cells the readout sees (without this floor a generator met the matched occupancy with hits
+  of ~0 GeV that the readout then zeroed).
 * **Minibatch discrimination** (Salimans et al., arXiv:1606.03498) in the discriminator, so a
   generator that collapses to one shower is caught.
 * **Energy constraint.** An auxiliary generator loss ``λ_E · mean |Σ_cells / E − r|``, where
@@ -139,20 +142,25 @@ class HitMask(keras.layers.Layer):
 
     ``hits`` is 1 where ``uniform < σ(logit)`` (a Bernoulli draw with probability σ(logit)) and 0
     elsewhere in the forward pass, with the gradient of σ(logit) (straight-through); ``cells`` is
-    ``energies · hits``. The logits are multiplied by ``logit_scale`` first: with the GAN's learning
-    rate (2·10⁻⁴) an Adam step moves a weight by about that much, so an unscaled logit would need
-    some 10⁴ steps to turn a 50 % hit probability into 10 %.
+    ``(energies + floor) · hits``, with ``floor`` one readout quantum as a fraction of E when a
+    fourth input, ``log_energy`` (batch, 1), is given: a hit then always reads at least one quantum,
+    so the hits are the cells the readout sees. The logits are multiplied by ``logit_scale`` first:
+    with the GAN's learning rate (2·10⁻⁴) an Adam step moves a weight by about that much, so an
+    unscaled logit would need some 10⁴ steps to turn a 50 % hit probability into 10 %.
 
     Args:
         logit_scale: Factor on the logits (default 10).
+        floor: The smallest energy of a hit cell in GeV (default 0; used with ``log_energy``).
     """
 
-    def __init__(self, *, logit_scale: float = 10.0, **kwargs):
+    def __init__(self, *, logit_scale: float = 10.0, floor: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        self.logit_scale = float(logit_scale)
+        self.logit_scale, self.floor = float(logit_scale), float(floor)
 
     def call(self, inputs):
-        energies, logits, uniforms = inputs
+        energies, logits, uniforms = inputs[:3]
+        if len(inputs) > 3 and self.floor > 0:
+            energies = energies + self.floor * keras.ops.exp(-inputs[3])
         probability = keras.ops.sigmoid(self.logit_scale * logits)
         drawn = keras.ops.cast(uniforms < probability, probability.dtype)
         hits = probability + keras.ops.stop_gradient(drawn - probability)
@@ -162,7 +170,7 @@ class HitMask(keras.layers.Layer):
         return input_shape[0], input_shape[0]
 
     def get_config(self):
-        return {**super().get_config(), "logit_scale": self.logit_scale}
+        return {**super().get_config(), "logit_scale": self.logit_scale, "floor": self.floor}
 
 
 @keras.saving.register_keras_serializable(package="hepflow")
@@ -271,14 +279,16 @@ def _generator(latent_dim: int, hidden: int, particles: int, cell_threshold: flo
         h = keras.layers.Dense(hidden, activation="relu")(h)
         h = keras.layers.Dense(hidden, activation="relu")(h)
         cells_in_layer = shape[0] * shape[1]
-        if occupancy:  # an energy and a hit probability per cell; half the cells hit at first, each 2 / 504 of E
+        if occupancy:  # an energy and a hit probability per cell; half the cells hit at first, each ≥ 2 / 504 of E
             uniforms = inputs[f"hit_noise_{i}"] = keras.Input((cells_in_layer,), name=f"hit_noise_{i}")
             energies = keras.layers.Dense(cells_in_layer, activation="relu",
                                           kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3),
                                           bias_initializer=keras.initializers.Constant(2.0 / _CELLS))(h)
             logits = keras.layers.Dense(cells_in_layer, kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3),
                                         bias_initializer="zeros")(h)
-            cells, hits = HitMask(name=f"hits_{i}")([energies, logits, uniforms])
+            # a hit reads at least one quantum (or the threshold): the hits are the cells the readout sees
+            floor = cell_quantum or cell_threshold
+            cells, hits = HitMask(floor=floor, name=f"hits_{i}")([energies, logits, uniforms, inputs["log_energy"]])
             outputs[f"hits_{i}"] = hits
         else:
             # fractions of E, exact zeros possible. A new generator spreads E evenly over all 504 cells

@@ -326,6 +326,9 @@ def test_hit_mask_draws_bernoulli_hits_and_passes_the_gradient_to_the_probabilit
     np.testing.assert_allclose(cells.numpy(), [[0.2, 0.0, 0.4, 0.0]])
     p = 1 / (1 + np.exp(-np.array([0.0, 2.0, -2.0, 0.0])))
     np.testing.assert_allclose(tape.gradient(total, logits).numpy()[0], p * (1 - p), rtol=1e-5)  # dσ/dlogit
+    # with a floor of one 10 MeV quantum at E = 10 GeV, a hit reads at least 0.001 of E
+    cells, hits = HitMask(logit_scale=1.0, floor=0.01)([energies * 0.0, logits, uniforms, tf.math.log([[10.0]])])
+    np.testing.assert_allclose(cells.numpy(), [[0.001, 0.0, 0.001, 0.0]], rtol=1e-5)
     # many draws: the hit rate is the probability
     many = np.random.default_rng(0).uniform(size=(20000, 4)).astype(np.float32)
     _, hits = HitMask(logit_scale=0.5)([tf.ones((20000, 4)), tf.repeat(2 * logits, 20000, axis=0), many])
