@@ -362,3 +362,15 @@ def test_occupancy_generator_learns_the_fraction_of_hit_cells(calo_dir, tmp_path
     for k in a:
         np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
         np.testing.assert_allclose(np.asarray(a[k]), np.asarray(c[k]), atol=1e-6)
+    # the SavedModel draws the hit uniforms from its seed too: the same showers as the model with that noise
+    import tensorflow as tf
+
+    from hepflow.serving import export_generator
+
+    path = export_generator(model, str(tmp_path / "export"), name="gan")
+    served = tf.saved_model.load(path).signatures["serving_default"](energy=tf.constant(energy[:4]),
+                                                                     seed=tf.constant(9, tf.int64))
+    noise = tf.random.stateless_normal((4, model.noise_dim), seed=tf.constant([9, 0], tf.int64))
+    expected = model({"energy": energy[:4], "noise": noise})
+    for k in expected:
+        np.testing.assert_allclose(served[k].numpy(), np.asarray(expected[k]), atol=1e-6)
