@@ -251,11 +251,14 @@ class ActNorm(keras.layers.Layer):
         self.built = True
 
     def initialize(self, x) -> None:
-        """Sets shift and scale to the mean and standard deviation of ``x`` (batch, dims)."""
+        """Sets shift and scale to the mean and standard deviation of ``x`` (batch, dims) the first
+        time it is called and keeps them afterwards. No control flow (a blend by the ``initialized``
+        flag), so it may run in every training step under any ``tf.distribute`` strategy."""
+        first = 1.0 - ops.cast(self.initialized, x.dtype)
         mean, variance = ops.mean(x, axis=0), ops.var(x, axis=0)
-        self.shift.assign(mean)
-        self.log_scale.assign(-0.5 * ops.log(variance + 1e-6))
-        self.initialized.assign(1.0)
+        self.shift.assign(first * mean + (1.0 - first) * self.shift)
+        self.log_scale.assign(first * (-0.5 * ops.log(variance + 1e-6)) + (1.0 - first) * self.log_scale)
+        self.initialized.assign(ops.ones_like(self.initialized))
 
     def call(self, x, inverse: bool = False):
         log_det = ops.sum(self.log_scale) * ops.ones_like(x[:, 0])

@@ -176,9 +176,7 @@ class CaloFlow(OwnStepModel):
         return out
 
     # -- density --------------------------------------------------------------------
-    def _log_probs(self, energies, u, conditions, initialize=False):
-        if initialize:
-            self.energy_norm.initialize(energies)
+    def _log_probs(self, energies, u, conditions):
         z, log_det = self.energy_norm(energies)
         context = ops.stop_gradient(z)
         for block in self.energy_flow:
@@ -186,8 +184,6 @@ class CaloFlow(OwnStepModel):
             z = ops.flip(z, axis=-1)  # each block sees the variables in the other order
             log_det = log_det + ld
         log_p_energies = _standard_normal_log_prob(z) + log_det
-        if initialize:
-            self.cell_norm.initialize(u)
         cell_context = ops.concatenate([conditions, context], axis=-1)
         z, log_det = self.cell_norm(u)
         for block in self.cell_flow:
@@ -243,14 +239,17 @@ class CaloFlow(OwnStepModel):
     def metrics(self):
         return [self.loss_tracker, self.energy_tracker, self.cell_tracker]
 
-    def _terms(self, data, initialize=False):
+    def _prepared(self, data):
+        """A batch → (flow-I variables, flow-II variables, conditions), freshly dequantized."""
         features = data[0] if isinstance(data, (tuple, list)) else data
         label = data[1] if isinstance(data, (tuple, list)) and len(data) > 1 and self.particles > 1 else None
         energy = ops.reshape(ops.cast(features["energy"], "float32"), (-1, 1))
         uniforms = keras.random.uniform((ops.shape(energy)[0], _CELLS), seed=self.seed_generator)
         energies, u = self._variables(features, energy, uniforms)
-        log_p_energies, log_p_cells = self._log_probs(energies, u, self._conditions(energy, label),
-                                                      initialize=initialize)
+        return energies, u, self._conditions(energy, label)
+
+    def _terms(self, energies, u, conditions):
+        log_p_energies, log_p_cells = self._log_probs(energies, u, conditions)
         nll_energies, nll_cells = -ops.mean(log_p_energies), -ops.mean(log_p_cells)
         return nll_energies + nll_cells, nll_energies, nll_cells
 
@@ -261,18 +260,19 @@ class CaloFlow(OwnStepModel):
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        # the first batch sets the ActNorm layers (a no-op branch afterwards)
-        tf.cond(self.cell_norm.initialized > 0.5, lambda: tf.constant(0.0), lambda: self._terms(data, True)[0])
+        energies, u, conditions = self._prepared(data)
+        self.energy_norm.initialize(energies)  # the first batch sets the ActNorm layers; later calls keep them
+        self.cell_norm.initialize(u)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            loss, nll_energies, nll_cells = self._terms(data)
+            loss, nll_energies, nll_cells = self._terms(energies, u, conditions)
             scaled = loss / replicas
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         return self._track(loss, nll_energies, nll_cells)
 
     def test_step(self, data):
-        return self._track(*self._terms(data))
+        return self._track(*self._terms(*self._prepared(data)))
 
     def get_config(self):
         return {**super().get_config(), "particles": self.particles, "bins": self.bins,

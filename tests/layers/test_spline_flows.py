@@ -90,6 +90,8 @@ def test_actnorm_standardizes_its_first_batch():
     np.testing.assert_allclose(np.asarray(y).std(0), 1.0, atol=1e-3)
     np.testing.assert_allclose(np.asarray(log_det), -np.log(x.std(0)).sum(), atol=1e-3)
     np.testing.assert_allclose(np.asarray(norm(y, inverse=True)[0]), x, atol=1e-4)
+    norm.initialize(x * 5.0 + 1.0)  # later calls keep what the first batch set
+    np.testing.assert_allclose(np.asarray(norm(x)[0]), np.asarray(y), atol=1e-5)
 
 
 def test_bad_arguments_are_refused():

@@ -125,3 +125,32 @@ def test_savedmodel_in_a_fresh_process_gives_the_same_showers(tmp_path):
     got = json.loads(done.stdout.strip().splitlines()[-1])
     for k in ("layer_0", "layer_1", "layer_2"):
         np.testing.assert_allclose(np.array(got[k]), np.asarray(expected[k]), rtol=1e-4, atol=1e-5)
+
+
+MIRRORED = """
+import sys, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from hepflow.data import SampleSpec, make_dataset
+from hepflow.models import calo_flow
+from hepflow.training.distribute import make_strategy
+from hepflow.training.loop import fit
+strategy = make_strategy("mirrored")
+with strategy.scope():
+    model = calo_flow(energy_blocks=2, energy_hidden=(16, 16), cell_blocks=2, cell_hidden=(32,), bins=4)
+    model.compile()
+spec = SampleSpec(name="eplus", files=sys.argv[1] + "/eplus_*.h5", keys=["layer_0", "layer_1", "layer_2", "energy"],
+                  label=0)
+h = fit(model, make_dataset([spec], batch_size=32, epoch=6, seed=1), epochs=2, verbose=0).history
+set_once = tf.convert_to_tensor(model.cell_norm.initialized.value).numpy() == 1.0
+print("REPLICAS", strategy.num_replicas_in_sync, "FINITE", all(np.isfinite(v[-1]) for v in h.values()),
+      "FALLS", h["loss"][-1] < h["loss"][0], "SET", set_once)
+"""
+
+
+@pytest.mark.slow
+def test_flow_trains_mirrored_on_two_devices(calo_dir):
+    """The ActNorm layers initialize without control flow, so the step runs under MirroredStrategy."""
+    proc = subprocess.run([sys.executable, "-c", MIRRORED, str(calo_dir)], capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "REPLICAS 2 FINITE True FALLS True SET True" in proc.stdout
