@@ -48,7 +48,7 @@ from keras import ops
 
 from hepflow.data.formats.calogan import CALOGAN_LAYERS
 from hepflow.layers.spline_flows import ActNorm, SplineAutoregressive, SplineCoupling
-from hepflow.models.base import OwnStepModel
+from hepflow.models.base import OwnStepModel, ShowerSampling
 
 __all__ = ["CaloFlow", "calo_flow"]
 
@@ -70,7 +70,7 @@ def _standard_normal_log_prob(z):
 
 
 @keras.saving.register_keras_serializable(package="hepflow")
-class CaloFlow(OwnStepModel):
+class CaloFlow(ShowerSampling, OwnStepModel):
     """The two-flow shower generator (see the module docstring).
 
     Args:
@@ -100,7 +100,7 @@ class CaloFlow(OwnStepModel):
         self.energy_blocks, self.energy_hidden = int(energy_blocks), tuple(int(h) for h in energy_hidden)
         self.cell_blocks, self.cell_hidden = int(cell_blocks), tuple(int(h) for h in cell_hidden)
         self.cell_quantum, self.empty_noise = float(cell_quantum), float(empty_noise)
-        self.latent_dim = _ENERGY_VARIABLES + _CELLS  # the noise of one shower (flow I's, then flow II's)
+        self.noise_dim = _ENERGY_VARIABLES + _CELLS  # the noise of one shower (flow I's, then flow II's)
         n_cond = 1 + (self.particles if self.particles > 1 else 0)
         self.energy_norm = ActNorm(dims=_ENERGY_VARIABLES, name="energy_norm")
         self.energy_flow = [SplineAutoregressive(dims=_ENERGY_VARIABLES, context_dims=n_cond, bins=self.bins,
@@ -203,7 +203,7 @@ class CaloFlow(OwnStepModel):
 
     # -- sampling ---------------------------------------------------------------------
     def call(self, inputs, training=False):
-        """``{"energy", "noise" (batch, latent_dim)[, "particle"]}`` → showers in GeV."""
+        """``{"energy", "noise" (batch, noise_dim)[, "particle"]}`` → showers in GeV."""
         energy = ops.reshape(ops.cast(inputs["energy"], "float32"), (-1, 1))
         conditions = self._conditions(energy, inputs.get("particle"))
         noise = ops.cast(inputs["noise"], "float32")
@@ -219,20 +219,6 @@ class CaloFlow(OwnStepModel):
         u, _ = self.cell_norm(z, inverse=True)
         return self._to_showers(energies, u, energy)
 
-    def generate(self, energy, *, particle=None, seed=None):
-        """Showers (GeV) for incident energies (GeV, (n,) or (n, 1)) and particle ids (one int or n)."""
-        energy = ops.reshape(ops.cast(energy, "float32"), (-1, 1))
-        noise = keras.random.normal((ops.shape(energy)[0], self.latent_dim),
-                                    seed=seed if seed is not None else self.seed_generator)
-        inputs = {"energy": energy, "noise": noise}
-        if particle is not None:
-            ids = ops.reshape(ops.cast(particle, "int32"), (-1,))
-            inputs["particle"] = ops.broadcast_to(ids, (ops.shape(energy)[0],))
-        return self(inputs)
-
-    def sample(self, energy: float, particle: int | None = None, n: int = 1, *, seed=None):
-        """``n`` showers (GeV) at one incident energy (GeV) of one particle type."""
-        return self.generate(ops.full((n, 1), float(energy)), particle=particle, seed=seed)
 
     # -- training ---------------------------------------------------------------------
     @property

@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from hepflow.data.formats.calogan import CALOGAN_LAYERS
-from hepflow.models.base import OwnStepModel
+from hepflow.models.base import OwnStepModel, ShowerSampling
 from hepflow.models.vae import gaussian_nll, kl_to_standard_normal
 
 __all__ = ["CaloVAE", "calo_vae"]
@@ -38,7 +38,7 @@ _EPS = 1e-4
 
 
 @keras.saving.register_keras_serializable(package="hepflow")
-class CaloVAE(OwnStepModel):
+class CaloVAE(ShowerSampling, OwnStepModel):
     """The conditional VAE (see the module docstring).
 
     Args:
@@ -56,6 +56,7 @@ class CaloVAE(OwnStepModel):
             raise ValueError("CaloVAE needs latent_dim ≥ 1, particles ≥ 1, beta ≥ 0 and cell_quantum ≥ 0. Received: "
                              f"latent_dim={latent_dim}, particles={particles}, beta={beta}, cell_quantum={cell_quantum}")
         self.latent_dim, self.hidden, self.particles = int(latent_dim), tuple(int(h) for h in hidden), int(particles)
+        self.noise_dim = self.latent_dim  # the noise of one shower: its latent vector
         self.beta, self.cell_quantum = float(beta), float(cell_quantum)
         n_cond = 1 + (self.particles if self.particles > 1 else 0)
         x, c = keras.Input((_CELLS,), name="u"), keras.Input((n_cond,), name="conditions")
@@ -110,20 +111,6 @@ class CaloVAE(OwnStepModel):
         u = self.decoder([inputs["noise"], self._conditions(energy, inputs.get("particle"))], training=training)
         return self._showers(u, energy)
 
-    def generate(self, energy, *, particle=None, seed=None):
-        """Showers (GeV) for incident energies (GeV, (n,) or (n, 1)) and particle ids (one int or n)."""
-        energy = keras.ops.reshape(keras.ops.cast(energy, "float32"), (-1, 1))
-        noise = keras.random.normal((keras.ops.shape(energy)[0], self.latent_dim),
-                                    seed=seed if seed is not None else self.seed_generator)
-        inputs = {"energy": energy, "noise": noise}
-        if particle is not None:
-            ids = keras.ops.reshape(keras.ops.cast(particle, "int32"), (-1,))
-            inputs["particle"] = keras.ops.broadcast_to(ids, (keras.ops.shape(energy)[0],))
-        return self(inputs)
-
-    def sample(self, energy: float, particle: int | None = None, n: int = 1, *, seed=None):
-        """``n`` showers (GeV) at one incident energy (GeV) of one particle type."""
-        return self.generate(keras.ops.full((n, 1), float(energy)), particle=particle, seed=seed)
 
     # -- training ----------------------------------------------------------------
     @property

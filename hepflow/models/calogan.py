@@ -58,7 +58,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from hepflow.models.base import SavedOptimizers
+from hepflow.models.base import SavedOptimizers, ShowerSampling
 from hepflow.data.formats.calogan import CALOGAN_LAYERS
 from hepflow.ops.calo import shower_shapes
 
@@ -327,7 +327,7 @@ def _discriminator(hidden: int, minibatch_kernels: int, particles: int) -> keras
 
 
 @keras.saving.register_keras_serializable(package="hepflow")
-class CaloGAN(SavedOptimizers, keras.Model):
+class CaloGAN(ShowerSampling, SavedOptimizers, keras.Model):
     """The generator and discriminator with a custom ``train_step`` (see the module docstring).
 
     Trains on batches ``(features, label)`` of the pipeline whose features hold ``layer_0``,
@@ -410,17 +410,6 @@ class CaloGAN(SavedOptimizers, keras.Model):
         fractions = self.generator({**self._generator_inputs(noise), **conditions}, training=training)
         return {key: fractions[key] * keras.ops.reshape(energy, (-1, 1, 1)) for key, _ in LAYERS}
 
-    def generate(self, energy, *, particle=None, seed=None):
-        """Showers (GeV) for incident energies ``energy`` (GeV, shape (n,) or (n, 1)) and, for a
-        generator of several particle types, ``particle`` ids (one int or n of them)."""
-        energy = keras.ops.reshape(keras.ops.cast(energy, "float32"), (-1, 1))
-        n = keras.ops.shape(energy)[0]
-        noise = keras.random.normal((n, self.noise_dim), seed=seed if seed is not None else self.seed_generator)
-        inputs = {"energy": energy, "noise": noise}
-        if particle is not None:
-            ids = keras.ops.reshape(keras.ops.cast(particle, "int32"), (-1,))
-            inputs["particle"] = keras.ops.broadcast_to(ids, (n,))
-        return self(inputs)
 
     # -- training --------------------------------------------------------------
     compiled_optimizers = ("d_optimizer", "g_optimizer")

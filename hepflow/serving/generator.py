@@ -29,7 +29,7 @@ def export_generator(model, base_dir: str, *, name: str | None = None, metadata:
 
     def showers(energy, seed, **particle):
         energy = tf.ensure_shape(energy, (None, 1))
-        noise = tf.random.stateless_normal((tf.shape(energy)[0], getattr(model, "noise_dim", model.latent_dim)),
+        noise = tf.random.stateless_normal((tf.shape(energy)[0], model.noise_dim),
                                            seed=tf.stack([seed, tf.constant(0, tf.int64)]))
         return model({"energy": energy, "noise": noise, **particle})
 

@@ -111,7 +111,7 @@ def test_savedmodel_in_a_fresh_process_gives_the_same_showers(tmp_path):
         v.assign((0.05 * rng.normal(size=v.shape)).astype(np.float32))
     path = export_generator(model, str(tmp_path / "export"), name="flow")
     energy = np.array([[5.0], [20.0], [60.0]], np.float32)
-    noise = tf.random.stateless_normal((3, model.latent_dim), seed=tf.constant([11, 0], tf.int64))
+    noise = tf.random.stateless_normal((3, model.noise_dim), seed=tf.constant([11, 0], tf.int64))
     expected = model({"energy": energy, "noise": noise, "particle": np.array([0, 1, 2])})
     script = (
         "import json, sys, numpy as np, tensorflow as tf\n"
