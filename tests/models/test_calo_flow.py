@@ -1,12 +1,9 @@
 """The CaloFlow-style shower generator: log-likelihood by hand, training, conditioning, quanta, reload, export."""
 from __future__ import annotations
 
-import glob
-import json
 import subprocess
 import sys
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -14,19 +11,6 @@ import tensorflow as tf
 
 from hepflow.models import calo_flow
 from hepflow.serving import export_generator
-
-
-@pytest.fixture(scope="module")
-def showers(calo_dir):
-    feats = {k: [] for k in ("layer_0", "layer_1", "layer_2", "energy")}
-    labels = []
-    for label, particle in enumerate(("eplus", "gamma", "piplus")):
-        for path in sorted(glob.glob(str(calo_dir / f"{particle}_*.h5"))):
-            with h5py.File(path) as f:
-                for k in feats:
-                    feats[k].append(f[k][...])
-                labels.append(np.full(len(f["energy"]), label))
-    return {k: np.concatenate(v).astype(np.float32) for k, v in feats.items()}, np.concatenate(labels)
 
 
 def _small(**kwargs):
@@ -102,7 +86,7 @@ def test_trains_conditions_reads_out_quanta_and_reloads(showers, tmp_path):
         calo_flow(cell_blocks=0)
 
 
-def test_savedmodel_in_a_fresh_process_gives_the_same_showers(tmp_path):
+def test_savedmodel_in_a_fresh_process_gives_the_same_showers(tmp_path, assert_same_showers_in_a_fresh_process):
     """(energy, seed, particle) → showers as a SavedModel, loaded by a process that imports TensorFlow only."""
     keras.utils.set_random_seed(4)
     model = _small()
@@ -110,21 +94,7 @@ def test_savedmodel_in_a_fresh_process_gives_the_same_showers(tmp_path):
     for v in model.trainable_weights:  # an untrained flow is ActNorm only: give the blocks something to do
         v.assign((0.05 * rng.normal(size=v.shape)).astype(np.float32))
     path = export_generator(model, str(tmp_path / "export"), name="flow")
-    energy = np.array([[5.0], [20.0], [60.0]], np.float32)
-    noise = tf.random.stateless_normal((3, model.noise_dim), seed=tf.constant([11, 0], tf.int64))
-    expected = model({"energy": energy, "noise": noise, "particle": np.array([0, 1, 2])})
-    script = (
-        "import json, sys, numpy as np, tensorflow as tf\n"
-        f"gen = tf.saved_model.load({path!r}).signatures['serving_default']\n"
-        "out = gen(energy=tf.constant([[5.0], [20.0], [60.0]]), seed=tf.constant(11, tf.int64),"
-        " particle=tf.constant([0, 1, 2], tf.int64))\n"
-        "print(json.dumps({k: np.asarray(v).tolist() for k, v in out.items()}))\n"
-        "assert 'hepflow' not in sys.modules\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    for k in ("layer_0", "layer_1", "layer_2"):
-        np.testing.assert_allclose(np.array(got[k]), np.asarray(expected[k]), rtol=1e-4, atol=1e-5)
+    assert_same_showers_in_a_fresh_process(model, path, rtol=1e-4, atol=1e-5)
 
 
 MIRRORED = """

@@ -1,28 +1,13 @@
 """The conditional VAE shower generator: trains, conditions on energy and particle, reads out quanta, reloads."""
 from __future__ import annotations
 
-import glob
 
-import h5py
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from hepflow.models import calo_vae
-
-
-@pytest.fixture(scope="module")
-def showers(calo_dir):
-    feats = {k: [] for k in ("layer_0", "layer_1", "layer_2", "energy")}
-    labels = []
-    for label, particle in enumerate(("eplus", "gamma", "piplus")):
-        for path in sorted(glob.glob(str(calo_dir / f"{particle}_*.h5"))):
-            with h5py.File(path) as f:
-                for k in feats:
-                    feats[k].append(f[k][...])
-                labels.append(np.full(len(f["energy"]), label))
-    return {k: np.concatenate(v).astype(np.float32) for k, v in feats.items()}, np.concatenate(labels)
 
 
 def test_trains_conditions_and_reloads(showers, tmp_path):
@@ -56,29 +41,11 @@ def test_trains_conditions_and_reloads(showers, tmp_path):
         calo_vae(latent_dim=0)
 
 
-def test_savedmodel_in_a_fresh_process_gives_the_same_showers(tmp_path):
+def test_savedmodel_in_a_fresh_process_gives_the_same_showers(tmp_path, assert_same_showers_in_a_fresh_process):
     """(energy, seed, particle) → showers as a SavedModel, loaded by a process that imports TensorFlow only."""
-    import json
-    import subprocess
-    import sys
-
     from hepflow.serving import export_generator
 
     keras.utils.set_random_seed(4)
     model = calo_vae(particles=3, cell_quantum=0.01, hidden=(64, 32), latent_dim=6)
     path = export_generator(model, str(tmp_path / "export"), name="cvae")
-    energy = np.array([[5.0], [20.0], [60.0]], np.float32)
-    noise = tf.random.stateless_normal((3, 6), seed=tf.constant([11, 0], tf.int64))
-    expected = model({"energy": energy, "noise": noise, "particle": np.array([0, 1, 2])})
-    script = (
-        "import json, sys, numpy as np, tensorflow as tf\n"
-        f"gen = tf.saved_model.load({path!r}).signatures['serving_default']\n"
-        "out = gen(energy=tf.constant([[5.0], [20.0], [60.0]]), seed=tf.constant(11, tf.int64),"
-        " particle=tf.constant([0, 1, 2], tf.int64))\n"
-        "print(json.dumps({k: np.asarray(v).tolist() for k, v in out.items()}))\n"
-        "assert 'hepflow' not in sys.modules\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    for k in ("layer_0", "layer_1", "layer_2"):
-        np.testing.assert_allclose(np.array(got[k]), np.asarray(expected[k]), rtol=1e-5, atol=1e-6)
+    assert_same_showers_in_a_fresh_process(model, path, rtol=1e-5, atol=1e-6)
