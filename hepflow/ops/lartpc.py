@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["clipped_stats", "subtract_baseline", "remove_coherent_noise", "deconvolution_kernel", "deconvolve",
-           "regions_of_interest", "find_hits", "sparse_entries", "downsample", "semantic_labels", "SemanticImage"]
+           "regions_of_interest", "linear_roi_baseline", "find_hits", "sparse_entries", "downsample", "semantic_labels", "SemanticImage"]
 
 
 def clipped_stats(x: tf.Tensor, *, valid: tf.Tensor | None = None, n_sigma: float = 3.0,
@@ -110,14 +110,17 @@ def deconvolve(x: tf.Tensor, kernel: np.ndarray | tf.Tensor) -> tf.Tensor:
     return tf.signal.irfft2d(spectrum * tf.cast(kernel, tf.complex64), fft_length=[tf.shape(x)[1], ticks])
 
 
-def regions_of_interest(q: tf.Tensor, *, threshold: float = 4.0, pad: int = 8,
-                        wire_pad: int = 1) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def regions_of_interest(q: tf.Tensor, *, threshold: float = 4.0, pad: int = 8, wire_pad: int = 1,
+                        baseline: str = "wire", edge: int = 8) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Regions of interest of deconvolved charge and the charge inside them, baseline-corrected.
 
     A sample is in a region when it or a neighbour within ``pad`` ticks and ``wire_pad`` wires
     exceeds ``threshold`` times its wire's noise RMS (:func:`clipped_stats`). Outside the
-    regions, samples are set to zero; inside, the mean of the wire's samples outside any region
-    is subtracted (what the regularized deconvolution leaves of the lowest frequencies).
+    regions, samples are set to zero; inside, what the regularized deconvolution leaves of the
+    lowest frequencies is subtracted: with ``baseline="wire"`` the mean of the wire's samples
+    outside any region; with ``baseline="linear"`` (MicroBooNE's correction on induction planes,
+    JINST 13 P07006 §5) a straight line per region through the mean of up to ``edge`` quiet
+    samples on each side (:func:`linear_roi_baseline`).
 
     Returns:
         ``(charge in regions (batch, wires, ticks), mask (batch, wires, ticks) bool, noise RMS
@@ -127,9 +130,61 @@ def regions_of_interest(q: tf.Tensor, *, threshold: float = 4.0, pad: int = 8,
     seed = tf.cast(q > threshold * rms, tf.float32)
     grown = tf.nn.max_pool2d(seed[..., None], ksize=[2 * wire_pad + 1, 2 * pad + 1], strides=1, padding="SAME")
     mask = grown[..., 0] > 0
+    if baseline == "linear":
+        return tf.where(mask, q - linear_roi_baseline(q, mask, edge=edge), tf.zeros_like(q)), mask, rms
+    if baseline != "wire":
+        raise ValueError(f"baseline must be 'wire' or 'linear'. Received: baseline={baseline!r}")
     outside = tf.cast(~mask, q.dtype)
-    baseline = tf.reduce_sum(outside * q, -1, keepdims=True) / tf.maximum(tf.reduce_sum(outside, -1, keepdims=True), 1.0)
-    return tf.where(mask, q - baseline, tf.zeros_like(q)), mask, rms
+    level = tf.reduce_sum(outside * q, -1, keepdims=True) / tf.maximum(tf.reduce_sum(outside, -1, keepdims=True), 1.0)
+    return tf.where(mask, q - level, tf.zeros_like(q)), mask, rms
+
+
+def _prefix_max(x: tf.Tensor) -> tf.Tensor:
+    """Running maximum along the last (static) axis: log2(n) shifted maxima, no loop over samples."""
+    n, shift = int(x.shape[-1]), 1
+    while shift < n:
+        x = tf.maximum(x, tf.concat([tf.fill(tf.concat([tf.shape(x)[:-1], [shift]], 0), x.dtype.min), x[..., :-shift]], -1))
+        shift *= 2
+    return x
+
+
+def linear_roi_baseline(q: tf.Tensor, mask: tf.Tensor, *, edge: int = 8) -> tf.Tensor:
+    """Per region of interest, the straight line under its charge: ``(batch, wires, ticks)``.
+
+    Each run of ``mask`` ticks on a wire gets the line through (centroid, mean) of the quiet
+    samples among the ``edge`` ticks before it and among the ``edge`` ticks after it; a region
+    at the start or end of the readout (or without quiet neighbours on one side) gets the other
+    side's mean as a constant, one with neither gets zero. Values outside the regions are
+    meaningless. Batched: each region's edges are found with running maxima over tick indices.
+    """
+    n = int(q.shape[-1])
+    quiet = tf.cast(~mask, q.dtype)
+    ticks = tf.range(n, dtype=tf.int32)
+    t = tf.cast(ticks, q.dtype)
+
+    def window_sums(v):  # sums over [i − edge, i) and [i, i + edge) for i = 0 … n
+        c = tf.pad(tf.cumsum(v, axis=-1), [[0, 0], [0, 0], [1, 0]])
+        c_lo = tf.pad(c[..., :-edge], [[0, 0], [0, 0], [edge, 0]])
+        c_hi = tf.concat([c[..., edge:], tf.repeat(c[..., -1:], edge, axis=-1)], -1)
+        return c - c_lo, c_hi - c
+
+    (left_n, right_n), (left_q, right_q), (left_t, right_t) = (window_sums(v) for v in (quiet, quiet * q, quiet * t))
+    before = tf.pad(mask[..., :-1], [[0, 0], [0, 0], [1, 0]])
+    after = tf.pad(mask[..., 1:], [[0, 0], [0, 0], [0, 1]])
+    start = _prefix_max(tf.where(mask & ~before, ticks, -1))  # the region's first tick
+    stop = n - _prefix_max(tf.where(mask & ~after, n - 1 - ticks, -1)[..., ::-1])[..., ::-1]  # one past its last
+    start, stop = tf.maximum(start, 0), tf.minimum(stop, n)
+
+    def at(v, i):
+        return tf.gather(v, i, batch_dims=2)
+
+    nl, nr = at(left_n, start), at(right_n, stop)
+    ql = at(left_q, start) / tf.maximum(nl, 1.0)
+    qr = at(right_q, stop) / tf.maximum(nr, 1.0)
+    tl = at(left_t, start) / tf.maximum(nl, 1.0)
+    tr = at(right_t, stop) / tf.maximum(nr, 1.0)
+    slope = tf.where((nl > 0) & (nr > 0), (qr - ql) / tf.maximum(tr - tl, 1.0), 0.0)
+    return tf.where(nl > 0, ql + slope * (t - tl), tf.where(nr > 0, qr, 0.0))
 
 
 def find_hits(q: tf.Tensor, *, threshold: float) -> dict[str, tf.Tensor]:
