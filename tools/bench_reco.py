@@ -68,31 +68,33 @@ def _clipped(x, valid=None, n_sigma=3.0, iterations=2):
 
 def _linear_baseline(q, mask, edge=8):
     """Per region of interest, the line through the mean of the quiet samples within ``edge``
-    ticks on each side (the definition of ops.linear_roi_baseline), with running maxima."""
+    ticks on each side (the definition of ops.linear_roi_baseline): regions listed by their
+    first and last ticks, edges gathered, each masked tick's region by a running count."""
     n = q.shape[-1]
-    quiet = (~mask).astype(np.float64)
-    ticks = np.arange(n)
-
-    def windows(v):
-        c = np.pad(np.cumsum(v, -1), ((0, 0), (0, 0), (1, 0)))
-        lo = np.pad(c[..., :-edge], ((0, 0), (0, 0), (edge, 0)))
-        hi = np.concatenate([c[..., edge:], np.repeat(c[..., -1:], edge, -1)], -1)
-        return c - lo, hi - c
-
-    (ln, rn), (lq, rq), (lt, rt) = (windows(v) for v in (quiet, quiet * q, quiet * ticks))
     before = np.pad(mask[..., :-1], ((0, 0), (0, 0), (1, 0)))
     after = np.pad(mask[..., 1:], ((0, 0), (0, 0), (0, 1)))
-    start = np.maximum(np.maximum.accumulate(np.where(mask & ~before, ticks, -1), -1), 0)
-    stop = np.minimum(n - np.maximum.accumulate(np.where(mask & ~after, n - 1 - ticks, -1)[..., ::-1], -1)[..., ::-1], n)
+    inside = np.nonzero(mask)
+    starts = (mask & ~before)[inside]
+    firsts, lasts = np.nonzero(mask & ~before), np.nonzero(mask & ~after)
+    offsets = np.arange(1, edge + 1)
 
-    def at(v, i):
-        return np.take_along_axis(v, i, -1)
+    def side(rows, ticks):
+        valid = (ticks >= 0) & (ticks < n)
+        t = np.clip(ticks, 0, n - 1)
+        b, w = rows[0][:, None], rows[1][:, None]
+        weight = valid & ~mask[b, w, t]
+        count = weight.sum(-1)
+        return (count, (weight * q[b, w, t]).sum(-1) / np.maximum(count, 1),
+                (weight * ticks).sum(-1) / np.maximum(count, 1))
 
-    nl, nr = at(ln, start), at(rn, stop)
-    ql, qr = at(lq, start) / np.maximum(nl, 1), at(rq, stop) / np.maximum(nr, 1)
-    tl, tr = at(lt, start) / np.maximum(nl, 1), at(rt, stop) / np.maximum(nr, 1)
+    nl, ql, tl = side(firsts, firsts[2][:, None] - offsets)
+    nr, qr, tr = side(lasts, lasts[2][:, None] + offsets)
     slope = np.where((nl > 0) & (nr > 0), (qr - ql) / np.maximum(tr - tl, 1), 0.0)
-    return np.where(nl > 0, ql + slope * (ticks - tl), np.where(nr > 0, qr, 0.0))
+    level = np.where(nl > 0, ql - slope * tl, np.where(nr > 0, qr, 0.0))
+    region = np.cumsum(starts) - 1
+    out = np.zeros_like(q)
+    out[inside] = level[region] + slope[region] * inside[2]
+    return out
 
 
 def _coherent(x, group, protect=4.0, pad=10):

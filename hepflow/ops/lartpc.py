@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["clipped_stats", "subtract_baseline", "remove_coherent_noise", "deconvolution_kernel", "deconvolve",
+__all__ = ["clipped_stats", "subtract_baseline", "dilate", "remove_coherent_noise", "deconvolution_kernel", "deconvolve",
            "regions_of_interest", "linear_roi_baseline", "find_hits", "sparse_entries", "downsample", "semantic_labels", "SemanticImage"]
 
 
@@ -49,6 +49,23 @@ def subtract_baseline(adc: tf.Tensor) -> tf.Tensor:
     return x - clipped_stats(x)[0]
 
 
+def dilate(mask: tf.Tensor, *, ticks: int = 0, wires: int = 0) -> tf.Tensor:
+    """A boolean ``(batch, wires, ticks)`` mask grown by ``ticks`` ticks and ``wires`` wires on each
+    side (a max-pool of ``(2 wires + 1) × (2 ticks + 1)``): shifted ORs of doubling reach, a few
+    passes over bytes (a 3 × 17 max-pool of floats costs ten times more on a CPU)."""
+    for axis, radius in ((2, ticks), (1, wires)):
+        reach, step = 0, 1
+        while reach < radius:
+            s = min(step, radius - reach)
+            lo, hi = [[0, 0]] * 3, [[0, 0]] * 3
+            lo[axis], hi[axis] = [s, 0], [0, s]
+            head, tail = [slice(None)] * 3, [slice(None)] * 3
+            head[axis], tail[axis] = slice(None, -s), slice(s, None)
+            mask = mask | tf.pad(mask[tuple(head)], lo) | tf.pad(mask[tuple(tail)], hi)
+            reach, step = reach + s, 2 * step
+    return mask
+
+
 def remove_coherent_noise(x: tf.Tensor, group: int, *, protect: float = 4.0, pad: int = 10) -> tf.Tensor:
     """Subtracts, at every tick, the mean over each group of ``group`` adjacent wires.
 
@@ -59,8 +76,7 @@ def remove_coherent_noise(x: tf.Tensor, group: int, *, protect: float = 4.0, pad
     as it is.
     """
     batch, wires, ticks = tf.shape(x)[0], x.shape[1], tf.shape(x)[2]
-    signal = tf.cast(tf.abs(x) > protect * clipped_stats(x)[1], tf.float32)
-    quiet = 1.0 - tf.nn.max_pool2d(signal[..., None], ksize=[1, 2 * pad + 1], strides=1, padding="SAME")[..., 0]
+    quiet = tf.cast(~dilate(tf.abs(x) > protect * clipped_stats(x)[1], ticks=pad), tf.float32)
     pad_w = (-wires) % group
     n_groups = (wires + pad_w) // group
     values = tf.reshape(tf.pad(x * quiet, [[0, 0], [0, pad_w], [0, 0]]), [batch, n_groups, group, ticks])
@@ -127,9 +143,7 @@ def regions_of_interest(q: tf.Tensor, *, threshold: float = 4.0, pad: int = 8, w
         (batch, wires, 1))``.
     """
     _, rms = clipped_stats(q)
-    seed = tf.cast(q > threshold * rms, tf.float32)
-    grown = tf.nn.max_pool2d(seed[..., None], ksize=[2 * wire_pad + 1, 2 * pad + 1], strides=1, padding="SAME")
-    mask = grown[..., 0] > 0
+    mask = dilate(q > threshold * rms, ticks=pad, wires=wire_pad)
     if baseline == "linear":
         return tf.where(mask, q - linear_roi_baseline(q, mask, edge=edge), tf.zeros_like(q)), mask, rms
     if baseline != "wire":
@@ -139,52 +153,43 @@ def regions_of_interest(q: tf.Tensor, *, threshold: float = 4.0, pad: int = 8, w
     return tf.where(mask, q - level, tf.zeros_like(q)), mask, rms
 
 
-def _prefix_max(x: tf.Tensor) -> tf.Tensor:
-    """Running maximum along the last (static) axis: log2(n) shifted maxima, no loop over samples."""
-    n, shift = int(x.shape[-1]), 1
-    while shift < n:
-        x = tf.maximum(x, tf.concat([tf.fill(tf.concat([tf.shape(x)[:-1], [shift]], 0), x.dtype.min), x[..., :-shift]], -1))
-        shift *= 2
-    return x
-
-
 def linear_roi_baseline(q: tf.Tensor, mask: tf.Tensor, *, edge: int = 8) -> tf.Tensor:
     """Per region of interest, the straight line under its charge: ``(batch, wires, ticks)``.
 
     Each run of ``mask`` ticks on a wire gets the line through (centroid, mean) of the quiet
     samples among the ``edge`` ticks before it and among the ``edge`` ticks after it; a region
     at the start or end of the readout (or without quiet neighbours on one side) gets the other
-    side's mean as a constant, one with neither gets zero. Values outside the regions are
-    meaningless. Batched: each region's edges are found with running maxima over tick indices.
+    side's mean as a constant, one with neither gets zero. Zero outside the regions.
+
+    Sparse and batched: the regions are listed by their first and last ticks (``tf.where``, both
+    in row-major order), their edges gathered, and each masked tick finds its region by a running
+    count of region starts over the masked ticks only (a cumulative sum over all ticks costs as
+    much as the rest of the chain on a CPU).
     """
     n = int(q.shape[-1])
-    quiet = tf.cast(~mask, q.dtype)
-    ticks = tf.range(n, dtype=tf.int32)
-    t = tf.cast(ticks, q.dtype)
-
-    def window_sums(v):  # sums over [i − edge, i) and [i, i + edge) for i = 0 … n
-        c = tf.pad(tf.cumsum(v, axis=-1), [[0, 0], [0, 0], [1, 0]])
-        c_lo = tf.pad(c[..., :-edge], [[0, 0], [0, 0], [edge, 0]])
-        c_hi = tf.concat([c[..., edge:], tf.repeat(c[..., -1:], edge, axis=-1)], -1)
-        return c - c_lo, c_hi - c
-
-    (left_n, right_n), (left_q, right_q), (left_t, right_t) = (window_sums(v) for v in (quiet, quiet * q, quiet * t))
     before = tf.pad(mask[..., :-1], [[0, 0], [0, 0], [1, 0]])
     after = tf.pad(mask[..., 1:], [[0, 0], [0, 0], [0, 1]])
-    start = _prefix_max(tf.where(mask & ~before, ticks, -1))  # the region's first tick
-    stop = n - _prefix_max(tf.where(mask & ~after, n - 1 - ticks, -1)[..., ::-1])[..., ::-1]  # one past its last
-    start, stop = tf.maximum(start, 0), tf.minimum(stop, n)
+    inside = tf.where(mask)  # (masked ticks, 3), row-major
+    starts = tf.gather_nd(mask & ~before, inside)
+    firsts, lasts = tf.boolean_mask(inside, starts), tf.where(mask & ~after)  # (regions, 3) each, the same order
 
-    def at(v, i):
-        return tf.gather(v, i, batch_dims=2)
+    def side(rows, ticks):  # mean and centroid of the quiet samples at ``ticks`` (regions, edge)
+        valid = (ticks >= 0) & (ticks < n)
+        at = tf.concat([tf.repeat(rows[:, None, :2], edge, axis=1), tf.clip_by_value(ticks, 0, n - 1)[..., None]], -1)
+        w = tf.cast(valid & ~tf.gather_nd(mask, at), q.dtype)
+        count = tf.reduce_sum(w, -1)
+        mean = tf.reduce_sum(w * tf.gather_nd(q, at), -1) / tf.maximum(count, 1.0)
+        centre = tf.reduce_sum(w * tf.cast(ticks, q.dtype), -1) / tf.maximum(count, 1.0)
+        return count, mean, centre
 
-    nl, nr = at(left_n, start), at(right_n, stop)
-    ql = at(left_q, start) / tf.maximum(nl, 1.0)
-    qr = at(right_q, stop) / tf.maximum(nr, 1.0)
-    tl = at(left_t, start) / tf.maximum(nl, 1.0)
-    tr = at(right_t, stop) / tf.maximum(nr, 1.0)
+    offsets = tf.range(1, edge + 1, dtype=tf.int64)
+    nl, ql, tl = side(firsts, firsts[:, 2:] - offsets[None, :])
+    nr, qr, tr = side(lasts, lasts[:, 2:] + offsets[None, :])
     slope = tf.where((nl > 0) & (nr > 0), (qr - ql) / tf.maximum(tr - tl, 1.0), 0.0)
-    return tf.where(nl > 0, ql + slope * (t - tl), tf.where(nr > 0, qr, 0.0))
+    level = tf.where(nl > 0, ql - slope * tl, tf.where(nr > 0, qr, 0.0))  # the line at tick 0
+    region = tf.cumsum(tf.cast(starts, tf.int32)) - 1
+    line = tf.gather(level, region) + tf.gather(slope, region) * tf.cast(inside[:, 2], q.dtype)
+    return tf.scatter_nd(inside, line, tf.shape(q, out_type=tf.int64))
 
 
 def find_hits(q: tf.Tensor, *, threshold: float) -> dict[str, tf.Tensor]:

@@ -9,7 +9,7 @@ The graph is checked once, when it is made: step names are unique, each product 
 maker, every input is a graph input or another step's product, there is no cycle, and the
 products have the shapes and dtypes the steps declare (the whole graph is traced on the
 declared input specs). Running it asks for products by name; only the steps they need run, in
-topological order, inside one ``tf.function`` (``jit_compile=True`` for XLA), where TensorFlow's
+topological order, inside one ``tf.function`` (``jit_compile=True``: each step XLA-compiled), where TensorFlow's
 executor runs independent branches in parallel.
 
 A graph is a pipeline transform (``make_dataset(..., transform=graph)``: reconstruction runs in
@@ -63,6 +63,10 @@ class Step:
         specs: Declared product specs, ``name → (shape, dtype)`` per event; required for every
             output of a numpy step, checked for any other step that gives them.
         numpy: Run ``fn`` through ``tf.numpy_function`` (not serializable into a SavedModel).
+        xla: When the graph compiles with XLA (``jit_compile=True``), compile this step too.
+            Default True; False for a step whose output shapes depend on the data (``tf.where``,
+            ``tf.boolean_mask``: XLA pads them to the largest case and runs far slower), which
+            then runs in the graph between XLA-compiled steps.
     """
 
     name: str
@@ -71,6 +75,7 @@ class Step:
     outputs: tuple[str, ...]
     specs: Mapping[str, ProductSpec] = dataclasses.field(default_factory=dict)
     numpy: bool = False
+    xla: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
@@ -131,7 +136,8 @@ class RecoGraph:
         outputs: Products returned when none are asked for (and what the graph adds to the
             features as a pipeline transform). Default: every product no step reads.
         keep_inputs: As a pipeline transform, also pass the raw inputs on. Default False.
-        jit_compile: Compile with XLA. Default False.
+        jit_compile: Compile each step with XLA (each its own cluster; steps with ``xla=False``
+            and numpy steps run between them). Default False.
         name: The graph's name (in TensorBoard and the SavedModel).
 
     Raises:
@@ -154,6 +160,7 @@ class RecoGraph:
         self.outputs = tuple(outputs) if outputs is not None else tuple(default)
         self._check_known(self.outputs, "outputs")
         self._compiled: dict[tuple[str, ...], Any] = {}
+        self._xla_steps: dict[str, Any] = {}
         self.specs = self._trace_specs()
 
     # -- structure ----------------------------------------------------------------------------------
@@ -267,8 +274,8 @@ class RecoGraph:
             self._check_known(outputs, "outputs")
             needed = self._needed_inputs(outputs)
             signature = {k: self.inputs[k].tensor_spec(k) for k in needed}
-            fn = tf.function(lambda feats: self._execute(feats, outputs), jit_compile=self.jit_compile,
-                             input_signature=[signature], reduce_retracing=True, autograph=False)
+            fn = tf.function(lambda feats: self._execute(feats, outputs), input_signature=[signature],
+                             reduce_retracing=True, autograph=False)
             self._compiled[outputs] = fn
         needed = self._needed_inputs(outputs)
         missing = sorted(set(needed) - set(inputs))
@@ -309,8 +316,16 @@ class RecoGraph:
                 raise ConfigError(f"Step {step.name!r} needs input {e.args[0]!r}. Received: features "
                                   f"{sorted(features)}") from None
             with tf.name_scope(step.name):
-                tensors.update(step.run(args))
+                tensors.update(self._runner(step)(args))
         return {o: tensors[o] for o in outputs}
+
+    def _runner(self, step: Step) -> Callable[[Sequence[tf.Tensor]], dict[str, tf.Tensor]]:
+        """``step.run``, XLA-compiled when the graph and the step allow it (one function per step, reused)."""
+        if not (self.jit_compile and step.xla and not step.numpy):
+            return step.run
+        if step.name not in self._xla_steps:
+            self._xla_steps[step.name] = tf.function(step.run, jit_compile=True, reduce_retracing=True, autograph=False)
+        return self._xla_steps[step.name]
 
     # -- showing, saving ----------------------------------------------------------------------------
 
@@ -386,7 +401,7 @@ class RecoGraph:
         needed = self._needed_inputs(outputs)
         module = tf.Module(name=self.name)
         module.graph_steps = [s.fn for s in self.steps_for(outputs) if isinstance(s.fn, tf.Module)]  # track variables
-        module.serve = tf.function(lambda **feats: self._execute(feats, outputs), jit_compile=self.jit_compile)
+        module.serve = tf.function(lambda **feats: self._execute(feats, outputs))
         concrete = module.serve.get_concrete_function(**{k: self.inputs[k].tensor_spec(k) for k in needed})
         tf.saved_model.save(module, path, signatures={"serving_default": concrete})
 

@@ -133,7 +133,8 @@ def lartpc_reco_graph(settings: LArTPCSettings = LArTPCSettings(), *, outputs=No
             Step(f"noise_filter_{name}", reco.noise_filter, [f"raw_{name}"], [f"filtered_{name}"]),
             Step(f"deconvolve_{name}", reco.deconvolve(p), [f"filtered_{name}"], [f"deconvolved_{name}"],
                  specs={f"deconvolved_{name}": plane_map}),
-            Step(f"roi_{name}", reco.roi(p), [f"deconvolved_{name}"], [f"signal_{name}", f"noise_{name}"]),
+            Step(f"roi_{name}", reco.roi(p), [f"deconvolved_{name}"], [f"signal_{name}", f"noise_{name}"],
+                 xla=ROI_BASELINE["collection" if p == 2 else "induction"] != "linear"),  # lists its regions
             Step(f"hits_{name}", reco.hits, [f"signal_{name}", f"noise_{name}"],
                  [f"hit_charge_{name}", f"hit_time_{name}", f"hit_width_{name}"]),
         ]
@@ -143,9 +144,9 @@ def lartpc_reco_graph(settings: LArTPCSettings = LArTPCSettings(), *, outputs=No
         Step("stack_hit_time", reco.stack, [f"hit_time_{n}" for n in PLANES], ["hit_time"]),
         Step("stack_hit_width", reco.stack, [f"hit_width_{n}" for n in PLANES], ["hit_width"]),
         Step("hit_list", reco.hit_list, ["hit_charge", "hit_time", "hit_width"], ["hits", "n_hits"],
-             specs={"hits": ((reco.max_hits, 5), "float32"), "n_hits": ((), "int32")}),
+             specs={"hits": ((reco.max_hits, 5), "float32"), "n_hits": ((), "int32")}, xla=False),
         Step("zero_suppress", reco.zero_suppress, ["signal"], ["pixels", "n_pixels"],
-             specs={"pixels": ((reco.max_pixels, 4), "float32"), "n_pixels": ((), "int32")}),
+             specs={"pixels": ((reco.max_pixels, 4), "float32"), "n_pixels": ((), "int32")}, xla=False),
         Step("image", reco.image, ["signal"], ["image"]),
     ]
     return RecoGraph(steps, inputs={"adc": ((3, w, t), "uint16")},

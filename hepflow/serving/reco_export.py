@@ -35,6 +35,9 @@ def export_lartpc_chain(path: str, *, settings: LArTPCSettings = LArTPCSettings(
     graph = lartpc_reco_graph(settings, outputs=["hits", "n_hits", "image"], image_ticks=image_ticks)
     module = tf.Module(name="lartpc_chain")
     module.networks = [m for m in (event_classifier, segmenter) if m is not None]
+    # every variable reachable from the module, training-only state included (the seed of a
+    # classifier's augmentation is captured by its graph even at inference)
+    module.network_variables = [v.value for m in module.networks for v in m.variables]
 
     @tf.function(input_signature=[tf.TensorSpec((None, 3, settings.n_wires, settings.n_ticks), tf.uint16, name="adc")])
     def serve(adc):

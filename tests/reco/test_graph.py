@@ -100,6 +100,22 @@ def test_bad_steps_and_requests_are_refused():
         g.run({"adc": np.zeros((1, 4, 16), "f4")})
 
 
+def test_jit_compile_compiles_the_steps_that_allow_it_and_runs_the_others_between():
+    def count_positive(w):  # tf.where: the output's size depends on the data
+        return tf.math.bincount(tf.cast(tf.where(w > 0)[:, 0], tf.int32), minlength=tf.shape(w)[0],
+                                maxlength=tf.shape(w)[0])
+
+    steps = [Step("baseline", _baseline, ["waveform"], ["clean"]), Step("peaks", _peak, ["clean"], ["peak"]),
+             Step("positive", count_positive, ["clean"], ["n_positive"], xla=False)]
+    w = np.random.default_rng(1).normal(size=(5, 4, 16)).astype("f4")
+    plain = RecoGraph(steps, inputs=INPUTS).run({"waveform": w})
+    graph = RecoGraph(steps, inputs=INPUTS, jit_compile=True)
+    compiled = graph.run({"waveform": w})
+    np.testing.assert_allclose(compiled["peak"], plain["peak"], rtol=1e-6)
+    np.testing.assert_array_equal(compiled["n_positive"], (_baseline(w).numpy() > 0).reshape(5, -1).sum(-1))
+    assert sorted(graph._xla_steps) == ["baseline", "peaks"]
+
+
 def test_describe_and_plot(tmp_path):
     g = chain()
     text = g.describe()

@@ -37,6 +37,16 @@ def test_clipped_stats_ignore_signals_and_coherent_noise_is_removed():
     assert out[0, 10:30, 100:104].mean() > 70  # the protected track survives
 
 
+def test_dilate_is_a_max_filter_over_wires_and_ticks():
+    from scipy.ndimage import maximum_filter
+
+    mask = np.random.default_rng(2).uniform(size=(2, 9, 70)) < 0.03
+    mask[0, 0, 0] = mask[1, 8, 69] = True  # corners: the growth stops at the edges
+    for ticks, wires in ((8, 1), (10, 0), (3, 2), (0, 0)):
+        expected = maximum_filter(mask, size=(1, 2 * wires + 1, 2 * ticks + 1), mode="constant")
+        np.testing.assert_array_equal(ops.dilate(tf.constant(mask), ticks=ticks, wires=wires).numpy(), expected)
+
+
 def test_find_hits_recovers_a_gaussian_exactly():
     t = np.arange(64, dtype="f4")
     pulse = 900.0 * np.exp(-0.5 * ((t - 30.3) / 2.2) ** 2)
