@@ -27,7 +27,7 @@ from scipy.ndimage import maximum_filter
 
 from hepflow.data import SampleSpec, make_dataset
 from hepflow.physics.lartpc import LArTPCSettings, detector_response, generate_lartpc, simulate_event
-from hepflow.reco.lartpc import ROI_BASELINE, LArTPCReco, lartpc_reco_graph
+from hepflow.reco.lartpc import ROI_BASELINE, LArTPCReco, lartpc_reco_graph, plane_kind
 
 SIGNAL_RTOL = 1e-3  # of the largest deconvolved charge in the batch
 MAX_DIFFERING = 1e-4  # fraction of samples allowed beyond SIGNAL_RTOL (threshold decisions that flip)
@@ -45,7 +45,7 @@ def numpy_reco(adc: np.ndarray, reco: LArTPCReco) -> dict[str, np.ndarray]:
         q = np.fft.irfft2(np.fft.rfft2(x) * reco.kernels[p], s=x.shape[1:]).astype(np.float32)
         _, rms = _clipped(q)
         mask = maximum_filter(q > reco.roi_threshold * rms, size=(1, 3, 17)) > 0
-        if ROI_BASELINE["collection" if p == 2 else "induction"] == "linear":
+        if ROI_BASELINE[plane_kind(p)] == "linear":
             base = _linear_baseline(q, mask)
         else:
             outside = ~mask

@@ -16,7 +16,7 @@ from hepflow.ops import lartpc as ops
 from hepflow.physics.lartpc import PLANES, RESPONSE_LEAD, LArTPCSettings, detector_response
 from hepflow.reco.graph import RecoGraph, Step
 
-__all__ = ["LArTPCReco", "lartpc_reco", "lartpc_reco_graph"]
+__all__ = ["LArTPCReco", "lartpc_reco", "lartpc_reco_graph", "plane_kind"]
 
 #: Deconvolution filters per plane kind: Gaussian time (ticks) and wire smearing, regularization.
 FILTERS = {"induction": {"time_sigma": 1.5, "wire_sigma": 0.4, "regularization": 5e-3},
@@ -26,6 +26,11 @@ FILTERS = {"induction": {"time_sigma": 1.5, "wire_sigma": 0.4, "regularization":
 #: region restores; on the collection plane a line through a few noisy edge samples costs more
 #: resolution than the wire's mean (measured: 14 % against 5 % per wire).
 ROI_BASELINE = {"induction": "linear", "collection": "wire"}
+
+
+def plane_kind(plane: int) -> str:
+    """``"induction"`` for planes 0 and 1 (U, V), ``"collection"`` for plane 2 (Y)."""
+    return "collection" if plane == 2 else "induction"
 
 
 class LArTPCReco:
@@ -47,7 +52,7 @@ class LArTPCReco:
         self.max_hits, self.max_pixels, self.image_ticks = int(max_hits), int(max_pixels), int(image_ticks)
         response = detector_response(settings)
         self.kernels = [ops.deconvolution_kernel(response[p], settings.n_wires, settings.n_ticks, lead=RESPONSE_LEAD,
-                                                 **FILTERS["collection" if p == 2 else "induction"])
+                                                 **FILTERS[plane_kind(p)])
                         for p in range(3)]
 
     def get_config(self) -> dict:
@@ -73,7 +78,7 @@ class LArTPCReco:
         return step
 
     def roi(self, plane: int):
-        baseline = ROI_BASELINE["collection" if plane == 2 else "induction"]
+        baseline = ROI_BASELINE[plane_kind(plane)]
 
         def step(q):
             signal, _, rms = ops.regions_of_interest(q, threshold=self.roi_threshold, baseline=baseline)
@@ -134,7 +139,7 @@ def lartpc_reco_graph(settings: LArTPCSettings = LArTPCSettings(), *, outputs=No
             Step(f"deconvolve_{name}", reco.deconvolve(p), [f"filtered_{name}"], [f"deconvolved_{name}"],
                  specs={f"deconvolved_{name}": plane_map}),
             Step(f"roi_{name}", reco.roi(p), [f"deconvolved_{name}"], [f"signal_{name}", f"noise_{name}"],
-                 xla=ROI_BASELINE["collection" if p == 2 else "induction"] != "linear"),  # lists its regions
+                 xla=ROI_BASELINE[plane_kind(p)] != "linear"),  # lists its regions
             Step(f"hits_{name}", reco.hits, [f"signal_{name}", f"noise_{name}"],
                  [f"hit_charge_{name}", f"hit_time_{name}", f"hit_width_{name}"]),
         ]
