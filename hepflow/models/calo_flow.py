@@ -219,7 +219,6 @@ class CaloFlow(ShowerSampling, OwnStepModel):
         u, _ = self.cell_norm(z, inverse=True)
         return self._to_showers(energies, u, energy)
 
-
     # -- training ---------------------------------------------------------------------
     @property
     def metrics(self):

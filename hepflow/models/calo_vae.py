@@ -111,7 +111,6 @@ class CaloVAE(ShowerSampling, OwnStepModel):
         u = self.decoder([inputs["noise"], self._conditions(energy, inputs.get("particle"))], training=training)
         return self._showers(u, energy)
 
-
     # -- training ----------------------------------------------------------------
     @property
     def metrics(self):

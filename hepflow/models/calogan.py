@@ -410,7 +410,6 @@ class CaloGAN(ShowerSampling, SavedOptimizers, keras.Model):
         fractions = self.generator({**self._generator_inputs(noise), **conditions}, training=training)
         return {key: fractions[key] * keras.ops.reshape(energy, (-1, 1, 1)) for key, _ in LAYERS}
 
-
     # -- training --------------------------------------------------------------
     compiled_optimizers = ("d_optimizer", "g_optimizer")
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["clipped_stats", "subtract_baseline", "dilate", "remove_coherent_noise", "deconvolution_kernel", "deconvolve",
-           "regions_of_interest", "linear_roi_baseline", "find_hits", "sparse_entries", "downsample", "semantic_labels", "SemanticImage"]
+__all__ = ["clipped_stats", "subtract_baseline", "dilate", "remove_coherent_noise", "deconvolution_kernel",
+           "deconvolve", "regions_of_interest", "linear_roi_baseline", "find_hits", "sparse_entries", "downsample",
+           "semantic_labels", "SemanticImage"]
 
 
 def clipped_stats(x: tf.Tensor, *, valid: tf.Tensor | None = None, n_sigma: float = 3.0,

@@ -9,8 +9,8 @@ The graph is checked once, when it is made: step names are unique, each product 
 maker, every input is a graph input or another step's product, there is no cycle, and the
 products have the shapes and dtypes the steps declare (the whole graph is traced on the
 declared input specs). Running it asks for products by name; only the steps they need run, in
-topological order, inside one ``tf.function`` (``jit_compile=True``: each step XLA-compiled), where TensorFlow's
-executor runs independent branches in parallel.
+topological order, inside one ``tf.function`` (``jit_compile=True``: each step XLA-compiled),
+where TensorFlow's executor runs independent branches in parallel.
 
 A graph is a pipeline transform (``make_dataset(..., transform=graph)``: reconstruction runs in
 the first epoch and its products are cached after it), and saves as a SavedModel whose

@@ -77,9 +77,7 @@ class LArTPCReco:
             return ops.deconvolve(x, kernel)
         return step
 
-    def roi(self, plane: int):
-        baseline = ROI_BASELINE[plane_kind(plane)]
-
+    def roi(self, baseline: str):
         def step(q):
             signal, _, rms = ops.regions_of_interest(q, threshold=self.roi_threshold, baseline=baseline)
             return signal, rms
@@ -133,13 +131,14 @@ def lartpc_reco_graph(settings: LArTPCSettings = LArTPCSettings(), *, outputs=No
     plane_map = ((w, t), "float32")
     steps = []
     for p, name in enumerate(PLANES):
+        baseline = ROI_BASELINE[plane_kind(p)]
         steps += [
             Step(f"baseline_{name}", reco.baseline(p), ["adc"], [f"raw_{name}"]),
             Step(f"noise_filter_{name}", reco.noise_filter, [f"raw_{name}"], [f"filtered_{name}"]),
             Step(f"deconvolve_{name}", reco.deconvolve(p), [f"filtered_{name}"], [f"deconvolved_{name}"],
                  specs={f"deconvolved_{name}": plane_map}),
-            Step(f"roi_{name}", reco.roi(p), [f"deconvolved_{name}"], [f"signal_{name}", f"noise_{name}"],
-                 xla=ROI_BASELINE[plane_kind(p)] != "linear"),  # lists its regions
+            Step(f"roi_{name}", reco.roi(baseline), [f"deconvolved_{name}"], [f"signal_{name}", f"noise_{name}"],
+                 xla=baseline != "linear"),  # the line per region lists its regions
             Step(f"hits_{name}", reco.hits, [f"signal_{name}", f"noise_{name}"],
                  [f"hit_charge_{name}", f"hit_time_{name}", f"hit_width_{name}"]),
         ]
